@@ -1,0 +1,211 @@
+// Package neuronapi is the contract between the neuron and its two callers,
+// the manager (load, unload, observe) and the gateway (inference): the wire
+// types of the neuron's control API and an HTTP client for them.
+//
+// Inference endpoints (/v1/chat/completions, /v1/completions,
+// /v1/embeddings, /tokenize) speak the OpenAI dialect and are defined in
+// internal/wire/openai; the `model` field there carries the Model key
+// ("<namespace>/<name>").
+package neuronapi
+
+import "time"
+
+// DefaultPort is the neuron's default listen port.
+const DefaultPort = 13131
+
+// Paths of the neuron API.
+const (
+	PathHealthz   = "/healthz"
+	PathReadyz    = "/readyz"
+	PathVersion   = "/version"
+	PathDiscovery = "/discovery"
+	PathModels    = "/models"
+	PathLoad      = "/models/load"
+	PathUnload    = "/models/unload"
+	PathEstimate  = "/models/estimate"
+	PathTokenize  = "/tokenize"
+	PathMetrics   = "/metrics"
+
+	PathChatCompletions = "/v1/chat/completions"
+	PathCompletions     = "/v1/completions"
+	PathEmbeddings      = "/v1/embeddings"
+)
+
+// Source locates a GGUF file.
+type Source struct {
+	// URI is hf://org/repo[@rev]/path.gguf, https://… or file:///abs/path.
+	URI string `json:"uri"`
+	// SHA256, when set, is verified after download.
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// EngineConfig tunes llama.cpp for one model. Zero values mean "default".
+type EngineConfig struct {
+	ContextLength  int    `json:"contextLength,omitempty"`
+	Parallel       int    `json:"parallel,omitempty"`
+	GPULayers      *int   `json:"gpuLayers,omitempty"`
+	FlashAttention string `json:"flashAttention,omitempty"` // auto|enabled|disabled
+	KVCacheType    string `json:"kvCacheType,omitempty"`    // f16|q8_0|q4_0
+	ChatTemplate   string `json:"chatTemplate,omitempty"`
+}
+
+// LoadRequest asks a neuron to load a model. Loading is idempotent: a
+// request for a model that is loading or ready with the same source and
+// engine settings returns its current state; with different settings it is
+// refused with 409 (unload first).
+type LoadRequest struct {
+	// Name is the Model key, "<namespace>/<name>".
+	Name   string       `json:"name"`
+	Source Source       `json:"source"`
+	Engine EngineConfig `json:"engine,omitempty"`
+	// Devices are the device indices to place the model on, as chosen by
+	// the manager; empty lets the neuron choose.
+	Devices []int `json:"devices,omitempty"`
+	// VRAMBytes, when set, overrides the neuron's own memory estimate.
+	VRAMBytes int64 `json:"vramBytes,omitempty"`
+}
+
+// UnloadRequest asks a neuron to unload a model. Unloading a model the
+// neuron does not hold succeeds (idempotent).
+type UnloadRequest struct {
+	Name string `json:"name"`
+}
+
+// EstimateRequest asks a neuron what a model would need, reading only the
+// GGUF header (a ranged download for remote sources).
+type EstimateRequest struct {
+	Source Source       `json:"source"`
+	Engine EngineConfig `json:"engine,omitempty"`
+}
+
+// Estimate is the memory a model needs with given engine settings.
+type Estimate struct {
+	// TotalBytes = WeightsBytes + KVCacheBytes + ComputeBytes.
+	TotalBytes    int64  `json:"totalBytes"`
+	WeightsBytes  int64  `json:"weightsBytes"`
+	KVCacheBytes  int64  `json:"kvCacheBytes"`
+	ComputeBytes  int64  `json:"computeBytes"`
+	Layers        int    `json:"layers"`
+	ContextLength int    `json:"contextLength"`
+	Parallel      int    `json:"parallel"`
+	Architecture  string `json:"architecture,omitempty"`
+	// TrainedContextLength is the model's own maximum context.
+	TrainedContextLength int `json:"trainedContextLength,omitempty"`
+}
+
+// ModelState is a model's state on one neuron.
+type ModelState string
+
+const (
+	StateLoading   ModelState = "loading"
+	StateReady     ModelState = "ready"
+	StateUnloading ModelState = "unloading"
+	StateFailed    ModelState = "failed"
+)
+
+// Progress reports a loading model's progress.
+type Progress struct {
+	// Phase is "downloading", "verifying" or "loading".
+	Phase      string `json:"phase"`
+	BytesDone  int64  `json:"bytesDone,omitempty"`
+	BytesTotal int64  `json:"bytesTotal,omitempty"`
+	// Percent is 0–100 over the whole load.
+	Percent int `json:"percent"`
+}
+
+// ModelStatus is one model as the neuron holds it.
+type ModelStatus struct {
+	Name      string       `json:"name"`
+	State     ModelState   `json:"state"`
+	Source    Source       `json:"source"`
+	Engine    EngineConfig `json:"engine"`
+	Devices   []int        `json:"devices,omitempty"`
+	VRAMBytes int64        `json:"vramBytes"`
+	Progress  *Progress    `json:"progress,omitempty"`
+	Error     string       `json:"error,omitempty"`
+	LoadedAt  *time.Time   `json:"loadedAt,omitempty"`
+	LastUsed  *time.Time   `json:"lastUsed,omitempty"`
+	InFlight  int          `json:"inFlight"`
+	Queued    int          `json:"queued"`
+	// ContextLength and Parallel are the effective engine settings.
+	ContextLength int `json:"contextLength,omitempty"`
+	Parallel      int `json:"parallel,omitempty"`
+}
+
+// Device is one device of the host. A host without GPUs reports one device
+// of kind "cpu" whose memory is host RAM (capped by the neuron's flags).
+type Device struct {
+	Index             int    `json:"index"`
+	Kind              string `json:"kind"` // cuda|cpu
+	UUID              string `json:"uuid,omitempty"`
+	Name              string `json:"name,omitempty"`
+	MemoryTotal       int64  `json:"memoryTotal"`
+	MemoryFree        int64  `json:"memoryFree"`
+	ComputeCapability string `json:"computeCapability,omitempty"`
+	Utilization       int    `json:"utilization,omitempty"`
+}
+
+// ModelsResponse is GET /models: the models and the devices' memory, read
+// together so the caller sees one consistent picture.
+type ModelsResponse struct {
+	Models  []ModelStatus `json:"models"`
+	Devices []Device      `json:"devices"`
+}
+
+// Discovery is GET /discovery.
+type Discovery struct {
+	Node     string   `json:"node"`
+	Version  string   `json:"version"`
+	Backends []string `json:"backends"`
+	Devices  []Device `json:"devices"`
+}
+
+// Version is GET /version.
+type Version struct {
+	Version  string `json:"version"`
+	LlamaCpp string `json:"llamaCpp,omitempty"`
+}
+
+// TokenizeRequest is POST /tokenize: either Text, or Messages rendered with
+// the model's chat template (what a chat request would cost).
+type TokenizeRequest struct {
+	Model string `json:"model"`
+	Text  string `json:"text,omitempty"`
+	// Chat is an OpenAI chat-completions request body whose messages (and
+	// tools) are rendered with the chat template before counting.
+	Chat any `json:"chat,omitempty"`
+}
+
+// TokenizeResponse returns the tokens and their count.
+type TokenizeResponse struct {
+	Tokens []int `json:"tokens"`
+	Count  int   `json:"count"`
+}
+
+// ErrorBody is the OpenAI error envelope the neuron answers errors with.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inside of the error envelope.
+type ErrorDetail struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Code    string  `json:"code,omitempty"`
+	Param   *string `json:"param"`
+}
+
+// Stable error codes.
+const (
+	CodeModelNotFound         = "model_not_found"
+	CodeModelNotReady         = "model_not_ready"
+	CodeContextLengthExceeded = "context_length_exceeded"
+	CodeInsufficientMemory    = "insufficient_memory"
+	CodeInvalidRequest        = "invalid_request_error"
+	CodeConflict              = "conflict"
+	CodeQueueFull             = "queue_full"
+	CodeUnauthorized          = "invalid_api_key"
+	CodeSourceUnavailable     = "source_unavailable"
+	CodeChecksumMismatch      = "checksum_mismatch"
+	CodeInternal              = "internal_error"
+)

@@ -47,6 +47,17 @@ type ChatRequest struct {
 	User            string          `json:"user,omitempty"`
 	Metadata        json.RawMessage `json:"metadata,omitempty"`
 	Store           *bool           `json:"store,omitempty"`
+
+	// ChatTemplateKwargs are extra variables for the model's chat template
+	// (the vLLM / llama.cpp server convention). The gateway sets
+	// "enable_thinking" here when a client asked for thinking on or off
+	// (see SetThinking); the neuron passes the map to the template.
+	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs,omitempty"`
+	// ThinkingBudgetTokens is a cortex extension: the most tokens the model
+	// should spend thinking before it answers (Anthropic
+	// thinking.budget_tokens). A neuron that cannot bound thinking ignores
+	// it.
+	ThinkingBudgetTokens *int `json:"thinking_budget_tokens,omitempty"`
 }
 
 // StreamOptions is stream_options.
@@ -279,6 +290,11 @@ type ChatChoice struct {
 	Message      Message   `json:"message"`
 	FinishReason string    `json:"finish_reason"` // stop | length | tool_calls | content_filter
 	Logprobs     *Logprobs `json:"logprobs,omitempty"`
+	// StopSequence is a cortex extension: the request's stop string that
+	// ended generation, set only when finish_reason is "stop" because of a
+	// stop string (not an end-of-generation token). The Anthropic dialect
+	// needs it for stop_reason "stop_sequence".
+	StopSequence *string `json:"stop_sequence,omitempty"`
 }
 
 // ChatChunk is one streamed chat.completion.chunk.
@@ -299,6 +315,9 @@ type ChunkChoice struct {
 	Delta        Delta     `json:"delta"`
 	FinishReason *string   `json:"finish_reason"`
 	Logprobs     *Logprobs `json:"logprobs,omitempty"`
+	// StopSequence is the cortex extension of ChatChoice.StopSequence, sent
+	// on the chunk that carries finish_reason.
+	StopSequence *string `json:"stop_sequence,omitempty"`
 }
 
 // Delta is the incremental message of a chunk.

@@ -1,0 +1,248 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// DefaultBodyLimit is the request body size DecodeJSON callers use unless
+// configured otherwise: long agent histories with images run to megabytes.
+const DefaultBodyLimit = 32 << 20
+
+// DecodeJSON reads one JSON object from r into v, reading at most limit
+// bytes. Unknown fields are ignored, so newer clients keep working; a known
+// field of the wrong type is a 400 *Error whose Param is the field's path
+// (e.g. "messages[2].content"), a body over limit is a 413. The error is
+// always an *Error, ready to render.
+func DecodeJSON(r io.Reader, limit int64, v any) error {
+	if limit <= 0 {
+		limit = DefaultBodyLimit
+	}
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return InvalidRequest("", CodeInvalidJSON, "Could not read the request body: %v.", err)
+	}
+	if int64(len(data)) > limit {
+		return RequestTooLarge(limit)
+	}
+	return DecodeJSONBytes(data, v)
+}
+
+// DecodeJSONBytes is DecodeJSON for a body already in memory.
+func DecodeJSONBytes(data []byte, v any) error {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return InvalidRequest("", CodeInvalidJSON, "The request body is empty; expected a JSON object.")
+	}
+	if trimmed[0] != '{' {
+		if !json.Valid(trimmed) {
+			return invalidJSON(trimmed)
+		}
+		return InvalidRequest("", CodeInvalidType, "The request body must be a JSON object, but got %s.", jsonKind(trimmed))
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	if err := dec.Decode(v); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return invalidJSON(trimmed)
+		}
+		t := reflect.TypeOf(v)
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if path, msg, ok := locate(t, trimmed, ""); ok {
+			code := CodeInvalidType
+			if strings.HasPrefix(msg, "Invalid value") {
+				code = CodeInvalidValue
+			}
+			return InvalidRequest(path, code, "%s", msg)
+		}
+		return InvalidRequest("", CodeInvalidValue, "The request body could not be decoded: %v.", err)
+	}
+	if len(bytes.TrimSpace(trimmed[dec.InputOffset():])) > 0 {
+		return InvalidRequest("", CodeInvalidJSON, "The request body has data after its JSON object.")
+	}
+	return nil
+}
+
+func invalidJSON(data []byte) *Error {
+	var v any
+	err := json.Unmarshal(data, &v)
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return InvalidRequest("", CodeInvalidJSON,
+			"The request body is not valid JSON: %s (at byte %d).", syn.Error(), syn.Offset)
+	}
+	return InvalidRequest("", CodeInvalidJSON, "The request body is not valid JSON: it ends early.")
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// locate finds the first place in raw that does not fit type t, walking the
+// struct, slice and map structure the way encoding/json does, so an error can
+// name the field by its full path with list indices (encoding/json reports
+// neither the indices nor the path of errors from custom unmarshalers). It
+// runs only after a decode already failed.
+func locate(t reflect.Type, raw []byte, path string) (string, string, bool) {
+	probe := reflect.New(t)
+	err := json.Unmarshal(raw, probe.Interface())
+	if err == nil {
+		return "", "", false
+	}
+	if t.Implements(unmarshalerType) || reflect.PointerTo(t).Implements(unmarshalerType) {
+		if t.Kind() == reflect.Pointer && isNull(raw) {
+			return "", "", false
+		}
+		return path, fmt.Sprintf("Invalid value for '%s': %s.", orBody(path), strings.TrimSuffix(unwrapJSONErr(err), ".")), true
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		if isNull(raw) {
+			return "", "", false
+		}
+		return locate(t.Elem(), raw, path)
+	case reflect.Struct:
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return path, typeMessage(path, "an object", raw), true
+		}
+		if p, msg, ok := locateFields(t, m, path); ok {
+			return p, msg, true
+		}
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			break
+		}
+		var items []json.RawMessage
+		if json.Unmarshal(raw, &items) != nil {
+			return path, typeMessage(path, "an array", raw), true
+		}
+		for i, item := range items {
+			if p, msg, ok := locate(t.Elem(), item, path+"["+strconv.Itoa(i)+"]"); ok {
+				return p, msg, true
+			}
+		}
+	case reflect.Map:
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return path, typeMessage(path, "an object", raw), true
+		}
+		for k, item := range m {
+			if p, msg, ok := locate(t.Elem(), item, joinPath(path, k)); ok {
+				return p, msg, true
+			}
+		}
+	case reflect.String:
+		return path, typeMessage(path, "a string", raw), true
+	case reflect.Bool:
+		return path, typeMessage(path, "a boolean", raw), true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return path, typeMessage(path, "an integer", raw), true
+	case reflect.Float32, reflect.Float64:
+		return path, typeMessage(path, "a number", raw), true
+	}
+	return path, fmt.Sprintf("Invalid value for '%s': %s.", orBody(path), strings.TrimSuffix(unwrapJSONErr(err), ".")), true
+}
+
+// locateFields checks the JSON members that map to t's fields, embedded
+// structs included.
+func locateFields(t reflect.Type, m map[string]json.RawMessage, path string) (string, string, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if f.Anonymous && name == "" {
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				if p, msg, ok := locateFields(ft, m, path); ok {
+					return p, msg, true
+				}
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		raw, ok := m[name]
+		if !ok {
+			for k, v := range m {
+				if strings.EqualFold(k, name) {
+					raw, ok = v, true
+					break
+				}
+			}
+		}
+		if !ok {
+			continue
+		}
+		if p, msg, found := locate(f.Type, raw, joinPath(path, name)); found {
+			return p, msg, true
+		}
+	}
+	return "", "", false
+}
+
+func joinPath(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+func orBody(path string) string {
+	if path == "" {
+		return "body"
+	}
+	return path
+}
+
+func typeMessage(path, want string, raw []byte) string {
+	return fmt.Sprintf("Invalid type for '%s': expected %s, but got %s instead.", orBody(path), want, jsonKind(raw))
+}
+
+func unwrapJSONErr(err error) string {
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func isNull(raw []byte) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+// jsonKind names the JSON type of raw the way error messages say it.
+func jsonKind(raw []byte) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		if bytes.ContainsAny(raw, ".eE") {
+			return "a number"
+		}
+		return "an integer"
+	}
+}

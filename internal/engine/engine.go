@@ -1,7 +1,9 @@
-// Package engine runs GGUF models in process with llama.cpp through cgo. It
-// is the only package of cortex that imports "C"; everything above it talks
-// to the Engine and Model interfaces declared here, which a pure-Go fake
-// (package enginefake) also implements for fast tests of the layers above.
+// Package engine declares the contract of cortex's inference engine: the
+// Engine and Model interfaces, their request and result types, and the
+// sentinel errors. It is pure Go so that the layers above build and test
+// without cgo. The llama.cpp implementation lives in engine/llamacpp (the
+// only package of cortex that imports "C"); a pure-Go fake in
+// engine/enginefake implements the same interfaces for fast tests.
 package engine
 
 import (
@@ -26,6 +28,10 @@ var (
 	ErrInvalidGrammar = errors.New("invalid grammar")
 	// ErrNoEmbeddings: the model cannot produce embeddings.
 	ErrNoEmbeddings = errors.New("model does not produce embeddings")
+	// ErrInvalidRequest: the request itself is malformed (empty prompt, a
+	// token outside the vocabulary, a sampling parameter out of range);
+	// the wrapped message says which.
+	ErrInvalidRequest = errors.New("invalid request")
 )
 
 // Engine loads models.
@@ -95,9 +101,12 @@ type Sampling struct {
 	MinP        float32 // 0: off
 	// Seed makes sampling reproducible; nil picks a random seed.
 	Seed *uint32
-	// RepeatPenalty (1: off) applies over the last RepeatLastN tokens.
-	RepeatPenalty    float32
-	RepeatLastN      int
+	// RepeatPenalty (0 or 1: off) applies over the last RepeatLastN tokens
+	// of prompt and completion (0: 64, -1: the whole context).
+	RepeatPenalty float32
+	RepeatLastN   int
+	// PresencePenalty and FrequencyPenalty (0: off) apply, as in OpenAI's
+	// API, to the tokens generated so far.
 	PresencePenalty  float32
 	FrequencyPenalty float32
 }
@@ -172,6 +181,9 @@ type Stats struct {
 	Slots int
 	// PromptTokens and GeneratedTokens count all tokens processed since load.
 	PromptTokens, GeneratedTokens int64
+	// Poisoned reports that a fatal engine error hit the model: every
+	// request now fails with ErrPoisoned and the model must be reloaded.
+	Poisoned bool
 }
 
 // Model is one loaded model. All methods are safe for concurrent use.
@@ -185,7 +197,9 @@ type Model interface {
 	// Generate runs one completion. It blocks until the completion ends and
 	// calls onChunk on the caller's goroutine as text becomes final; a slow
 	// onChunk never stalls other requests. An error returned by onChunk, or
-	// ctx ending, stops the generation and frees its sequence at once.
+	// ctx ending, stops the generation and frees its sequence at once;
+	// Generate then returns a Result with FinishCancelled together with
+	// ctx.Err() or the onChunk error.
 	Generate(ctx context.Context, req GenerateRequest, onChunk func(Chunk) error) (Result, error)
 	// Embed returns the pooled, L2-normalised embedding of the tokens.
 	Embed(ctx context.Context, tokens []int) ([]float32, error)

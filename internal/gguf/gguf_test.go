@@ -1,0 +1,361 @@
+package gguf
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// storiesPath finds the shared test model. Its absence is a broken test
+// environment, so the tests fail rather than skip.
+func storiesPath(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("CORTEX_TEST_MODEL")
+	if p == "" {
+		p = filepath.Join("..", "..", "..", "shared", "models", "stories260K.gguf")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("test model missing (set CORTEX_TEST_MODEL): %v", err)
+	}
+	return p
+}
+
+func TestReadStories(t *testing.T) {
+	f, err := Open(storiesPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"version", f.Version, uint32(3)},
+		{"architecture", f.Architecture(), "llama"},
+		{"file size", f.FileSize, int64(1185376)},
+		{"vocab", f.VocabSize(), 512},
+		{"tensors", len(f.Tensors), 48},
+		{"weights", f.WeightsBytes(), int64(1171200)},
+		{"data offset", f.DataOffset, int64(14176)},
+	}
+	for _, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	for _, k := range []struct {
+		key  string
+		want uint64
+	}{
+		{"llama.context_length", 2048}, {"llama.embedding_length", 64}, {"llama.block_count", 5},
+		{"llama.attention.head_count", 8}, {"llama.attention.head_count_kv", 4}, {"tokenizer.ggml.bos_token_id", 1},
+	} {
+		if v, ok := f.Uint(k.key); !ok || v != k.want {
+			t.Errorf("%s = %d, %v; want %d", k.key, v, ok, k.want)
+		}
+	}
+	if m, _ := f.String("tokenizer.ggml.model"); m != "llama" {
+		t.Errorf("tokenizer model = %q", m)
+	}
+	if eps, ok := f.Float("llama.attention.layer_norm_rms_epsilon"); !ok || eps < 9e-6 || eps > 1.1e-5 {
+		t.Errorf("rms eps = %v", eps)
+	}
+	toks, _ := f.Strings("tokenizer.ggml.tokens")
+	if len(toks) != 512 || toks[1] != "<s>" || toks[2] != "</s>" {
+		t.Errorf("tokens: %d, %q %q", len(toks), toks[1], toks[2])
+	}
+	for _, ti := range f.Tensors {
+		if ti.Type != TypeF32 {
+			t.Errorf("tensor %s is %s, want F32", ti.Name, ti.Type)
+		}
+	}
+	last := f.Tensors[len(f.Tensors)-1]
+	if end := f.DataOffset + int64(last.Offset) + last.Size; end != f.FileSize {
+		t.Errorf("last tensor ends at %d, file is %d", end, f.FileSize)
+	}
+	if _, ok := f.String("no.such.key"); ok {
+		t.Error("missing key reported present")
+	}
+	if _, ok := f.Uint("general.architecture"); ok {
+		t.Error("string reported as integer")
+	}
+}
+
+func TestTensorBytes(t *testing.T) {
+	tests := []struct {
+		typ   GGMLType
+		shape []uint64
+		want  int64
+	}{
+		{TypeF32, []uint64{64, 512}, 131072},
+		{TypeF16, []uint64{4096, 4096}, 33554432},
+		{TypeBF16, []uint64{10}, 20},
+		{TypeQ4_0, []uint64{4096, 4096}, 4096 * 4096 / 32 * 18},
+		{TypeQ4_1, []uint64{64}, 40},
+		{TypeQ5_0, []uint64{64}, 44},
+		{TypeQ5_1, []uint64{64}, 48},
+		{TypeQ8_0, []uint64{4096, 2}, 4096 / 32 * 34 * 2},
+		{TypeQ2_K, []uint64{256}, 84},
+		{TypeQ3_K, []uint64{256}, 110},
+		{TypeQ4_K, []uint64{4096, 4096}, 4096 * 4096 / 256 * 144},
+		{TypeQ5_K, []uint64{256}, 176},
+		{TypeQ6_K, []uint64{512}, 420},
+		{TypeQ8_K, []uint64{256}, 292},
+		{TypeIQ2_XXS, []uint64{256}, 66},
+		{TypeIQ2_XS, []uint64{256}, 74},
+		{TypeIQ2_S, []uint64{256}, 82},
+		{TypeIQ3_XXS, []uint64{256}, 98},
+		{TypeIQ3_S, []uint64{256}, 110},
+		{TypeIQ1_S, []uint64{256}, 50},
+		{TypeIQ1_M, []uint64{256}, 56},
+		{TypeIQ4_NL, []uint64{32}, 18},
+		{TypeIQ4_XS, []uint64{256}, 136},
+		{TypeTQ1_0, []uint64{256}, 54},
+		{TypeTQ2_0, []uint64{256}, 66},
+		{TypeMXFP4, []uint64{2880, 2}, 2880 / 32 * 17 * 2},
+		{TypeI32, []uint64{3}, 12},
+	}
+	for _, tc := range tests {
+		t.Run(tc.typ.String(), func(t *testing.T) {
+			got, err := tc.typ.TensorBytes(tc.shape)
+			if err != nil || got != tc.want {
+				t.Fatalf("TensorBytes(%v) = %d, %v; want %d", tc.shape, got, err, tc.want)
+			}
+		})
+	}
+	if _, err := TypeQ4_K.TensorBytes([]uint64{100}); err == nil {
+		t.Error("partial block accepted")
+	}
+	if _, err := GGMLType(4).TensorBytes([]uint64{32}); err == nil {
+		t.Error("removed type accepted")
+	}
+	if typ, err := ParseGGMLType("q8_0"); err != nil || typ != TypeQ8_0 {
+		t.Errorf("ParseGGMLType = %v, %v", typ, err)
+	}
+}
+
+func TestWriteReadRoundTrip(t *testing.T) {
+	kvs := []KV{
+		{"general.architecture", String("test")},
+		{"a.u8", Uint8(7)},
+		{"a.u32", Uint32(1 << 31)},
+		{"a.u64", Uint64(1 << 40)},
+		{"a.i32", Int32(-5)},
+		{"a.i64", Int64(-1 << 40)},
+		{"a.f32", Float32(1.5)},
+		{"a.f64", Float64(-2.25)},
+		{"a.bool", Bool(true)},
+		{"a.strs", Strings([]string{"x", "", "zz"})},
+		{"a.f32s", Float32s([]float32{1, -1})},
+		{"a.i32s", Int32s([]int32{3, -4})},
+		{"a.u32s", Uint32s([]uint32{8, 9})},
+		{"a.nested", Value{Type: TypeArray, Elem: TypeArray, v: []Value{Int32s([]int32{1}), Int32s([]int32{2, 3})}}},
+	}
+	tensors := []WriteTensor{
+		{Name: "t0", Shape: []uint64{3}, Type: TypeF32, Fill: func(w io.Writer) error { _, err := w.Write(make([]byte, 12)); return err }},
+		{Name: "t1", Shape: []uint64{64, 2}, Type: TypeQ8_0},
+		{Name: "t2", Shape: []uint64{5, 1, 1, 2}, Type: TypeF16},
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, kvs, tensors); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Read(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f.KV, kvs) {
+		t.Errorf("KV round trip:\n got %+v\nwant %+v", f.KV, kvs)
+	}
+	wantSizes := []int64{12, 136, 20}
+	for i, ti := range f.Tensors {
+		if ti.Name != tensors[i].Name || !reflect.DeepEqual(ti.Shape, tensors[i].Shape) || ti.Type != tensors[i].Type || ti.Size != wantSizes[i] {
+			t.Errorf("tensor %d = %+v", i, ti)
+		}
+		if ti.Offset%DefaultAlignment != 0 {
+			t.Errorf("tensor %s offset %d unaligned", ti.Name, ti.Offset)
+		}
+	}
+	if f.DataOffset%DefaultAlignment != 0 || int64(buf.Len()) < f.DataOffset+int64(f.Tensors[2].Offset)+20 {
+		t.Errorf("data offset %d, file %d", f.DataOffset, buf.Len())
+	}
+	if v, _ := f.Int("a.i64"); v != -1<<40 {
+		t.Errorf("a.i64 = %d", v)
+	}
+	if v, ok := f.Uint("a.i32"); ok {
+		t.Errorf("negative value read as unsigned: %d", v)
+	}
+	if v, _ := f.Ints("a.u32s"); !reflect.DeepEqual(v, []int64{8, 9}) {
+		t.Errorf("a.u32s = %v", v)
+	}
+}
+
+func TestWriteRejectsShortFill(t *testing.T) {
+	err := Write(io.Discard, nil, []WriteTensor{{Name: "t", Shape: []uint64{4}, Type: TypeF32,
+		Fill: func(w io.Writer) error { _, err := w.Write(make([]byte, 3)); return err }}})
+	if err == nil {
+		t.Fatal("short tensor data accepted")
+	}
+}
+
+func TestReadCorrupt(t *testing.T) {
+	var good bytes.Buffer
+	if err := WriteRandomLlama(&good, LlamaParams{Layers: 1, Embd: 32, Heads: 2, FF: 64, Vocab: 300}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"empty", nil},
+		{"not gguf", []byte("GGML0000000000000000000000")},
+		{"version 1", []byte("GGUF\x01\x00\x00\x00")},
+		{"big endian", []byte("GGUF\x00\x00\x00\x03")},
+		{"truncated header", good.Bytes()[:100]},
+		{"truncated tensors", good.Bytes()[:good.Len()-100]},
+		{"huge kv count", append([]byte("GGUF\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f)},
+		{"huge string", append([]byte("GGUF\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00"), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Read(bytes.NewReader(tc.data)); err == nil {
+				t.Fatal("corrupt file accepted")
+			}
+		})
+	}
+	if _, err := Read(bytes.NewReader(nil)); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("empty input: %v", err)
+	}
+	// Flipping any single header byte must never panic.
+	hdr := good.Bytes()[:4096]
+	for i := 0; i < len(hdr); i++ {
+		b := bytes.Clone(hdr)
+		b[i] ^= 0xff
+		_, _ = Read(bytes.NewReader(b))
+	}
+}
+
+func TestWriteRandomLlama(t *testing.T) {
+	p := LlamaParams{Layers: 3, Embd: 64, Heads: 4, HeadsKV: 2, FF: 128, Vocab: 400, Context: 512,
+		ChatTemplate: "{{ messages }}", SpecialTokens: []string{"<|im_start|>", "<|im_end|>"}, WeightType: "q8_0"}
+	var buf bytes.Buffer
+	if err := WriteRandomLlama(&buf, p); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Read(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Architecture() != "llama" || f.VocabSize() != 400 {
+		t.Fatalf("arch %q vocab %d", f.Architecture(), f.VocabSize())
+	}
+	if tmpl, _ := f.String("tokenizer.chat_template"); tmpl != p.ChatTemplate {
+		t.Errorf("chat template %q", tmpl)
+	}
+	toks, _ := f.Strings("tokenizer.ggml.tokens")
+	seen := map[string]bool{}
+	for _, tok := range toks {
+		if seen[tok] {
+			t.Fatalf("duplicate token %q", tok)
+		}
+		seen[tok] = true
+	}
+	if toks[259] != "<|im_start|>" || !seen["<0x0A>"] {
+		t.Errorf("special or byte tokens missing")
+	}
+	if k, _ := f.Tensor("blk.2.attn_k.weight"); !reflect.DeepEqual(k.Shape, []uint64{64, 32}) || k.Type != TypeQ8_0 {
+		t.Errorf("attn_k = %+v", k)
+	}
+	n, err := LlamaParameterCount(p)
+	if err != nil || uint64(n) != f.Parameters() {
+		t.Errorf("parameter count %d, file has %d", n, f.Parameters())
+	}
+	// The same seed gives the same file.
+	var again bytes.Buffer
+	if err := WriteRandomLlama(&again, p); err != nil || !bytes.Equal(buf.Bytes(), again.Bytes()) {
+		t.Error("generation is not deterministic")
+	}
+	for _, bad := range []LlamaParams{{Embd: 30, Heads: 4}, {Vocab: 100}, {Heads: 4, HeadsKV: 3}, {WeightType: "q4_k"}} {
+		if err := WriteRandomLlama(io.Discard, bad); err == nil {
+			t.Errorf("params %+v accepted", bad)
+		}
+	}
+}
+
+func TestF32ToF16(t *testing.T) {
+	tests := []struct {
+		in   float32
+		want uint16
+	}{
+		{0, 0}, {1, 0x3c00}, {-2, 0xc000}, {0.5, 0x3800}, {65504, 0x7bff}, {1e6, 0x7c00},
+		{5.960464477539063e-08, 0x0001}, {1e-9, 0}, {0.1, 0x2e66}, {float32(1) / 3, 0x3555},
+	}
+	for _, tc := range tests {
+		if got := f32ToF16(tc.in); got != tc.want {
+			t.Errorf("f32ToF16(%v) = %#04x, want %#04x", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestHTTPReaderAt(t *testing.T) {
+	path := storiesPath(t)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer t" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		requests.Add(1)
+		http.ServeContent(w, r, "m.gguf", time.Time{}, bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	hr, err := NewHTTPReaderAt(ctx, srv.Client(), srv.URL+"/m.gguf?sig=secret", http.Header{"Authorization": {"Bearer t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hr.Size() != int64(len(data)) {
+		t.Fatalf("size %d", hr.Size())
+	}
+	remote, err := Read(hr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(remote.KV, local.KV) || !reflect.DeepEqual(remote.Tensors, local.Tensors) {
+		t.Error("remote and local headers differ")
+	}
+	if n := requests.Load(); n > 3 {
+		t.Errorf("%d requests for a 14 KB header", n)
+	}
+	buf := make([]byte, 10)
+	if n, err := hr.ReadAt(buf, int64(len(data))-4); n != 4 || err != io.EOF || !bytes.Equal(buf[:4], data[len(data)-4:]) {
+		t.Errorf("read at the end: %d, %v", n, err)
+	}
+
+	noRange := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(data)
+	}))
+	defer noRange.Close()
+	if _, err := NewHTTPReaderAt(ctx, nil, noRange.URL, nil); err == nil {
+		t.Error("server without range support accepted")
+	}
+	if _, err := NewHTTPReaderAt(ctx, srv.Client(), srv.URL, nil); err == nil {
+		t.Error("unauthorised answer accepted")
+	}
+}

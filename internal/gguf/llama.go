@@ -259,7 +259,7 @@ func pieceGenerator() func() string {
 			var nextLevel []string
 			for _, prefix := range level {
 				for i := 0; i < len(letters); i++ {
-					s := prefix + letters[i : i+1]
+					s := prefix + letters[i:i+1]
 					nextLevel = append(nextLevel, s)
 					if len(s) > 1 {
 						queue = append(queue, s, "▁"+s)

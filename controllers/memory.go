@@ -1,0 +1,274 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+)
+
+// estimateKey identifies what a memory estimate depends on.
+type estimateKey struct {
+	uri, sha256                 string
+	ctx, parallel               int32
+	kvCache, flash, chatTmplLen string
+}
+
+func estimateKeyOf(m *cortexv1.Model) estimateKey {
+	k := estimateKey{
+		uri: m.Spec.Source.URI, sha256: m.Spec.Source.SHA256,
+		parallel: m.Spec.Engine.Parallel,
+		kvCache:  string(m.Spec.Engine.KVCacheType), flash: string(m.Spec.Engine.FlashAttention),
+	}
+	if m.Spec.Engine.ContextLength != nil {
+		k.ctx = *m.Spec.Engine.ContextLength
+	}
+	return k
+}
+
+type estimate struct {
+	bytes   int64
+	err     error
+	at      time.Time
+	pending bool
+}
+
+// estimates caches what neurons said models need. A failed estimate is
+// retried after a while so a fixed source is picked up.
+type estimates struct {
+	mu sync.Mutex
+	m  map[estimateKey]*estimate
+}
+
+func (e *estimates) get(k estimateKey) (estimate, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, ok := e.m[k]
+	if !ok {
+		return estimate{}, false
+	}
+	return *v, !v.pending
+}
+
+// begin marks k pending and reports whether the caller should start an
+// estimate (none pending, none fresh).
+func (e *estimates) begin(k estimateKey, now time.Time, retryAfter time.Duration) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m == nil {
+		e.m = map[estimateKey]*estimate{}
+	}
+	v, ok := e.m[k]
+	switch {
+	case !ok:
+	case v.pending:
+		return false
+	case v.err == nil:
+		return false
+	case now.Sub(v.at) < retryAfter:
+		return false
+	}
+	prev := estimate{}
+	if ok {
+		prev = *v
+	}
+	prev.pending = true
+	e.m[k] = &prev
+	return true
+}
+
+func (e *estimates) finish(k estimateKey, bytes int64, err error, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.m[k] = &estimate{bytes: bytes, err: err, at: now}
+}
+
+func (e *estimates) forget(k estimateKey) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.m, k)
+}
+
+// ensureEstimate makes sure the Model's memory need is known or being
+// found out. It returns a message for the status while it is not known.
+func (r *ModelReconciler) ensureEstimate(ctx context.Context, model *cortexv1.Model, snap *snapshot) string {
+	if model.Spec.Resources.VRAM != nil {
+		return ""
+	}
+	k := estimateKeyOf(model)
+	now := r.Clock.Now()
+	if e, ok := r.estimates.get(k); ok && e.err == nil {
+		return ""
+	}
+	var endpoint string
+	for _, name := range sortedKeys(snap.ready) {
+		if snap.ready[name] {
+			endpoint = snap.nodes[name].Status.Endpoint
+			break
+		}
+	}
+	prev, done := r.estimates.get(k)
+	if endpoint == "" {
+		if done && prev.err != nil {
+			return fmt.Sprintf("memory need unknown: %v", prev.err)
+		}
+		return "memory need unknown: no Ready node to read the model header"
+	}
+	if r.estimates.begin(k, now, 30*time.Second) {
+		key := model.Key()
+		req := neuronapi.EstimateRequest{
+			Source: neuronapi.Source{URI: model.Spec.Source.URI, SHA256: model.Spec.Source.SHA256},
+			Engine: engineConfig(model.Spec.Engine),
+		}
+		logger := log.FromContext(ctx)
+		go func() {
+			// Reading a remote header can take a while; the pass does not
+			// wait for it, the result wakes the Model.
+			ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			est, err := r.Neurons.Estimate(ectx, endpoint, req)
+			var bytes int64
+			if err == nil {
+				bytes = est.TotalBytes
+				logger.Info("Estimated memory need", "bytes", bytes, "weights", est.WeightsBytes, "kvCache", est.KVCacheBytes)
+			} else {
+				logger.Error(err, "Estimating memory need")
+			}
+			r.estimates.finish(k, bytes, err, r.Clock.Now())
+			r.wake(key)
+		}()
+	}
+	if done && prev.err != nil {
+		return fmt.Sprintf("memory need unknown: %v", prev.err)
+	}
+	return "estimating memory need from the model header"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// failures remembers failed loads per (model, node) for back-off.
+type failures struct {
+	mu sync.Mutex
+	m  map[replicaKey]*failure
+}
+
+type failure struct {
+	count int
+	last  time.Time
+	msg   string
+}
+
+const (
+	failureBackoffBase = 15 * time.Second
+	failureBackoffMax  = 10 * time.Minute
+	// failureMemory is how long a failure steers placement elsewhere and
+	// shows in status.
+	failureMemory = 30 * time.Minute
+)
+
+func (f *failure) backoff() time.Duration {
+	d := failureBackoffBase
+	for i := 1; i < f.count && d < failureBackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, failureBackoffMax)
+}
+
+func (fs *failures) record(model, node string, now time.Time, msg string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.m == nil {
+		fs.m = map[replicaKey]*failure{}
+	}
+	f := fs.m[replicaKey{model, node}]
+	if f == nil {
+		f = &failure{}
+		fs.m[replicaKey{model, node}] = f
+	}
+	f.count++
+	f.last = now
+	f.msg = msg
+}
+
+func (fs *failures) clear(model, node string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	delete(fs.m, replicaKey{model, node})
+}
+
+func (fs *failures) forget(model string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	for k := range fs.m {
+		if k.model == model {
+			delete(fs.m, k)
+		}
+	}
+}
+
+func (fs *failures) backingOff(model, node string, now time.Time) bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	f := fs.m[replicaKey{model, node}]
+	return f != nil && now.Sub(f.last) < f.backoff()
+}
+
+// avoid lists the nodes where the model failed recently.
+func (fs *failures) avoid(model string, now time.Time) []string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []string
+	for k, f := range fs.m {
+		if k.model == model && now.Sub(f.last) < failureMemory {
+			out = append(out, k.node)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// lastError is the newest remembered failure message of the model.
+func (fs *failures) lastError(model string, now time.Time) string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var best *failure
+	var node string
+	for k, f := range fs.m {
+		if k.model == model && now.Sub(f.last) < failureMemory && (best == nil || f.last.After(best.last)) {
+			best, node = f, k.node
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return fmt.Sprintf("load on %s failed (%d times): %s", node, best.count, best.msg)
+}
+
+// nextRetry is how long until the soonest back-off of the model ends.
+func (fs *failures) nextRetry(model string, now time.Time) time.Duration {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var next time.Duration
+	for k, f := range fs.m {
+		if k.model != model {
+			continue
+		}
+		if d := f.last.Add(f.backoff()).Sub(now); d > 0 && (next == 0 || d < next) {
+			next = d + 50*time.Millisecond
+		}
+	}
+	return next
+}

@@ -1,0 +1,773 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/placement"
+)
+
+const (
+	defaultKeepAlive = 15 * time.Minute
+	defaultParallel  = 4
+	// resync bounds how long a Model goes without a pass when nothing
+	// happens, so keep-alive expiry and drift are always noticed.
+	resync = time.Minute
+	// loadingRecheck is how soon a Model with a loading replica is looked at
+	// again (the node poller also wakes it when the state changes).
+	loadingRecheck = 2 * time.Second
+)
+
+// ModelReconciler places Models on NeuronNodes and reports where they are.
+//
+// Each pass plans the whole fleet with the pure planner (internal/placement)
+// from the Models in the cache and what the neurons themselves report (the
+// Fleet), then carries out the part of the plan that concerns this Model:
+// its own loads and unloads, and the evictions its loads need. Passes are
+// serialised by a mutex, so two Models never plan against the same free
+// memory; the planner itself keeps one plan from overcommitting a device.
+type ModelReconciler struct {
+	client.Client
+	Neurons  NeuronClient
+	Fleet    *Fleet
+	Clock    clock.PassiveClock
+	Recorder events.EventRecorder
+	Metrics  *Metrics
+	// StaleAfter is the NeuronNode heartbeat bound (see NeuronNodeReconciler).
+	StaleAfter time.Duration
+
+	mu        sync.Mutex
+	estimates estimates
+	failures  failures
+	loading   map[replicaKey]time.Time // load order sent, waiting for Ready
+	events    chan event.GenericEvent
+}
+
+type replicaKey struct{ model, node string }
+
+// +kubebuilder:rbac:groups=cortex.helexa.ai,resources=models,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=cortex.helexa.ai,resources=models/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=cortex.helexa.ai,resources=models/finalizers,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile runs one pass for one Model.
+func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	defer func() {
+		if err != nil {
+			r.Metrics.ReconcileErrors.WithLabelValues("model").Inc()
+		}
+	}()
+	model := &cortexv1.Model{}
+	if err := r.Get(ctx, req.NamespacedName, model); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	logger := log.FromContext(ctx).WithValues("model", klogRef(model))
+	ctx = log.IntoContext(ctx, logger)
+
+	if model.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(model, cortexv1.ModelFinalizer) {
+		patch := client.MergeFrom(model.DeepCopy())
+		controllerutil.AddFinalizer(model, cortexv1.ModelFinalizer)
+		if err := r.Patch(ctx, model, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+		return ctrl.Result{}, nil
+	}
+	original := model.DeepCopy()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !model.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, model, original)
+	}
+	return r.reconcile(ctx, model, original)
+}
+
+// snapshot is one consistent read of the fleet for planning.
+type snapshot struct {
+	models    []cortexv1.Model
+	nodes     map[string]*cortexv1.NeuronNode
+	ready     map[string]bool
+	unwatched []string // Ready-looking nodes the manager has not polled yet
+	input     placement.Input
+}
+
+func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*snapshot, error) {
+	var models cortexv1.ModelList
+	if err := r.List(ctx, &models); err != nil {
+		return nil, fmt.Errorf("listing Models: %w", err)
+	}
+	var nodes cortexv1.NeuronNodeList
+	if err := r.List(ctx, &nodes); err != nil {
+		return nil, fmt.Errorf("listing NeuronNodes: %w", err)
+	}
+	s := &snapshot{models: models.Items, nodes: map[string]*cortexv1.NeuronNode{}, ready: map[string]bool{}, input: placement.Input{Now: now}}
+	for i := range nodes.Items {
+		nn := &nodes.Items[i]
+		s.nodes[nn.Name] = nn
+		obs, observed := r.Fleet.Get(nn.Name)
+		ready := meta.IsStatusConditionTrue(nn.Status.Conditions, cortexv1.NeuronNodeConditionReady) &&
+			observed && !obs.At.IsZero() && obs.Err == nil && r.heartbeatFresh(nn, now)
+		if !ready && r.heartbeatFresh(nn, now) && (!observed || obs.At.IsZero()) {
+			s.unwatched = append(s.unwatched, nn.Name)
+		}
+		s.ready[nn.Name] = ready
+		s.input.Nodes = append(s.input.Nodes, toPlacementNode(nn, obs, ready))
+	}
+	for i := range s.models {
+		m := &s.models[i]
+		s.input.Models = append(s.input.Models, r.toPlacementModel(m, s.input.Nodes, now))
+	}
+	return s, nil
+}
+
+func (r *ModelReconciler) heartbeatFresh(nn *cortexv1.NeuronNode, now time.Time) bool {
+	hb := nn.Status.LastHeartbeatTime
+	return hb != nil && now.Sub(hb.Time) <= r.StaleAfter
+}
+
+func toPlacementNode(nn *cortexv1.NeuronNode, obs Observation, ready bool) placement.Node {
+	n := placement.Node{
+		Name:          nn.Name,
+		Labels:        nn.Labels,
+		Ready:         ready,
+		Unschedulable: nn.Spec.Unschedulable,
+	}
+	if nn.Spec.ReservedVRAM != nil {
+		n.ReservedBytes = nn.Spec.ReservedVRAM.Value()
+	}
+	for _, d := range obs.Devices {
+		n.Devices = append(n.Devices, placement.Device{Index: d.Index, TotalBytes: d.MemoryTotal, FreeBytes: d.MemoryFree})
+	}
+	for _, m := range obs.Models {
+		res := placement.Resident{
+			Model:    m.Name,
+			Devices:  m.Devices,
+			Bytes:    m.VRAMBytes,
+			State:    placementState(m.State),
+			InFlight: m.InFlight + m.Queued,
+		}
+		if m.LastUsed != nil {
+			res.LastUsed = *m.LastUsed
+		}
+		if m.LoadedAt != nil {
+			res.LoadedAt = *m.LoadedAt
+		}
+		n.Residents = append(n.Residents, res)
+	}
+	return n
+}
+
+func placementState(s neuronapi.ModelState) placement.State {
+	switch s {
+	case neuronapi.StateReady:
+		return placement.StateReady
+	case neuronapi.StateUnloading:
+		return placement.StateUnloading
+	case neuronapi.StateFailed:
+		return placement.StateFailed
+	default:
+		return placement.StateLoading
+	}
+}
+
+func replicaState(s neuronapi.ModelState) cortexv1.ReplicaState {
+	switch s {
+	case neuronapi.StateReady:
+		return cortexv1.ReplicaReady
+	case neuronapi.StateUnloading:
+		return cortexv1.ReplicaUnloading
+	case neuronapi.StateFailed:
+		return cortexv1.ReplicaFailed
+	default:
+		return cortexv1.ReplicaLoading
+	}
+}
+
+func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, nodes []placement.Node, now time.Time) placement.Model {
+	pm := placement.Model{
+		Key:            m.Key(),
+		Priority:       m.Spec.Priority,
+		Pinned:         m.Spec.Pinned,
+		MinReplicas:    int(m.Spec.Replicas.Min),
+		MaxReplicas:    int(m.Spec.Replicas.Max),
+		KeepAlive:      keepAlive(m),
+		LastDemand:     lastDemand(m, nodes),
+		TargetInFlight: parallel(m),
+		BytesNeeded:    r.bytesNeeded(m),
+		NodeSelector:   m.Spec.Placement.NodeSelector,
+		NodeNames:      m.Spec.Placement.NodeNames,
+		AvoidNodes:     r.failures.avoid(m.Key(), now),
+		Deleting:       !m.DeletionTimestamp.IsZero(),
+	}
+	if m.Spec.Placement.Devices != nil {
+		pm.Devices = int(*m.Spec.Placement.Devices)
+	}
+	return pm
+}
+
+func keepAlive(m *cortexv1.Model) time.Duration {
+	if m.Spec.KeepAlive != nil {
+		return m.Spec.KeepAlive.Duration
+	}
+	return defaultKeepAlive
+}
+
+func parallel(m *cortexv1.Model) int {
+	if m.Spec.Engine.Parallel > 0 {
+		return int(m.Spec.Engine.Parallel)
+	}
+	return defaultParallel
+}
+
+// lastDemand is the newest of the gateway's demand annotation and the last
+// use of any replica.
+func lastDemand(m *cortexv1.Model, nodes []placement.Node) time.Time {
+	var t time.Time
+	if v, ok := m.Annotations[cortexv1.DemandAnnotation]; ok {
+		if parsed, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			t = parsed
+		}
+	}
+	key := m.Key()
+	for _, n := range nodes {
+		for _, res := range n.Residents {
+			if res.Model == key && res.LastUsed.After(t) {
+				t = res.LastUsed
+			}
+		}
+	}
+	return t
+}
+
+// bytesNeeded is the spec's override or the neuron's estimate; 0 while
+// unknown.
+func (r *ModelReconciler) bytesNeeded(m *cortexv1.Model) int64 {
+	if v := m.Spec.Resources.VRAM; v != nil {
+		return v.Value()
+	}
+	if e, ok := r.estimates.get(estimateKeyOf(m)); ok && e.err == nil {
+		return e.bytes
+	}
+	return 0
+}
+
+func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortexv1.Model) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	now := r.Clock.Now()
+
+	snap, err := r.takeSnapshot(ctx, now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// A node that looks alive but has not been polled since this manager
+	// started may hold replicas nobody knows of yet. Planning now could load
+	// a second copy, so wait for the first poll.
+	if len(snap.unwatched) > 0 {
+		logger.V(1).Info("Waiting for the first poll of nodes", "nodes", snap.unwatched)
+		return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
+	}
+
+	estimateMsg := r.ensureEstimate(ctx, model, snap)
+	plan := placement.Compute(snap.input)
+
+	// Carry out this Model's part of the plan: unloads first (a load may
+	// rely on the memory they free), then loads.
+	actErr := r.execute(ctx, model, snap, plan)
+
+	r.rebuildStatus(ctx, model, snap, plan, now, estimateMsg)
+	if err := r.patchStatus(ctx, model, original); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.updateFleetGauges(model, snap, plan)
+	r.recordTransitions(model, original)
+	if actErr != nil {
+		return ctrl.Result{}, actErr
+	}
+	return ctrl.Result{RequeueAfter: r.nextLook(model, now)}, nil
+}
+
+// execute performs the actions of the plan that belong to this Model.
+func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, snap *snapshot, plan placement.Plan) error {
+	logger := log.FromContext(ctx)
+	key := model.Key()
+	var errs []error
+	blocked := map[string]bool{} // nodes where an eviction failed: no load there
+	for _, u := range plan.Unload {
+		if u.Model != key && u.ForModel != key {
+			continue
+		}
+		nn := snap.nodes[u.Node]
+		if nn == nil || !snap.ready[u.Node] {
+			continue
+		}
+		if u.Reason == placement.ReasonFailed {
+			// Remember why before the unload clears the evidence: back-off
+			// and status read it.
+			r.recordFailure(u.Model, u.Node, r.Clock.Now())
+		}
+		logger.Info("Unloading replica", "node", u.Node, "victim", u.Model, "reason", u.Reason)
+		if err := r.Neurons.Unload(ctx, nn.Status.Endpoint, u.Model); err != nil {
+			errs = append(errs, err)
+			blocked[u.Node] = true
+			continue
+		}
+		r.Fleet.Upsert(u.Node, u.Model, nil)
+		r.Metrics.Evictions.WithLabelValues(string(u.Reason)).Inc()
+		if u.Model != key {
+			r.wake(u.Model)
+			if victim := findModel(snap.models, u.Model); victim != nil {
+				r.event(victim, corev1.EventTypeNormal, "Evicted", "Unload",
+					"Unloaded from %s to make room for %s", u.Node, key)
+			}
+		} else if u.Reason == placement.ReasonIdle {
+			r.event(model, corev1.EventTypeNormal, "IdleUnload", "Unload",
+				"Unloaded from %s after %s without requests", u.Node, keepAlive(model))
+		}
+	}
+	if len(plan.Unschedulable) > 0 {
+		if _, bad := plan.Unschedulable[key]; bad {
+			r.Metrics.Placements.WithLabelValues("unschedulable").Inc()
+		}
+	}
+	now := r.Clock.Now()
+	for _, l := range plan.Load {
+		if l.Model != key {
+			continue
+		}
+		nn := snap.nodes[l.Node]
+		if nn == nil || blocked[l.Node] {
+			continue
+		}
+		if r.failures.backingOff(key, l.Node, now) {
+			continue
+		}
+		req := loadRequest(model, l)
+		logger.Info("Loading replica", "node", l.Node, "devices", l.Devices, "bytes", l.Bytes)
+		st, err := r.Neurons.Load(ctx, nn.Status.Endpoint, req)
+		if err != nil {
+			r.Metrics.Loads.WithLabelValues("refused").Inc()
+			r.failures.record(key, l.Node, now, err.Error())
+			errs = append(errs, err)
+			continue
+		}
+		r.Metrics.Loads.WithLabelValues("accepted").Inc()
+		r.Metrics.Placements.WithLabelValues("placed").Inc()
+		if st.VRAMBytes == 0 {
+			st.VRAMBytes = l.Bytes
+		}
+		if len(st.Devices) == 0 {
+			st.Devices = l.Devices
+		}
+		r.Fleet.Upsert(l.Node, key, st)
+		if r.loading == nil {
+			r.loading = map[replicaKey]time.Time{}
+		}
+		if _, ok := r.loading[replicaKey{key, l.Node}]; !ok {
+			r.loading[replicaKey{key, l.Node}] = now
+		}
+		r.event(model, corev1.EventTypeNormal, "Placed", "Load", "Loading on %s (devices %v, %s)", l.Node, l.Devices, humanBytes(l.Bytes))
+	}
+	return errors.Join(errs...)
+}
+
+func loadRequest(m *cortexv1.Model, l placement.Load) neuronapi.LoadRequest {
+	e := m.Spec.Engine
+	req := neuronapi.LoadRequest{
+		Name:    m.Key(),
+		Source:  neuronapi.Source{URI: m.Spec.Source.URI, SHA256: m.Spec.Source.SHA256},
+		Engine:  engineConfig(e),
+		Devices: l.Devices,
+	}
+	if m.Spec.Resources.VRAM != nil {
+		req.VRAMBytes = m.Spec.Resources.VRAM.Value()
+	}
+	return req
+}
+
+func engineConfig(e cortexv1.EngineSpec) neuronapi.EngineConfig {
+	c := neuronapi.EngineConfig{
+		Parallel:       int(e.Parallel),
+		FlashAttention: string(e.FlashAttention),
+		KVCacheType:    string(e.KVCacheType),
+		ChatTemplate:   e.ChatTemplate,
+	}
+	if e.ContextLength != nil {
+		c.ContextLength = int(*e.ContextLength)
+	}
+	if e.GPULayers != nil {
+		g := int(*e.GPULayers)
+		c.GPULayers = &g
+	}
+	return c
+}
+
+func findModel(models []cortexv1.Model, key string) *cortexv1.Model {
+	for i := range models {
+		if models[i].Key() == key {
+			return &models[i]
+		}
+	}
+	return nil
+}
+
+// rebuildStatus writes the status from what was observed this pass.
+func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Model, snap *snapshot, plan placement.Plan, now time.Time, estimateMsg string) {
+	key := model.Key()
+	st := cortexv1.ModelStatus{ObservedGeneration: model.Generation}
+	var nodes []string
+	var loading, failed int
+	for _, name := range r.Fleet.Nodes() {
+		if !snap.ready[name] {
+			// A replica on a node that is not Ready leaves the ready set at
+			// once: the gateway must not route to it.
+			r.clearLoading(key, name)
+			continue
+		}
+		obs, _ := r.Fleet.Get(name)
+		i := slices.IndexFunc(obs.Models, func(m neuronapi.ModelStatus) bool { return m.Name == key })
+		if i < 0 {
+			r.clearLoading(key, name)
+			continue
+		}
+		m := obs.Models[i]
+		rep := cortexv1.Replica{
+			Node:      name,
+			Endpoint:  obs.Endpoint,
+			State:     replicaState(m.State),
+			VRAMBytes: m.VRAMBytes,
+			InFlight:  int32(m.InFlight + m.Queued),
+			LastError: truncate(m.Error, 1024),
+		}
+		for _, d := range m.Devices {
+			rep.Devices = append(rep.Devices, int32(d))
+		}
+		if m.Progress != nil {
+			rep.Progress = int32(min(max(m.Progress.Percent, 0), 100))
+		}
+		if m.LoadedAt != nil {
+			t := metav1.NewTime(*m.LoadedAt)
+			rep.LoadedAt = &t
+		}
+		if m.LastUsed != nil {
+			t := metav1.NewTime(*m.LastUsed)
+			rep.LastUsedTime = &t
+		}
+		switch rep.State {
+		case cortexv1.ReplicaReady:
+			st.ReadyReplicas++
+			nodes = append(nodes, name)
+			if started, ok := r.loading[replicaKey{key, name}]; ok {
+				r.Metrics.LoadDuration.Observe(now.Sub(started).Seconds())
+				r.Metrics.Loads.WithLabelValues("ready").Inc()
+				r.failures.clear(key, name)
+				delete(r.loading, replicaKey{key, name})
+			}
+		case cortexv1.ReplicaLoading:
+			loading++
+		case cortexv1.ReplicaFailed:
+			failed++
+			r.recordFailure(key, name, now)
+		}
+		st.Replicas = append(st.Replicas, rep)
+	}
+	lastErr := r.failures.lastError(key, now)
+	st.DesiredReplicas = int32(plan.Desired[key])
+	st.Ready = fmt.Sprintf("%d/%d", st.ReadyReplicas, st.DesiredReplicas)
+	st.Nodes = strings.Join(nodes, ",")
+	st.VRAMBytes = r.bytesNeeded(model)
+	if st.VRAMBytes > 0 {
+		st.VRAM = humanBytes(st.VRAMBytes)
+	}
+	if t := lastDemand(model, snap.input.Nodes); !t.IsZero() {
+		mt := metav1.NewTime(t)
+		st.LastDemandTime = &mt
+	}
+
+	unsched, isUnsched := plan.Unschedulable[key]
+	if estimateMsg != "" && st.VRAMBytes == 0 && st.DesiredReplicas > 0 {
+		unsched, isUnsched = estimateMsg, true
+	}
+	switch {
+	case st.DesiredReplicas == 0 && len(st.Replicas) == 0:
+		st.Phase = cortexv1.ModelPhaseIdle
+	case st.DesiredReplicas > 0 && st.ReadyReplicas >= st.DesiredReplicas:
+		st.Phase = cortexv1.ModelPhaseReady
+	case st.ReadyReplicas > 0:
+		st.Phase = cortexv1.ModelPhaseDegraded
+	case loading > 0:
+		st.Phase = cortexv1.ModelPhaseLoading
+	case isUnsched:
+		st.Phase = cortexv1.ModelPhaseUnschedulable
+	case failed > 0 || lastErr != "":
+		st.Phase = cortexv1.ModelPhaseFailed
+	default:
+		st.Phase = cortexv1.ModelPhasePending
+	}
+
+	ready := metav1.Condition{Type: cortexv1.ModelConditionReady, ObservedGeneration: model.Generation}
+	switch st.Phase {
+	case cortexv1.ModelPhaseReady:
+		ready.Status, ready.Reason = metav1.ConditionTrue, cortexv1.ReasonReplicasReady
+		ready.Message = fmt.Sprintf("%d of %d replicas ready", st.ReadyReplicas, st.DesiredReplicas)
+	case cortexv1.ModelPhaseIdle:
+		ready.Status, ready.Reason = metav1.ConditionFalse, cortexv1.ReasonNoDemand
+		ready.Message = "no replica wanted: the first request loads one"
+	case cortexv1.ModelPhaseDegraded:
+		ready.Status, ready.Reason = metav1.ConditionTrue, cortexv1.ReasonPartiallyReady
+		ready.Message = fmt.Sprintf("%d of %d replicas ready", st.ReadyReplicas, st.DesiredReplicas)
+	case cortexv1.ModelPhaseLoading:
+		ready.Status, ready.Reason = metav1.ConditionFalse, cortexv1.ReasonReplicasLoading
+		ready.Message = fmt.Sprintf("%d replicas loading", loading)
+	case cortexv1.ModelPhaseFailed:
+		ready.Status, ready.Reason = metav1.ConditionFalse, cortexv1.ReasonLoadFailed
+		ready.Message = truncate(lastErr, 1024)
+	case cortexv1.ModelPhaseUnschedulable:
+		ready.Status, ready.Reason = metav1.ConditionFalse, cortexv1.ReasonUnschedulable
+		ready.Message = truncate(unsched, 1024)
+	default:
+		ready.Status, ready.Reason = metav1.ConditionFalse, "Pending"
+		ready.Message = "waiting for placement"
+	}
+	scheduled := metav1.Condition{Type: cortexv1.ModelConditionScheduled, ObservedGeneration: model.Generation,
+		Status: metav1.ConditionTrue, Reason: cortexv1.ReasonPlaced, Message: "every wanted replica has a node"}
+	if isUnsched {
+		scheduled.Status, scheduled.Reason, scheduled.Message = metav1.ConditionFalse, cortexv1.ReasonUnschedulable, truncate(unsched, 1024)
+	} else if st.DesiredReplicas == 0 {
+		scheduled.Reason, scheduled.Message = cortexv1.ReasonNoDemand, "no replica wanted"
+	}
+	st.Conditions = slices.Clone(model.Status.Conditions)
+	meta.SetStatusCondition(&st.Conditions, ready)
+	meta.SetStatusCondition(&st.Conditions, scheduled)
+	model.Status = st
+	_ = ctx
+}
+
+// recordFailure notes a failed replica once per load order: the first pass
+// that sees it counts it, later passes (until it is cleared) do not.
+func (r *ModelReconciler) recordFailure(model, node string, now time.Time) {
+	k := replicaKey{model, node}
+	if _, ok := r.loading[k]; ok {
+		delete(r.loading, k)
+		r.Metrics.Loads.WithLabelValues("failed").Inc()
+	} else if r.failures.backingOff(model, node, now) {
+		// Already counted (or a failure a restarted manager found).
+		return
+	}
+	msg := "unknown error"
+	if obs, ok := r.Fleet.Get(node); ok {
+		for _, m := range obs.Models {
+			if m.Name == model && m.Error != "" {
+				msg = m.Error
+			}
+		}
+	}
+	r.failures.record(model, node, now, msg)
+}
+
+func (r *ModelReconciler) clearLoading(model, node string) {
+	delete(r.loading, replicaKey{model, node})
+}
+
+func (r *ModelReconciler) patchStatus(ctx context.Context, model, original *cortexv1.Model) error {
+	if equality.Semantic.DeepEqual(original.Status, model.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, model, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			// Someone wrote in between; the watch brings the next pass.
+			return nil
+		}
+		return fmt.Errorf("patching Model status: %w", err)
+	}
+	return nil
+}
+
+// updateFleetGauges refreshes the fleet-wide gauges from this pass's view.
+func (r *ModelReconciler) updateFleetGauges(model *cortexv1.Model, snap *snapshot, plan placement.Plan) {
+	r.Metrics.UnschedulableModels.Set(float64(len(plan.Unschedulable)))
+	counts := map[cortexv1.ModelPhase]int{}
+	for i := range snap.models {
+		phase := snap.models[i].Status.Phase
+		if snap.models[i].Key() == model.Key() {
+			phase = model.Status.Phase
+		}
+		if phase == "" {
+			phase = cortexv1.ModelPhasePending
+		}
+		counts[phase]++
+	}
+	for _, p := range []cortexv1.ModelPhase{cortexv1.ModelPhasePending, cortexv1.ModelPhaseLoading, cortexv1.ModelPhaseReady,
+		cortexv1.ModelPhaseDegraded, cortexv1.ModelPhaseIdle, cortexv1.ModelPhaseUnschedulable, cortexv1.ModelPhaseFailed,
+		cortexv1.ModelPhaseTerminating} {
+		r.Metrics.ModelsByPhase.WithLabelValues(string(p)).Set(float64(counts[p]))
+	}
+}
+
+// recordTransitions emits the rare, meaningful events.
+func (r *ModelReconciler) recordTransitions(model, original *cortexv1.Model) {
+	was := original.Status.Phase
+	now := model.Status.Phase
+	if was == now {
+		return
+	}
+	switch now {
+	case cortexv1.ModelPhaseReady:
+		r.event(model, corev1.EventTypeNormal, "Ready", "Serve", "%s replicas ready on %s", model.Status.Ready, model.Status.Nodes)
+	case cortexv1.ModelPhaseUnschedulable:
+		c := meta.FindStatusCondition(model.Status.Conditions, cortexv1.ModelConditionScheduled)
+		msg := ""
+		if c != nil {
+			msg = c.Message
+		}
+		r.event(model, corev1.EventTypeWarning, "Unschedulable", "Place", "%s", msg)
+	case cortexv1.ModelPhaseFailed:
+		c := meta.FindStatusCondition(model.Status.Conditions, cortexv1.ModelConditionReady)
+		msg := ""
+		if c != nil {
+			msg = c.Message
+		}
+		r.event(model, corev1.EventTypeWarning, "LoadFailed", "Load", "%s", msg)
+	}
+}
+
+// nextLook says when this Model needs another pass without any event.
+func (r *ModelReconciler) nextLook(model *cortexv1.Model, now time.Time) time.Duration {
+	next := resync
+	for _, rep := range model.Status.Replicas {
+		if rep.State == cortexv1.ReplicaLoading || rep.State == cortexv1.ReplicaUnloading {
+			next = min(next, loadingRecheck)
+		}
+	}
+	if model.Status.Phase == cortexv1.ModelPhasePending || model.Status.Phase == cortexv1.ModelPhaseFailed ||
+		model.Status.Phase == cortexv1.ModelPhaseUnschedulable {
+		next = min(next, 5*time.Second)
+	}
+	// Wake when keep-alive runs out.
+	if ld := model.Status.LastDemandTime; ld != nil && len(model.Status.Replicas) > 0 {
+		ka := max(keepAlive(model), placement.MinKeepAlive)
+		if until := ld.Add(ka).Sub(now); until > 0 {
+			next = min(next, until+100*time.Millisecond)
+		}
+	}
+	for _, rep := range model.Status.Replicas {
+		if rep.LoadedAt != nil {
+			ka := max(keepAlive(model), placement.MinKeepAlive)
+			if until := rep.LoadedAt.Add(ka).Sub(now); until > 0 {
+				next = min(next, until+100*time.Millisecond)
+			}
+		}
+	}
+	if d := r.failures.nextRetry(model.Key(), now); d > 0 {
+		next = min(next, d)
+	}
+	return next
+}
+
+func (r *ModelReconciler) reconcileDelete(ctx context.Context, model, original *cortexv1.Model) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	key := model.Key()
+	now := r.Clock.Now()
+	snap, err := r.takeSnapshot(ctx, now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var errs []error
+	remaining := 0
+	for _, name := range r.Fleet.Nodes() {
+		obs, _ := r.Fleet.Get(name)
+		if !slices.ContainsFunc(obs.Models, func(m neuronapi.ModelStatus) bool { return m.Name == key }) {
+			continue
+		}
+		if !snap.ready[name] {
+			// Unreachable: the node's poller unloads it as an orphan when
+			// the node comes back.
+			continue
+		}
+		logger.Info("Unloading deleted model", "node", name)
+		if err := r.Neurons.Unload(ctx, obs.Endpoint, key); err != nil {
+			errs = append(errs, err)
+			remaining++
+			continue
+		}
+		r.Fleet.Upsert(name, key, nil)
+		r.Metrics.Evictions.WithLabelValues(string(placement.ReasonDeleted)).Inc()
+	}
+	if remaining > 0 {
+		model.Status.Phase = cortexv1.ModelPhaseTerminating
+		_ = r.patchStatus(ctx, model, original)
+		return ctrl.Result{}, errors.Join(errs...)
+	}
+	r.estimates.forget(estimateKeyOf(model))
+	r.failures.forget(key)
+	patch := client.MergeFrom(model.DeepCopy())
+	controllerutil.RemoveFinalizer(model, cortexv1.ModelFinalizer)
+	if err := r.Patch(ctx, model, patch); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("removing finalizer: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *ModelReconciler) event(obj *cortexv1.Model, typ, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, typ, reason, action, note, args...)
+	}
+}
+
+// Wake enqueues Models by key; the NeuronNode reconciler calls it when a
+// neuron's residency changes. It never blocks: a full queue is covered by
+// the periodic resync.
+func (r *ModelReconciler) Wake(keys ...string) {
+	for _, k := range keys {
+		r.wake(k)
+	}
+}
+
+func (r *ModelReconciler) wake(key string) {
+	ns, name, ok := splitKey(key)
+	if !ok || r.events == nil {
+		return
+	}
+	m := &cortexv1.Model{}
+	m.Namespace, m.Name = ns, name
+	select {
+	case r.events <- event.GenericEvent{Object: m}:
+	default:
+	}
+}
+
+// SetupWithManager registers the controller.
+func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.events = make(chan event.GenericEvent, 4096)
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&cortexv1.Model{}).
+		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
+		// Passes are serialised anyway (one plan at a time).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Named("model").
+		Complete(r)
+}

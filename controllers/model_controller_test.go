@@ -1,0 +1,339 @@
+package controllers_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/neurontest"
+)
+
+func TestApplyGoesLoadingThenReady(t *testing.T) {
+	f := newFixture(t)
+	n := f.addNeuronWith("a", neurontest.Config{Devices: []int64{8 * gib}, LoadDelay: 1500 * time.Millisecond, DefaultSize: 3 * gib})
+	f.startManager()
+
+	// No VRAM override: the manager asks a neuron to estimate from the
+	// model header (the simulated neuron answers 3 GiB).
+	f.apply("llama", withMin(1))
+	m := f.waitPhase("llama", cortexv1.ModelPhaseLoading, 20*time.Second)
+	if got := condition(m, cortexv1.ModelConditionReady); got == nil || got.Status != metav1.ConditionFalse || got.Reason != cortexv1.ReasonReplicasLoading {
+		t.Fatalf("while loading, Ready condition = %+v", got)
+	}
+	m = f.waitPhase("llama", cortexv1.ModelPhaseReady, 20*time.Second)
+	if m.Status.Ready != "1/1" || m.Status.Nodes != n.Name() || m.Status.ReadyReplicas != 1 {
+		t.Fatalf("ready status = %s", describe(m))
+	}
+	if m.Status.VRAMBytes != 3*gib || m.Status.VRAM != "3.0Gi" {
+		t.Fatalf("vram = %d %q, want the neuron's 3 GiB estimate", m.Status.VRAMBytes, m.Status.VRAM)
+	}
+	rep := m.Status.Replicas[0]
+	if rep.Endpoint != n.URL() || rep.State != cortexv1.ReplicaReady || rep.LoadedAt == nil || !slices.Equal(rep.Devices, []int32{0}) {
+		t.Fatalf("replica = %+v", rep)
+	}
+	if c := condition(m, cortexv1.ModelConditionReady); c.Status != metav1.ConditionTrue || c.ObservedGeneration != m.Generation {
+		t.Fatalf("Ready condition = %+v", c)
+	}
+	if !slices.Contains(m.Finalizers, cortexv1.ModelFinalizer) {
+		t.Fatalf("finalizers = %v", m.Finalizers)
+	}
+	if got := n.Loads(f.key("llama")); got != 1 {
+		t.Fatalf("load calls = %d, want 1", got)
+	}
+	// The NeuronNode is Ready too.
+	nn := &cortexv1.NeuronNode{}
+	must(t, k8s.Get(f.ctx, types.NamespacedName{Name: n.Name()}, nn))
+	if nn.Status.Ready != "True" {
+		t.Fatalf("NeuronNode ready = %q, conditions %+v", nn.Status.Ready, nn.Status.Conditions)
+	}
+}
+
+func TestTwoModelsShareOneGPU(t *testing.T) {
+	f := newFixture(t)
+	n := f.addNeuron("a", 10*gib)
+	f.startManager()
+	f.apply("small-a", withMin(1), withVRAM(4))
+	f.apply("small-b", withMin(1), withVRAM(4))
+	a := f.waitPhase("small-a", cortexv1.ModelPhaseReady, 20*time.Second)
+	b := f.waitPhase("small-b", cortexv1.ModelPhaseReady, 20*time.Second)
+	for _, m := range []*cortexv1.Model{a, b} {
+		if m.Status.Nodes != n.Name() || !slices.Equal(m.Status.Replicas[0].Devices, []int32{0}) {
+			t.Fatalf("%s placed at %s", m.Name, describe(m))
+		}
+	}
+	if got := n.Snapshot().Devices[0].MemoryFree; got != 2*gib {
+		t.Fatalf("device free = %d, want 2 GiB", got)
+	}
+}
+
+func TestThirdModelEvictsTheRightVictim(t *testing.T) {
+	f := newFixture(t)
+	n := f.addNeuron("a", 10*gib)
+	f.startManager()
+	now := time.Now()
+	// A: high priority, kept by replicas.min. B: low priority, in demand.
+	f.apply("a", withMin(1), withVRAM(4), withPriority(10))
+	f.apply("b", withVRAM(4), withPriority(0), demanded(now))
+	f.waitPhase("a", cortexv1.ModelPhaseReady, 20*time.Second)
+	f.waitPhase("b", cortexv1.ModelPhaseReady, 20*time.Second)
+
+	// C outranks B but not A: B must make room, A must stay.
+	f.apply("c", withVRAM(4), withPriority(5), demanded(now))
+	f.waitPhase("c", cortexv1.ModelPhaseReady, 20*time.Second)
+	if got := n.Resident(); !slices.Equal(got, []string{f.key("a"), f.key("c")}) {
+		t.Fatalf("resident = %v, want a and c", got)
+	}
+	if n.Unloads(f.key("b")) != 1 || n.Unloads(f.key("a")) != 0 {
+		t.Fatalf("unloads: a=%d b=%d", n.Unloads(f.key("a")), n.Unloads(f.key("b")))
+	}
+	// B still wants a replica and cannot have one: a human-readable reason.
+	b := f.waitPhase("b", cortexv1.ModelPhaseUnschedulable, 20*time.Second)
+	c := condition(b, cortexv1.ModelConditionScheduled)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != cortexv1.ReasonUnschedulable || !strings.Contains(c.Message, "4.0 GiB") {
+		t.Fatalf("Scheduled condition of b = %+v", c)
+	}
+}
+
+func TestPinnedModelIsNeverEvicted(t *testing.T) {
+	f := newFixture(t)
+	n := f.addNeuron("a", 10*gib)
+	f.startManager()
+	f.apply("pinned", pinned(), withVRAM(6), withPriority(-10))
+	f.waitPhase("pinned", cortexv1.ModelPhaseReady, 20*time.Second)
+
+	f.apply("vip", withMin(1), withVRAM(6), withPriority(100))
+	f.waitPhase("vip", cortexv1.ModelPhaseUnschedulable, 20*time.Second)
+	// Give the manager several more passes to change its mind.
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if n.Unloads(f.key("pinned")) != 0 {
+			t.Fatal("the pinned model was unloaded")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := n.Resident(); !slices.Equal(got, []string{f.key("pinned")}) {
+		t.Fatalf("resident = %v", got)
+	}
+}
+
+func TestStaleNodeReplicasMove(t *testing.T) {
+	f := newFixture(t)
+	f.addNeuron("a", 10*gib)
+	f.addNeuron("b", 10*gib)
+	f.startManager()
+	f.apply("m", withMin(1), withVRAM(4))
+	m := f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
+	first := m.Status.Nodes
+	// The host dies: no more heartbeats, no API.
+	f.beats[first].Stop()
+	f.neurons[first].SetDown(true)
+
+	eventually(t, 20*time.Second, "the replica to move", func() (bool, string) {
+		m = f.get("m")
+		return m.Status.Phase == cortexv1.ModelPhaseReady && m.Status.Nodes != "" && m.Status.Nodes != first, describe(m)
+	})
+	for _, r := range m.Status.Replicas {
+		if r.Node == first {
+			t.Fatalf("replica on the dead node still listed: %s", describe(m))
+		}
+	}
+	nn := &cortexv1.NeuronNode{}
+	must(t, k8s.Get(f.ctx, types.NamespacedName{Name: first}, nn))
+	if nn.Status.Ready != "False" {
+		t.Fatalf("dead NeuronNode ready = %q", nn.Status.Ready)
+	}
+}
+
+func TestDeleteUnloadsEverywhere(t *testing.T) {
+	f := newFixture(t)
+	a := f.addNeuron("a", 10*gib)
+	b := f.addNeuron("b", 10*gib)
+	f.startManager()
+	f.apply("m", withMin(2), withMax(2), withVRAM(4))
+	m := f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
+	if m.Status.Ready != "2/2" {
+		t.Fatalf("status = %s", describe(m))
+	}
+	must(t, k8s.Delete(f.ctx, m))
+	eventually(t, 20*time.Second, "the Model to go away", func() (bool, string) {
+		cur := &cortexv1.Model{}
+		err := k8s.Get(f.ctx, types.NamespacedName{Namespace: f.ns, Name: "m"}, cur)
+		return apierrors.IsNotFound(err), describe(cur)
+	})
+	for _, n := range []*neurontest.Server{a, b} {
+		if len(n.Resident()) != 0 || n.Unloads(f.key("m")) != 1 {
+			t.Fatalf("%s: resident %v, unloads %d", n.Name(), n.Resident(), n.Unloads(f.key("m")))
+		}
+	}
+}
+
+func TestManagerRestartKeepsStatusWithoutReloading(t *testing.T) {
+	f := newFixture(t)
+	n := f.addNeuron("a", 10*gib)
+	f.startManager()
+	f.apply("m", withMin(1), withVRAM(4))
+	before := f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
+
+	f.stopManager()
+	f.startManager()
+	// Let the new manager run many passes.
+	time.Sleep(10 * pollInterval)
+	after := f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
+	if n.Loads(f.key("m")) != 1 {
+		t.Fatalf("load calls = %d after restart, want 1", n.Loads(f.key("m")))
+	}
+	if before.Status.Nodes != after.Status.Nodes || before.Status.Ready != after.Status.Ready ||
+		!before.Status.Replicas[0].LoadedAt.Equal(after.Status.Replicas[0].LoadedAt) {
+		t.Fatalf("status changed across restart:\nbefore %s\nafter  %s", describe(before), describe(after))
+	}
+}
+
+func TestFailedLoadIsReportedAndBackedOff(t *testing.T) {
+	f := newFixture(t)
+	uri := "https://models.example/broken.gguf"
+	n := f.addNeuronWith("a", neurontest.Config{Devices: []int64{10 * gib}, FailSources: map[string]string{uri: "checksum mismatch: got abc"}})
+	f.startManager()
+	f.apply("broken", withMin(1), withVRAM(1), withSource(uri))
+	m := f.waitPhase("broken", cortexv1.ModelPhaseFailed, 20*time.Second)
+	c := condition(m, cortexv1.ModelConditionReady)
+	if c.Reason != cortexv1.ReasonLoadFailed || !strings.Contains(c.Message, "checksum mismatch") {
+		t.Fatalf("Ready condition = %+v", c)
+	}
+	// Back-off: no storm of retries.
+	time.Sleep(2 * time.Second)
+	if got := n.Loads(f.key("broken")); got > 1 {
+		t.Fatalf("load calls within the back-off = %d, want 1", got)
+	}
+}
+
+func TestIdleModelUnloadsAfterKeepAlive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the 30s minimum keep-alive")
+	}
+	f := newFixture(t)
+	n := f.addNeuron("a", 10*gib)
+	f.startManager()
+	// In demand now, with the shortest keep-alive the planner allows.
+	f.apply("m", withVRAM(2), demanded(time.Now()), func(m *cortexv1.Model) { m.Spec.KeepAlive = &metav1.Duration{Duration: time.Second} })
+	f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
+	m := f.waitPhase("m", cortexv1.ModelPhaseIdle, 60*time.Second)
+	if len(n.Resident()) != 0 || n.Unloads(f.key("m")) != 1 {
+		t.Fatalf("after keep-alive: resident %v, %s", n.Resident(), describe(m))
+	}
+}
+
+func TestInvalidSpecsAreRejectedByTheAPIServer(t *testing.T) {
+	f := newFixture(t)
+	cases := []struct {
+		name string
+		opt  modelOpt
+		want string
+	}{
+		{"min-above-max", func(m *cortexv1.Model) { m.Spec.Replicas = cortexv1.ReplicaRange{Min: 3, Max: 2} }, "replicas.min must be less than or equal to replicas.max"},
+		{"bad-scheme", withSource("s3://bucket/model.gguf"), "source.uri must start with hf://, https:// or file:///"},
+		{"relative-file", withSource("file://model.gguf"), "source.uri must start with hf://, https:// or file:///"},
+		{"hf-no-gguf", withSource("hf://org/repo/model.bin"), "an hf:// source must be hf://<org>/<repo>/<path>.gguf"},
+		{"bad-sha", func(m *cortexv1.Model) { m.Spec.Source.SHA256 = "XYZ" }, "spec.source.sha256"},
+		{"priority", withPriority(5000), "spec.priority"},
+		{"bad-name", func(m *cortexv1.Model) { m.Spec.ServedNames = []string{"has space"} }, "spec.servedNames"},
+		{"bad-enum", func(m *cortexv1.Model) { m.Spec.Engine.KVCacheType = "q2" }, "spec.engine.kvCacheType"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &cortexv1.Model{
+				ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: tc.name},
+				Spec:       cortexv1.ModelSpec{Source: cortexv1.ModelSource{URI: "https://x.example/m.gguf"}, Replicas: cortexv1.ReplicaRange{Max: 1}},
+			}
+			tc.opt(m)
+			err := k8s.Create(f.ctx, m)
+			if err == nil {
+				t.Fatal("created; want rejection")
+			}
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v; want Invalid mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestKubectl shows the printer columns and the documented schema through
+// kubectl against the test API server.
+func TestKubectl(t *testing.T) {
+	kubectl := findKubectl(t)
+	f := newFixture(t)
+	f.addNeuron("a", 24*gib, 24*gib)
+	f.startManager()
+	f.apply("llama", withMin(1), withVRAM(5))
+	f.waitPhase("llama", cortexv1.ModelPhaseReady, 20*time.Second)
+
+	out := run(t, kubectl, "get", "models", "-n", f.ns)
+	header := strings.Fields(strings.SplitN(out, "\n", 2)[0])
+	if !slices.Equal(header, []string{"NAME", "READY", "PHASE", "NODES", "VRAM", "AGE"}) {
+		t.Fatalf("kubectl get models header = %v\n%s", header, out)
+	}
+	if !strings.Contains(out, "1/1") || !strings.Contains(out, "Ready") || !strings.Contains(out, "5.0Gi") {
+		t.Fatalf("kubectl get models:\n%s", out)
+	}
+	t.Logf("kubectl get models:\n%s", out)
+
+	out = run(t, kubectl, "get", "neuronnodes", "-l", "test="+f.label)
+	header = strings.Fields(strings.SplitN(out, "\n", 2)[0])
+	if !slices.Equal(header, []string{"NAME", "READY", "GPUS", "VRAM", "FREE/TOTAL", "MODELS", "AGE"}) {
+		t.Fatalf("kubectl get neuronnodes header = %v\n%s", header, out)
+	}
+	t.Logf("kubectl get neuronnodes:\n%s", out)
+
+	out = run(t, kubectl, "explain", "model.spec.source")
+	for _, want := range []string{"uri", "sha256", "hf://"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("kubectl explain model.spec.source lacks %q:\n%s", want, out)
+		}
+	}
+	out = run(t, kubectl, "get", "cortex", "-n", f.ns)
+	if !strings.Contains(out, "model.cortex.helexa.ai/llama") {
+		t.Fatalf("kubectl get cortex (category):\n%s", out)
+	}
+}
+
+func findKubectl(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("kubectl"); err == nil {
+		return p
+	}
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		if p := filepath.Join(dir, "kubectl"); fileExists(p) {
+			return p
+		}
+	}
+	t.Fatal("kubectl not found on PATH or in KUBEBUILDER_ASSETS (hack/envtest.sh builds one)")
+	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func run(t *testing.T, kubectl string, args ...string) string {
+	t.Helper()
+	if kubeconfigPath == "" {
+		t.Fatal("no kubeconfig for the test API server")
+	}
+	cmd := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfigPath}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl %v: %v\n%s", args, err, out.String())
+	}
+	return out.String()
+}

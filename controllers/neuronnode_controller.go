@@ -1,0 +1,171 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+)
+
+// NeuronClient is what the manager needs from a neuron's control API.
+type NeuronClient interface {
+	Models(ctx context.Context, endpoint string) (*neuronapi.ModelsResponse, error)
+	Load(ctx context.Context, endpoint string, req neuronapi.LoadRequest) (*neuronapi.ModelStatus, error)
+	Unload(ctx context.Context, endpoint, name string) error
+	Estimate(ctx context.Context, endpoint string, req neuronapi.EstimateRequest) (*neuronapi.Estimate, error)
+}
+
+// NeuronNodeReconciler decides whether each NeuronNode is Ready (fresh
+// heartbeat and an API that answers), keeps the Fleet's view of what the
+// neuron holds current by polling GET /models, unloads models no Model
+// describes any more, and wakes the Models whose residency changed.
+type NeuronNodeReconciler struct {
+	client.Client
+	Neurons NeuronClient
+	Fleet   *Fleet
+	Clock   clock.PassiveClock
+	// StaleAfter is how old a heartbeat may be before the node turns
+	// NotReady.
+	StaleAfter time.Duration
+	// PollInterval is how often a Ready neuron is polled.
+	PollInterval time.Duration
+	// Notify receives the keys of Models to reconcile again.
+	Notify  func(keys ...string)
+	Metrics *Metrics
+}
+
+// +kubebuilder:rbac:groups=cortex.helexa.ai,resources=neuronnodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cortex.helexa.ai,resources=neuronnodes/status,verbs=get;update;patch
+
+// Reconcile observes one NeuronNode.
+func (r *NeuronNodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	defer func() {
+		if err != nil {
+			r.Metrics.ReconcileErrors.WithLabelValues("neuronnode").Inc()
+		}
+	}()
+	nn := &cortexv1.NeuronNode{}
+	if err := r.Get(ctx, req.NamespacedName, nn); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Notify(r.Fleet.Delete(req.Name)...)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	logger := log.FromContext(ctx).WithValues("neuronnode", klogRef(nn))
+	ctx = log.IntoContext(ctx, logger)
+	original := nn.DeepCopy()
+	now := r.Clock.Now()
+
+	cond, requeue := r.observe(ctx, nn, now)
+	wasReady := meta.IsStatusConditionTrue(original.Status.Conditions, cortexv1.NeuronNodeConditionReady)
+	cond.ObservedGeneration = nn.Generation
+	meta.SetStatusCondition(&nn.Status.Conditions, cond)
+	nn.Status.Ready = string(cond.Status)
+	nn.Status.ObservedGeneration = nn.Generation
+
+	if ready := cond.Status == metav1.ConditionTrue; ready != wasReady {
+		logger.Info("Node readiness changed", "ready", ready, "reason", cond.Reason, "message", cond.Message)
+		// Every Model with a replica here must drop it from (or add it to)
+		// its ready set at once.
+		if o, ok := r.Fleet.Get(nn.Name); ok {
+			keys := make([]string, 0, len(o.Models))
+			for _, m := range o.Models {
+				keys = append(keys, m.Name)
+			}
+			r.Notify(keys...)
+		}
+	}
+	if !equality.Semantic.DeepEqual(original.Status, nn.Status) {
+		if err := r.Status().Patch(ctx, nn, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{Requeue: true}, nil
+			}
+			return ctrl.Result{}, fmt.Errorf("patching NeuronNode status: %w", err)
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// observe polls the neuron when its heartbeat is fresh and returns the
+// Ready condition and when to look again.
+func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronNode, now time.Time) (metav1.Condition, time.Duration) {
+	notReady := func(reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: cortexv1.NeuronNodeConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg}
+	}
+	hb := nn.Status.LastHeartbeatTime
+	if hb == nil {
+		return notReady(cortexv1.ReasonNoHeartbeat, "the neuron has not reported yet"), r.PollInterval
+	}
+	age := now.Sub(hb.Time)
+	if age > r.StaleAfter {
+		return notReady(cortexv1.ReasonHeartbeatStale,
+			fmt.Sprintf("last heartbeat %s ago, more than %s", age.Round(time.Second), r.StaleAfter)), r.PollInterval
+	}
+	// Look again no later than when this heartbeat goes stale.
+	requeue := min(r.PollInterval, r.StaleAfter-age+50*time.Millisecond)
+	if nn.Status.Endpoint == "" {
+		return notReady(cortexv1.ReasonUnreachable, "the neuron reported no endpoint"), requeue
+	}
+	resp, err := r.Neurons.Models(ctx, nn.Status.Endpoint)
+	if err != nil {
+		r.Fleet.SetError(nn.Name, nn.Status.Endpoint, err)
+		return notReady(cortexv1.ReasonUnreachable, truncate(err.Error(), 512)), requeue
+	}
+	changed := r.Fleet.Set(nn.Name, Observation{Endpoint: nn.Status.Endpoint, At: now, Models: resp.Models, Devices: resp.Devices})
+	r.Notify(changed...)
+	r.unloadOrphans(ctx, nn, resp.Models)
+	return metav1.Condition{
+		Type: cortexv1.NeuronNodeConditionReady, Status: metav1.ConditionTrue, Reason: cortexv1.ReasonHeartbeatFresh,
+		// No ages or counters here: the message must stay put between polls
+		// so an unchanged node costs no status write.
+		Message: "heartbeat fresh and the neuron API answers",
+	}, requeue
+}
+
+// unloadOrphans unloads models no Model object describes: what a Model
+// deleted while its node was unreachable (or while no manager ran) left
+// behind.
+func (r *NeuronNodeReconciler) unloadOrphans(ctx context.Context, nn *cortexv1.NeuronNode, models []neuronapi.ModelStatus) {
+	logger := log.FromContext(ctx)
+	for _, m := range models {
+		ns, name, ok := splitKey(m.Name)
+		if !ok {
+			continue
+		}
+		var model cortexv1.Model
+		err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &model)
+		if err == nil || !apierrors.IsNotFound(err) {
+			continue
+		}
+		logger.Info("Unloading orphaned model", "model", m.Name)
+		if err := r.Neurons.Unload(ctx, nn.Status.Endpoint, m.Name); err != nil {
+			logger.Error(err, "Unloading orphaned model", "model", m.Name)
+			continue
+		}
+		r.Metrics.Evictions.WithLabelValues("Orphaned").Inc()
+		r.Fleet.Upsert(nn.Name, m.Name, nil)
+	}
+}
+
+// SetupWithManager registers the controller.
+func (r *NeuronNodeReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&cortexv1.NeuronNode{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Named("neuronnode").
+		Complete(r)
+}

@@ -1,0 +1,219 @@
+// Package manager is the cortex manager program: controller-runtime
+// reconcilers that place Models on NeuronNodes.
+package manager
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/controllers"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+)
+
+// Config is the manager's configuration.
+type Config struct {
+	// MetricsAddr serves /metrics ("0" disables).
+	MetricsAddr string
+	// ProbeAddr serves /healthz and /readyz ("0" disables).
+	ProbeAddr string
+	// LeaderElect turns on leader election (one active manager).
+	LeaderElect bool
+	// LeaderElectionNamespace holds the election Lease (default: the pod's
+	// namespace when in cluster).
+	LeaderElectionNamespace string
+	// NeuronTokenFile holds the bearer token neurons require.
+	NeuronTokenFile string
+	// NeuronToken is the token itself (tests; the file wins when both are
+	// set).
+	NeuronToken string
+	// StaleAfter is how old a NeuronNode heartbeat may be before the node
+	// turns NotReady.
+	StaleAfter time.Duration
+	// PollInterval is how often each Ready neuron is polled.
+	PollInterval time.Duration
+	// NeuronTimeout bounds one control call to a neuron.
+	NeuronTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults the flags start from.
+func DefaultConfig() Config {
+	return Config{
+		MetricsAddr:   ":8080",
+		ProbeAddr:     ":8081",
+		StaleAfter:    30 * time.Second,
+		PollInterval:  5 * time.Second,
+		NeuronTimeout: 10 * time.Second,
+	}
+}
+
+// BindFlags registers the flags on fs, with environment fallbacks
+// (CORTEX_<FLAG>, dashes as underscores).
+func (c *Config) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", env("METRICS_BIND_ADDRESS", c.MetricsAddr), "address serving /metrics; 0 disables")
+	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", env("HEALTH_PROBE_BIND_ADDRESS", c.ProbeAddr), "address serving /healthz and /readyz")
+	fs.BoolVar(&c.LeaderElect, "leader-elect", env("LEADER_ELECT", fmt.Sprint(c.LeaderElect)) == "true", "enable leader election")
+	fs.StringVar(&c.LeaderElectionNamespace, "leader-election-namespace", env("LEADER_ELECTION_NAMESPACE", c.LeaderElectionNamespace), "namespace of the leader election Lease")
+	fs.StringVar(&c.NeuronTokenFile, "neuron-token-file", env("NEURON_TOKEN_FILE", c.NeuronTokenFile), "file holding the neurons' bearer token")
+	fs.DurationVar(&c.StaleAfter, "heartbeat-stale-after", envDuration("HEARTBEAT_STALE_AFTER", c.StaleAfter), "a NeuronNode whose heartbeat is older turns NotReady")
+	fs.DurationVar(&c.PollInterval, "poll-interval", envDuration("POLL_INTERVAL", c.PollInterval), "how often each Ready neuron is polled")
+	fs.DurationVar(&c.NeuronTimeout, "neuron-timeout", envDuration("NEURON_TIMEOUT", c.NeuronTimeout), "timeout of one control call to a neuron")
+}
+
+// Validate checks the configuration once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.StaleAfter <= 0 {
+		errs = append(errs, errors.New("heartbeat-stale-after must be positive"))
+	}
+	if c.PollInterval <= 0 {
+		errs = append(errs, errors.New("poll-interval must be positive"))
+	}
+	if c.NeuronTimeout <= 0 {
+		errs = append(errs, errors.New("neuron-timeout must be positive"))
+	}
+	if c.PollInterval > c.StaleAfter {
+		errs = append(errs, fmt.Errorf("poll-interval (%s) must not exceed heartbeat-stale-after (%s)", c.PollInterval, c.StaleAfter))
+	}
+	return errors.Join(errs...)
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv("CORTEX_" + name); ok {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv("CORTEX_" + name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// Scheme holds the types the manager reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := cortexv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Options are the non-flag inputs of Run, set by tests.
+type Options struct {
+	// Neurons overrides the HTTP neuron client.
+	Neurons controllers.NeuronClient
+	// Clock overrides the real clock.
+	Clock clock.PassiveClock
+	// ReadyFunc, when set, is called once the controllers are running.
+	ReadyFunc func()
+	// SkipNameValidation lets one process start the manager more than once
+	// (tests that restart it).
+	SkipNameValidation bool
+}
+
+// Run runs the manager until ctx ends.
+func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	logger := log.FromContext(ctx)
+	token := cfg.NeuronToken
+	if cfg.NeuronTokenFile != "" {
+		b, err := os.ReadFile(cfg.NeuronTokenFile)
+		if err != nil {
+			return fmt.Errorf("reading neuron token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	neurons := opts.Neurons
+	if neurons == nil {
+		c := neuronapi.NewClient(token)
+		c.Timeout = cfg.NeuronTimeout
+		neurons = c
+	}
+	clk := opts.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                        Scheme(),
+		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsAddr},
+		HealthProbeBindAddress:        cfg.ProbeAddr,
+		LeaderElection:                cfg.LeaderElect,
+		LeaderElectionID:              "cortex-manager.cortex.helexa.ai",
+		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		Logger:                        logger,
+		Controller:                    config.Controller{SkipNameValidation: &opts.SkipNameValidation},
+	})
+	if err != nil {
+		return fmt.Errorf("creating controller manager: %w", err)
+	}
+	metrics := controllers.NewMetrics(ctrlmetrics.Registry)
+	fleet := controllers.NewFleet()
+	models := &controllers.ModelReconciler{
+		Client:     mgr.GetClient(),
+		Neurons:    neurons,
+		Fleet:      fleet,
+		Clock:      clk,
+		Recorder:   mgr.GetEventRecorder("cortex-manager"),
+		Metrics:    metrics,
+		StaleAfter: cfg.StaleAfter,
+	}
+	if err := models.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Model controller: %w", err)
+	}
+	nodes := &controllers.NeuronNodeReconciler{
+		Client:       mgr.GetClient(),
+		Neurons:      neurons,
+		Fleet:        fleet,
+		Clock:        clk,
+		StaleAfter:   cfg.StaleAfter,
+		PollInterval: cfg.PollInterval,
+		Notify:       models.Wake,
+		Metrics:      metrics,
+	}
+	if err := nodes.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the NeuronNode controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	if opts.ReadyFunc != nil {
+		go func() {
+			if mgr.GetCache().WaitForCacheSync(ctx) {
+				opts.ReadyFunc()
+			}
+		}()
+	}
+	logger.Info("Starting manager", "leaderElection", cfg.LeaderElect, "staleAfter", cfg.StaleAfter, "pollInterval", cfg.PollInterval)
+	return mgr.Start(ctx)
+}

@@ -24,6 +24,7 @@ import (
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/controllers"
+	"github.com/helexa-ai/cortex/internal/envflag"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
 
@@ -66,14 +67,14 @@ func DefaultConfig() Config {
 // BindFlags registers the flags on fs, with environment fallbacks
 // (CORTEX_<FLAG>, dashes as underscores).
 func (c *Config) BindFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", env("METRICS_BIND_ADDRESS", c.MetricsAddr), "address serving /metrics; 0 disables")
-	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", env("HEALTH_PROBE_BIND_ADDRESS", c.ProbeAddr), "address serving /healthz and /readyz")
-	fs.BoolVar(&c.LeaderElect, "leader-elect", env("LEADER_ELECT", fmt.Sprint(c.LeaderElect)) == "true", "enable leader election")
-	fs.StringVar(&c.LeaderElectionNamespace, "leader-election-namespace", env("LEADER_ELECTION_NAMESPACE", c.LeaderElectionNamespace), "namespace of the leader election Lease")
-	fs.StringVar(&c.NeuronTokenFile, "neuron-token-file", env("NEURON_TOKEN_FILE", c.NeuronTokenFile), "file holding the neurons' bearer token")
-	fs.DurationVar(&c.StaleAfter, "heartbeat-stale-after", envDuration("HEARTBEAT_STALE_AFTER", c.StaleAfter), "a NeuronNode whose heartbeat is older turns NotReady")
-	fs.DurationVar(&c.PollInterval, "poll-interval", envDuration("POLL_INTERVAL", c.PollInterval), "how often each Ready neuron is polled")
-	fs.DurationVar(&c.NeuronTimeout, "neuron-timeout", envDuration("NEURON_TIMEOUT", c.NeuronTimeout), "timeout of one control call to a neuron")
+	envflag.StringVar(fs, &c.MetricsAddr, "metrics-bind-address", "address serving /metrics; 0 disables")
+	envflag.StringVar(fs, &c.ProbeAddr, "health-probe-bind-address", "address serving /healthz and /readyz")
+	envflag.BoolVar(fs, &c.LeaderElect, "leader-elect", "enable leader election")
+	envflag.StringVar(fs, &c.LeaderElectionNamespace, "leader-election-namespace", "namespace of the leader election Lease")
+	envflag.StringVar(fs, &c.NeuronTokenFile, "neuron-token-file", "file holding the neurons' bearer token")
+	envflag.DurationVar(fs, &c.StaleAfter, "heartbeat-stale-after", "a NeuronNode whose heartbeat is older turns NotReady")
+	envflag.DurationVar(fs, &c.PollInterval, "poll-interval", "how often each Ready neuron is polled")
+	envflag.DurationVar(fs, &c.NeuronTimeout, "neuron-timeout", "timeout of one control call to a neuron")
 }
 
 // Validate checks the configuration once.
@@ -92,22 +93,6 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("poll-interval (%s) must not exceed heartbeat-stale-after (%s)", c.PollInterval, c.StaleAfter))
 	}
 	return errors.Join(errs...)
-}
-
-func env(name, def string) string {
-	if v, ok := os.LookupEnv("CORTEX_" + name); ok {
-		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv("CORTEX_" + name); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
 }
 
 // Scheme holds the types the manager reads and writes.

@@ -1,0 +1,131 @@
+// Package placement is the manager's pure placement planner: given one
+// snapshot of the fleet (nodes, their devices and resident models, the
+// Models and the time), Compute says which replicas to load where, which to
+// unload and why, which stay, and why a model cannot be placed. It does no
+// I/O, reads no clock and imports no Kubernetes package; the manager maps
+// the CRDs to Input and executes the Plan (a node's unloads before its
+// loads).
+//
+// # Replicas
+//
+// A replica is a resident in state Loading or Ready on a Ready node.
+// Residents of nodes that are not Ready do not count (they leave the ready
+// set at once and are re-placed elsewhere) and get no unload: the node is
+// unreachable. A Failed resident on a Ready node is unloaded (ReasonFailed)
+// so a retry can happen; the node is not used for that model in the same
+// plan, so a failing node is not retried at once (Model.AvoidNodes carries
+// longer back-off). An Unloading resident holds its memory until it is
+// gone. A resident of a model that is not in Input.Models is unloaded
+// (ReasonOrphaned). A node holds at most one replica of a model (spread),
+// and the plan touches a model at most once per node.
+//
+// # Desired replicas
+//
+// A deleting model wants 0: every replica on a Ready node is unloaded
+// (ReasonDeleted), Loading ones too. Otherwise the target is
+// replicas.min, at least 1 if pinned, at least 1 while the model is in
+// demand, and, with TargetInFlight set, at least ceil(sum of in-flight
+// requests / TargetInFlight) while in demand; capped at MaxReplicas.
+//
+// A model is in demand while a replica has requests in flight, while a
+// replica is loading (its load was started for a reason), or within its
+// keep-alive of the latest of LastDemand and its replicas' LastUsed and
+// LoadedAt. Keep-alive is raised to MinKeepAlive.
+//
+// # Unloading what is not wanted
+//
+// Replicas are ranked most worth keeping first: requests in flight, Ready
+// over Loading, on an uncordoned node, most recently used (or loaded), node
+// name. The first target replicas stay. Beyond MaxReplicas a replica is
+// unloaded (ReasonSurplus) whatever its use. Between the target and
+// MaxReplicas a replica is unloaded only once it is itself idle past the
+// keep-alive (ReasonIdle: Ready, nothing in flight, not used or loaded
+// within the keep-alive); a replica added for load therefore stays while it
+// is used, which keeps scale-down from flapping. So nothing is ever idled
+// out below replicas.min or a pinned model's first replica, and a loading
+// replica is never idled out.
+//
+// A replica on a node that no longer matches the model's nodeSelector or
+// nodeNames keeps serving until as many Ready replicas as the target run on
+// matching nodes (make before break) and its requests are done, then is
+// unloaded (ReasonMisplaced, or ReasonIdle if idle). A cordoned node is not a mismatch: what it holds
+// stays until it idles out or is deleted.
+//
+// # Placing
+//
+// Wanted replicas are placed one at a time: higher priority first; at equal
+// priority every model's first missing replica before anyone's second; then
+// pinned first, older demand first (a model with no demand signal, wanted
+// for replicas.min, counts as oldest), then key.
+//
+// A node is a candidate when it is Ready, not cordoned, matches the
+// nodeSelector (every key present with an equal value) and nodeNames, holds
+// no replica of the model and has at least Devices GPUs. Each device offers
+// its free memory minus the node's ReservedBytes, never below zero; free
+// memory is also bounded by TotalBytes minus what residents hold, because a
+// model that is still downloading holds nothing on the GPU yet. Memory that
+// this plan's unloads free and its loads take is tracked per device, so two
+// loads in one plan never overcommit a device.
+//
+// A model fits on a node on one device, or split over k devices of that
+// node: k = Devices when set, else the smallest k that fits. One device is
+// the tightest that holds it (keeping large holes for large models); k
+// devices are the k with the most memory, and the replica's bytes are split
+// over them in proportion to what each offers (Load.DeviceBytes), every
+// device getting a share.
+//
+// Nodes are ranked: fits now (most memory left on the node after the load,
+// then name), then fits after evicting (see below), then nodes in
+// AvoidNodes in the same order. Ties go to the lower node name.
+//
+// # Eviction
+//
+// Replicas idle past keep-alive were already unloaded, so their memory is
+// free before any eviction is considered. Beyond that a model may evict, on
+// the node it is placed on, a replica that is Ready, has nothing in flight,
+// belongs to a model of strictly lower priority that is not pinned, is not
+// loaded by this plan, and whose model keeps replicas.min without it.
+// Replicas of equal or higher priority are never evicted, in demand or not,
+// and a replica serving requests is never evicted (that would fail them).
+//
+// Victims are taken lowest priority first, then cheapest to reload, where
+// the cost of evicting a replica is its bytes divided by the seconds since
+// it was last used (or loaded): reload time grows with size, and the chance
+// it is needed again soon falls with time unused. So a 40 GiB model idle 11
+// minutes is kept over a 4 GiB model idle 10 minutes, while a 40 GiB model
+// idle two hours goes before a 4 GiB model used seconds ago. Victims are
+// added until the devices hold the new replica, then any victim the others
+// do without is dropped, so nothing is evicted in vain. Among nodes that fit
+// after evicting, the one whose victims have the lowest top priority wins,
+// then the lowest total cost, the fewest victims, the most memory left.
+//
+// A victim whose model now has fewer replicas than its target is placed
+// again elsewhere in the same plan, in its turn (after the model that
+// evicted it, since it is of lower priority).
+//
+// # Cost
+//
+// Nodes, models and residents are indexed once; each wanted replica scans
+// the nodes once for a fit. Only when no node fits without evicting does it
+// search victims, node by node, skipping nodes whose cheapest conceivable
+// eviction cannot beat the best found, and remembering each node's answer
+// until a load or unload changes that node. A pass over 1,000 Models and
+// 200 nodes of 8 GPUs takes a few milliseconds.
+//
+// # Unschedulable
+//
+// A model that cannot get a wanted replica is reported with the first
+// filter that left no node, for example "no Ready node matches nodeSelector
+// gpu=h100", "all 3 matching nodes are cordoned", "all 2 schedulable nodes
+// already hold a replica (spread)", "needs 4 GPUs on one node; matching
+// nodes have at most 2 GPUs", "needs 14.2 GiB on one GPU; largest free is
+// 9.8 GiB on node-a", "needs 30.0 GiB across 2 GPUs; best is 24.0 GiB on
+// node-b (2 GPUs)" or "needs 100.0 GiB on one node; best is 64.0 GiB on
+// node-b (8 GPUs)". Memory figures are usable memory (after the reserve),
+// counting what the model could evict, which is then named: "(including
+// 2.2 GiB evictable)"; "needs 80.0 GiB on one node; no candidate node has
+// free memory" when none has any. A model with BytesNeeded 0 is not placed:
+// "memory need unknown (no VRAM estimate yet)". A model this plan evicted
+// and could not place again says so first: "evicted from n1 for ns/high;
+// …".
+package placement

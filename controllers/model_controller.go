@@ -308,7 +308,7 @@ func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortex
 	if actErr != nil {
 		return ctrl.Result{}, actErr
 	}
-	return ctrl.Result{RequeueAfter: r.nextLook(model, now)}, nil
+	return ctrl.Result{RequeueAfter: r.nextLook(model, snap, now)}, nil
 }
 
 // execute performs the actions of the plan that belong to this Model.
@@ -655,34 +655,43 @@ func (r *ModelReconciler) recordTransitions(model, original *cortexv1.Model) {
 	}
 }
 
-// nextLook says when this Model needs another pass without any event.
-func (r *ModelReconciler) nextLook(model *cortexv1.Model, now time.Time) time.Duration {
+// nextLook says when this Model needs another pass without any event. It
+// reads the precise times the planner used (status times are rounded to
+// seconds, which would wake it just before its keep-alive ends).
+func (r *ModelReconciler) nextLook(model *cortexv1.Model, snap *snapshot, now time.Time) time.Duration {
 	next := resync
 	for _, rep := range model.Status.Replicas {
 		if rep.State == cortexv1.ReplicaLoading || rep.State == cortexv1.ReplicaUnloading {
 			next = min(next, loadingRecheck)
 		}
 	}
-	if model.Status.Phase == cortexv1.ModelPhasePending || model.Status.Phase == cortexv1.ModelPhaseFailed ||
-		model.Status.Phase == cortexv1.ModelPhaseUnschedulable {
+	switch model.Status.Phase {
+	case cortexv1.ModelPhasePending, cortexv1.ModelPhaseFailed, cortexv1.ModelPhaseUnschedulable:
 		next = min(next, 5*time.Second)
 	}
-	// Wake when keep-alive runs out.
-	if ld := model.Status.LastDemandTime; ld != nil && len(model.Status.Replicas) > 0 {
-		ka := max(keepAlive(model), placement.MinKeepAlive)
-		if until := ld.Add(ka).Sub(now); until > 0 {
+	// Wake when a keep-alive runs out: the model's (from its last demand)
+	// or a replica's (from its last use or load).
+	ka := max(keepAlive(model), placement.MinKeepAlive)
+	wakeAt := func(t time.Time) {
+		if until := t.Add(ka).Sub(now); !t.IsZero() && until > 0 {
 			next = min(next, until+100*time.Millisecond)
 		}
 	}
-	for _, rep := range model.Status.Replicas {
-		if rep.LoadedAt != nil {
-			ka := max(keepAlive(model), placement.MinKeepAlive)
-			if until := rep.LoadedAt.Add(ka).Sub(now); until > 0 {
-				next = min(next, until+100*time.Millisecond)
+	key := model.Key()
+	var resident bool
+	for _, n := range snap.input.Nodes {
+		for _, res := range n.Residents {
+			if res.Model == key {
+				resident = true
+				wakeAt(res.LoadedAt)
+				wakeAt(res.LastUsed)
 			}
 		}
 	}
-	if d := r.failures.nextRetry(model.Key(), now); d > 0 {
+	if resident {
+		wakeAt(lastDemand(model, snap.input.Nodes))
+	}
+	if d := r.failures.nextRetry(key, now); d > 0 {
 		next = min(next, d)
 	}
 	return next

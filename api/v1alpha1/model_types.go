@@ -232,8 +232,9 @@ type ModelSpec struct {
 	// +kubebuilder:validation:Maximum=1000
 	Priority int32 `json:"priority,omitempty"`
 
-	// pinned keeps at least one replica loaded at all times and forbids
-	// evicting or idling out its replicas.
+	// pinned keeps at least one replica loaded at all times: no replica of a
+	// pinned Model is ever evicted, and its last replica never idles out
+	// (extra replicas added for load still do).
 	// +optional
 	Pinned bool `json:"pinned,omitempty"`
 

@@ -47,13 +47,13 @@ const (
 type callPhase uint8
 
 const (
-	phaseOpen     callPhase = iota // before the object (or array) starts
-	phaseHeader                    // reading {"name": …, "arguments":
-	phaseArgs                      // streaming the arguments value
-	phaseRest                      // the rest of the object after the arguments
-	phaseFull                      // an unusual object: read whole, then decoded
-	phaseName                      // Mistral name before [ARGS]
-	phaseTrailer                   // after the object: closing tag, separator
+	phaseOpen    callPhase = iota // before the object (or array) starts
+	phaseHeader                   // reading {"name": …, "arguments":
+	phaseArgs                     // streaming the arguments value
+	phaseRest                     // the rest of the object after the arguments
+	phaseFull                     // an unusual object: read whole, then decoded
+	phaseName                     // Mistral name before [ARGS]
+	phaseTrailer                  // after the object: closing tag, separator
 )
 
 // callState is the call being read.

@@ -65,7 +65,7 @@ var parseCases = []parseCase{
 	{name: "whitespace only", in: "  ", want: Result{Content: "  "}},
 	{name: "empty", in: "", want: Result{}},
 	{name: "think", in: "<think>\nLet me think.\n</think>\n\nAnswer.",
-		want: Result{ReasoningContent: "Let me think.", Content: "Answer."},
+		want:   Result{ReasoningContent: "Let me think.", Content: "Answer."},
 		events: []Event{{Kind: EventReasoning, Text: "Let me think."}, {Kind: EventContent, Text: "Answer."}}},
 	{name: "think after whitespace", in: "\n<think>x</think>y", want: Result{ReasoningContent: "x", Content: "y"}},
 	{name: "think opened by prompt", cfg: ParserConfig{InReasoning: true}, in: "\nHmm, 2+2.\n</think>\n\n4", want: Result{ReasoningContent: "Hmm, 2+2.", Content: "4"}},
@@ -133,7 +133,7 @@ var parseCases = []parseCase{
 		want: Result{Content: "<tool_call>{\"name\":\"get_time\",\"arguments\":{}}</tool_call>",
 			ToolCalls: []openai.ToolCall{call("call_1", "get_time", `{}`)}}},
 	{name: "think then call", cfg: ParserConfig{Tools: weatherTools},
-		in: "<think>\nNeed weather.\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lima\"}}\n</tool_call>",
+		in:   "<think>\nNeed weather.\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Lima\"}}\n</tool_call>",
 		want: Result{ReasoningContent: "Need weather.", ToolCalls: []openai.ToolCall{call("call_1", "get_weather", `{"city":"Lima"}`)}}},
 	{name: "bare call in hermes format", cfg: ParserConfig{Tools: weatherTools},
 		in:   `{"name": "get_time", "arguments": {"tz": "UTC"}}`,
@@ -171,7 +171,7 @@ var parseCases = []parseCase{
 		want: Result{Content: "Checking.", ToolCalls: []openai.ToolCall{
 			call("call_1", "get_weather", `{"city":"Paris"}`), call("call_2", "get_time", `{}`)}}},
 	{name: "mistral array with bad second call", cfg: ParserConfig{Format: ToolFormatMistral, Tools: weatherTools},
-		in: `[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"name": "nope", "arguments": {}}]`,
+		in:   `[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"name": "nope", "arguments": {}}]`,
 		want: Result{Content: `, {"name": "nope", "arguments": {}}]`, ToolCalls: []openai.ToolCall{call("call_1", "get_time", `{}`)}}},
 }
 

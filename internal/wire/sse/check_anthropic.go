@@ -38,6 +38,7 @@ type anthropicState struct {
 	partial    strings.Builder
 	sawToolUse bool
 	sawDelta   bool
+	badInput   error
 }
 
 // CheckAnthropicStream reads a Messages API stream to its end and reports
@@ -48,7 +49,7 @@ type anthropicState struct {
 // never interleaved: content_block_start, deltas whose type fits the block
 // (text_delta for text, input_json_delta for tool_use, thinking_delta and a
 // signature_delta for thinking), content_block_stop; a tool_use block's
-// partial_json adds up to a JSON object; ping anywhere after message_start;
+// partial_json adds up to a JSON object (unless max_tokens cut it); ping anywhere after message_start;
 // one message_delta with a known stop_reason and usage.output_tokens; then
 // message_stop and nothing else. An error event ends the stream at any
 // point.
@@ -297,10 +298,12 @@ func (st *anthropicState) blockStop(o obj) error {
 			return fmt.Errorf("thinking block %d stopped without a signature_delta", idx)
 		}
 	case "tool_use", "server_tool_use":
-		if s := st.partial.String(); s != "" {
+		if s := st.partial.String(); s != "" && st.badInput == nil {
 			var v map[string]any
 			if err := json.Unmarshal([]byte(s), &v); err != nil || v == nil {
-				return fmt.Errorf("tool_use block %d: partial_json adds up to %.80q, not a JSON object", idx, s)
+				// Legal only when the turn was cut by max_tokens, which
+				// message_delta will tell.
+				st.badInput = fmt.Errorf("tool_use block %d: partial_json adds up to %.80q, not a JSON object", idx, s)
 			}
 		}
 	}
@@ -329,6 +332,9 @@ func (st *anthropicState) messageDelta(o obj) error {
 	}
 	if seq, ok := d.str("stop_sequence"); ok != (sr == "stop_sequence") || (ok && seq == "") {
 		return fmt.Errorf("delta.stop_sequence %q does not fit stop_reason %q", seq, sr)
+	}
+	if st.badInput != nil && sr != "max_tokens" {
+		return fmt.Errorf("%w (and stop_reason is %s, not max_tokens)", st.badInput, sr)
 	}
 	if sr == "tool_use" && !st.sawToolUse {
 		return errors.New("stop_reason tool_use without a tool_use block")

@@ -17,8 +17,8 @@ type chatChoiceState struct {
 // every event an unnamed (or "error") event whose data is a
 // chat.completion.chunk object with the same id throughout; the role sent
 // once per choice, in its first delta, as "assistant"; tool call fragments
-// indexed, the first of each carrying id, type "function" and the function
-// name; finish_reason set exactly once per choice, with nothing for that
+// indexed 0, 1, 2… and streamed one after another, the first fragment of
+// each carrying id, type "function" and the function name; finish_reason set exactly once per choice, with nothing for that
 // choice after it; at most one usage chunk, with no choices, after every
 // finish_reason; then "data: [DONE]" and nothing else. A mid-stream error
 // ({"error":{…}}) ends the stream instead (an optional [DONE] may follow).
@@ -232,8 +232,13 @@ func checkChatToolCallDelta(tc obj, st *chatChoiceState) error {
 			return fmt.Errorf("tool call %d: first fragment has no function name", i)
 		}
 		st.calls[i] = id
-	} else if hasID && id != "" && id != prev {
-		return fmt.Errorf("tool call %d: id changed from %q to %q", i, prev, id)
+	} else {
+		if hasID && id != "" && id != prev {
+			return fmt.Errorf("tool call %d: id changed from %q to %q", i, prev, id)
+		}
+		if i != int64(len(st.calls))-1 {
+			return fmt.Errorf("tool call %d continued after tool call %d began; calls must stream one after another", i, len(st.calls)-1)
+		}
 	}
 	if fn != nil && !fn.isNull("arguments") {
 		if _, ok := fn.str("arguments"); !ok {

@@ -78,6 +78,7 @@ func TestCheckOpenAIChatStream(t *testing.T) {
 		{name: "tool call no name", old: `"name":"f",`, new: ``, wantErr: "no function name"},
 		{name: "tool call bad index", old: `"tool_calls":[{"index":0,"id"`, new: `"tool_calls":[{"index":3,"id"`, wantErr: "out of order"},
 		{name: "tool call id changed", old: `{"index":0,"function":{"arguments":"{}"}}`, new: `{"index":0,"id":"other","function":{"arguments":"{}"}}`, wantErr: "id changed"},
+		{name: "tool calls interleaved", old: `{"index":0,"function":{"arguments":"{}"}}`, new: `{"index":1,"id":"call_2","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":null}]}` + "\n\ndata: " + `{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}`, wantErr: "one after another"},
 		{name: "id changed", old: `{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"}`, new: `{"id":"c2","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"Hi"}`, wantErr: "id changed"},
 		{name: "wrong object", old: `"object":"chat.completion.chunk"`, new: `"object":"chat.completion"`, wantErr: "object"},
 		{name: "usage with choices", old: `"choices":[],"usage"`, new: `"choices":[{"index":0,"delta":{},"finish_reason":null}],"usage"`, wantErr: "empty choices"},
@@ -119,6 +120,7 @@ func TestCheckAnthropicStream(t *testing.T) {
 		{name: "thinking without signature", old: "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"c2ln\"}}\n\n", new: "", wantErr: "without a signature_delta"},
 		{name: "thinking after signature", old: `{"type":"signature_delta","signature":"c2ln"}}`, new: `{"type":"signature_delta","signature":"c2ln"}}` + "\n\nevent: content_block_delta\ndata: " + `{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"more"}}`, wantErr: "after signature_delta"},
 		{name: "tool input not object", old: `"partial_json":"\"Paris\"}"`, new: `"partial_json":"\"Paris\""`, wantErr: "not a JSON object"},
+		{name: "tool input cut but not by max_tokens", old: `"partial_json":"\"Paris\"}"`, new: `"partial_json":"\"Par"`, wantErr: "not max_tokens"},
 		{name: "tool start with input", old: `"input":{}`, new: `"input":{"a":1}`, wantErr: "input {}"},
 		{name: "tool without name", old: `"name":"get_weather",`, new: ``, wantErr: "non-empty id and name"},
 		{name: "unknown block", old: `{"type":"text","text":""}`, new: `{"type":"video","text":""}`, wantErr: "unknown content block type"},
@@ -131,6 +133,12 @@ func TestCheckAnthropicStream(t *testing.T) {
 		{name: "unknown event", old: "event: ping\ndata: {\"type\":\"ping\"}", new: "event: pong\ndata: {\"type\":\"pong\"}", wantErr: "unknown event type"},
 		{name: "bad error event", old: "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":20}}", new: "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"weird_error\",\"message\":\"x\"}}", wantErr: "unknown error type"},
 	})
+	// A tool call cut by max_tokens leaves partial JSON, as the API does.
+	cut := strings.Replace(readFixture(t, "anthropic_valid.sse"), `"partial_json":"\"Paris\"}"`, `"partial_json":"\"Par"`, 1)
+	cut = strings.Replace(cut, `"stop_reason":"tool_use"`, `"stop_reason":"max_tokens"`, 1)
+	if err := check(cut); err != nil {
+		t.Fatalf("max_tokens-cut tool input rejected: %v", err)
+	}
 	// A tool_use stop without any tool_use block is wrong.
 	noTool := readFixture(t, "anthropic_valid.sse")
 	noTool = noTool[:strings.Index(noTool, "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2")] +

@@ -224,12 +224,12 @@ func (c cContext) free() {
 		C.llama_free(c.c)
 	}
 }
-func (c cContext) nCtx() int         { return int(C.llama_n_ctx(c.c)) }
-func (c cContext) nCtxSeq() int      { return int(C.llama_n_ctx_seq(c.c)) }
-func (c cContext) nBatch() int       { return int(C.llama_n_batch(c.c)) }
-func (c cContext) nUbatch() int      { return int(C.llama_n_ubatch(c.c)) }
-func (c cContext) nSeqMax() int      { return int(C.llama_n_seq_max(c.c)) }
-func (c cContext) poolingType() int  { return int(C.llama_pooling_type(c.c)) }
+func (c cContext) nCtx() int             { return int(C.llama_n_ctx(c.c)) }
+func (c cContext) nCtxSeq() int          { return int(C.llama_n_ctx_seq(c.c)) }
+func (c cContext) nBatch() int           { return int(C.llama_n_batch(c.c)) }
+func (c cContext) nUbatch() int          { return int(C.llama_n_ubatch(c.c)) }
+func (c cContext) nSeqMax() int          { return int(C.llama_n_seq_max(c.c)) }
+func (c cContext) poolingType() int      { return int(C.llama_pooling_type(c.c)) }
 func (c cContext) setEmbeddings(on bool) { C.llama_set_embeddings(c.c, C.bool(on)) }
 
 // modelOf returns the model the context was created from, to check that

@@ -4,7 +4,8 @@
 // configurable delay, counts the calls it receives, and can keep its
 // NeuronNode's heartbeat fresh against a real API server.
 //
-// It does not run inference; tests of inference use real neuron processes.
+// Its inference endpoints answer canned text (see Inference); tests of real
+// inference use real neuron processes.
 package neurontest
 
 import (
@@ -57,6 +58,8 @@ type Server struct {
 	loads   map[string]int
 	unloads map[string]int
 	down    bool
+
+	inf inferenceState
 }
 
 // Start starts a simulated neuron on a loopback port.
@@ -75,6 +78,10 @@ func Start(cfg Config) *Server {
 	mux.HandleFunc("POST "+neuronapi.PathLoad, s.auth(s.handleLoad))
 	mux.HandleFunc("POST "+neuronapi.PathUnload, s.auth(s.handleUnload))
 	mux.HandleFunc("POST "+neuronapi.PathEstimate, s.auth(s.handleEstimate))
+	mux.HandleFunc("POST "+neuronapi.PathChatCompletions, s.auth(s.handleChat))
+	mux.HandleFunc("POST "+neuronapi.PathCompletions, s.auth(s.handleChat))
+	mux.HandleFunc("POST "+neuronapi.PathEmbeddings, s.auth(s.handleEmbeddings))
+	mux.HandleFunc("POST "+neuronapi.PathTokenize, s.auth(s.handleTokenize))
 	s.srv = httptest.NewServer(mux)
 	return s
 }

@@ -1,0 +1,159 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/wire"
+	"github.com/helexa-ai/cortex/internal/wire/anthropic"
+	"github.com/helexa-ai/cortex/internal/wire/openai"
+	"github.com/helexa-ai/cortex/internal/wire/sse"
+)
+
+// anthropicErrorBody is the Anthropic envelope of an error.
+func anthropicErrorBody(e *openai.Error, requestID string) anthropic.ErrorResponse {
+	env := anthropic.ErrorFromOpenAI(e.Status, e.Body())
+	env.RequestID = requestID
+	return env
+}
+
+func (g *Gateway) logWarnings(c echo.Context, warnings []wire.Warning) {
+	if len(warnings) == 0 {
+		return
+	}
+	logger := loggerOf(c)
+	for _, w := range warnings {
+		logger.Info("Request feature dropped", "id", info(c).id, "param", w.Param, "warning", w.Message)
+	}
+}
+
+// decodeAnthropic reads a Messages (or count_tokens) request and its
+// headers.
+func (g *Gateway) decodeAnthropic(c echo.Context) (*anthropic.MessagesRequest, error) {
+	data, err := g.readBody(c)
+	if err != nil {
+		return nil, err
+	}
+	hdr := anthropic.ParseHeaders(c.Request().Header)
+	if !hdr.KnownVersion {
+		loggerOf(c).V(1).Info("Unknown anthropic-version; serving it as the latest", "version", hdr.Version)
+	}
+	var req anthropic.MessagesRequest
+	if err := openai.DecodeJSONBytes(data, &req); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+func (g *Gateway) messages(c echo.Context) error {
+	req, err := g.decodeAnthropic(c)
+	if err != nil {
+		return err
+	}
+	chat, warnings, err := anthropic.ToOpenAIChat(req)
+	if err != nil {
+		return err
+	}
+	g.logWarnings(c, warnings)
+	uc, err := g.prepareChat(c, chat)
+	if err != nil {
+		return err
+	}
+	if !chat.Stream {
+		data, err := g.fetchJSON(c, uc)
+		if err != nil {
+			return err
+		}
+		var resp openai.ChatResponse
+		if err := json.Unmarshal(data, &resp); err != nil {
+			return openai.ServerError("the model server sent an unreadable answer")
+		}
+		return c.JSON(http.StatusOK, anthropic.FromOpenAIChat(&resp, req.Model))
+	}
+
+	tr := anthropic.NewStreamTranslator(req.Model, anthropic.MessageID(""), 0)
+	out := newStreamOut(c)
+	// While the model cold-loads the client sees the message begin and then
+	// pings, which the Anthropic grammar allows after message_start.
+	uc.waiting = func() {
+		w := out.begin()
+		_ = anthropic.WriteEvents(w, tr.Start())
+		_ = w.WriteJSON("ping", anthropic.PingEvent{Type: "ping"})
+	}
+	fail := func(w *sse.Writer, err error) { _ = anthropic.WriteEvents(w, tr.Fail(err)) }
+	return g.pump(c, out, uc, pumpHooks{
+		chunk: func(w *sse.Writer, data []byte, _ *chunkPeek) error {
+			chunk, err := openai.DecodeChunk(data)
+			if err != nil {
+				fail(w, err)
+				return err
+			}
+			evs, err := tr.Chunk(chunk)
+			if err != nil {
+				fail(w, err)
+				return err
+			}
+			return anthropic.WriteEvents(w, evs)
+		},
+		done: func(w *sse.Writer) { _ = anthropic.WriteEvents(w, tr.Finish()) },
+		fail: fail,
+	})
+}
+
+// countTokens counts a Messages request's prompt with the model's own
+// tokenizer and chat template, on a replica of the model.
+func (g *Gateway) countTokens(c echo.Context) error {
+	req, err := g.decodeAnthropic(c)
+	if err != nil {
+		return err
+	}
+	chat, warnings, err := anthropic.CountTokensToOpenAIChat(req)
+	if err != nil {
+		return err
+	}
+	g.logWarnings(c, warnings)
+	key, err := g.resolve(c, req.Model)
+	if err != nil {
+		return err
+	}
+	chat.Model = key
+	body, err := json.Marshal(neuronapi.TokenizeRequest{Model: key, Chat: chat})
+	if err != nil {
+		return err
+	}
+	data, err := g.fetchJSON(c, &upstreamCall{key: key, path: neuronapi.PathTokenize, body: body})
+	if err != nil {
+		return err
+	}
+	var tok neuronapi.TokenizeResponse
+	if err := json.Unmarshal(data, &tok); err != nil {
+		return openai.ServerError("the model server sent an unreadable token count")
+	}
+	info(c).prompt = 0 // counting is not processing
+	return c.JSON(http.StatusOK, anthropic.CountTokensResponse{InputTokens: tok.Count})
+}
+
+// anthropicModelList is GET /v1/models as the Anthropic API shapes it.
+func anthropicModelList(views []ModelView) map[string]any {
+	type model struct {
+		Type        string `json:"type"`
+		ID          string `json:"id"`
+		DisplayName string `json:"display_name"`
+		CreatedAt   string `json:"created_at"`
+	}
+	data := []model{}
+	for _, v := range views {
+		for _, name := range v.Names {
+			data = append(data, model{Type: "model", ID: name, DisplayName: name, CreatedAt: v.Model.CreationTimestamp.UTC().Format(time.RFC3339)})
+		}
+	}
+	out := map[string]any{"data": data, "has_more": false, "first_id": nil, "last_id": nil}
+	if len(data) > 0 {
+		out["first_id"], out["last_id"] = data[0].ID, data[len(data)-1].ID
+	}
+	return out
+}

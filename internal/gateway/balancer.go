@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Balancer picks a replica for each request: the fewest requests in flight,
+// with prefix affinity bounded by load.
+//
+// Affinity uses rendezvous hashing: every (prefix, replica) pair gets a
+// score and replicas are tried in score order, so a conversation (or a
+// family of requests sharing a long prompt prefix) keeps landing on the
+// replica whose KV cache already holds that prefix. The bound is that of
+// consistent hashing with bounded loads: a replica is skipped while its
+// in-flight count would exceed (1+Epsilon) × the average after this
+// request, so one popular shared system prompt spreads over replicas
+// instead of piling onto one.
+type Balancer struct {
+	// Epsilon is the allowed imbalance above the average load.
+	Epsilon float64
+
+	mu       sync.Mutex
+	inflight map[string]int // by endpoint
+}
+
+// NewBalancer returns a Balancer with the usual ε of 0.25.
+func NewBalancer() *Balancer {
+	return &Balancer{Epsilon: 0.25, inflight: map[string]int{}}
+}
+
+// Pick chooses among replicas, skipping those in exclude, and counts the
+// request in flight on the chosen one until release is called. affinity 0
+// means no affinity. ok is false when every replica is excluded.
+func (b *Balancer) Pick(replicas []Replica, affinity uint64, exclude []string) (r Replica, release func(), ok bool) {
+	cands := make([]Replica, 0, len(replicas))
+	for _, rep := range replicas {
+		if !slices.Contains(exclude, rep.Endpoint) {
+			cands = append(cands, rep)
+		}
+	}
+	if len(cands) == 0 {
+		return Replica{}, nil, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var chosen Replica
+	if affinity == 0 || len(cands) == 1 {
+		chosen = b.leastLoaded(cands)
+	} else {
+		chosen = b.affine(cands, affinity)
+	}
+	b.inflight[chosen.Endpoint]++
+	var once sync.Once
+	return chosen, func() {
+		once.Do(func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			if b.inflight[chosen.Endpoint]--; b.inflight[chosen.Endpoint] <= 0 {
+				delete(b.inflight, chosen.Endpoint)
+			}
+		})
+	}, true
+}
+
+// InFlight returns the requests in flight to an endpoint.
+func (b *Balancer) InFlight(endpoint string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inflight[endpoint]
+}
+
+func (b *Balancer) leastLoaded(cands []Replica) Replica {
+	best := cands[0]
+	for _, c := range cands[1:] {
+		if b.inflight[c.Endpoint] < b.inflight[best.Endpoint] {
+			best = c
+		}
+	}
+	return best
+}
+
+func (b *Balancer) affine(cands []Replica, affinity uint64) Replica {
+	total := 0
+	for _, c := range cands {
+		total += b.inflight[c.Endpoint]
+	}
+	bound := int(math.Ceil((1 + b.Epsilon) * float64(total+1) / float64(len(cands))))
+	type scored struct {
+		r     Replica
+		score uint64
+	}
+	order := make([]scored, len(cands))
+	// The hash is fixed (not seeded per process), so every gateway replica
+	// sends a conversation to the same neuron.
+	buf := make([]byte, 8, 64)
+	binary.LittleEndian.PutUint64(buf, affinity)
+	for i, c := range cands {
+		order[i] = scored{c, xxhash.Sum64(append(buf[:8], c.Node...))}
+	}
+	slices.SortFunc(order, func(a, b scored) int {
+		switch {
+		case a.score > b.score:
+			return -1
+		case a.score < b.score:
+			return 1
+		}
+		return 0
+	})
+	for _, s := range order {
+		if b.inflight[s.r.Endpoint]+1 <= bound {
+			return s.r
+		}
+	}
+	return b.leastLoaded(cands)
+}
+
+// AffinityKey hashes a conversation prefix (for instance the raw JSON of
+// the first messages) into an affinity key; 0 means none.
+func AffinityKey(model string, prefix []byte) uint64 {
+	if len(prefix) == 0 {
+		return 0
+	}
+	d := xxhash.New()
+	_, _ = d.WriteString(model)
+	_, _ = d.Write(prefix)
+	if v := d.Sum64(); v != 0 {
+		return v
+	}
+	return 1
+}

@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/helexa-ai/cortex/internal/envflag"
+)
+
+// Config is the gateway's configuration.
+type Config struct {
+	// Addr serves the API (OpenAI and Anthropic on one port).
+	Addr string
+	// MetricsAddr serves /metrics ("" or "0" disables).
+	MetricsAddr string
+	// APIKeysFile lists accepted API keys, one per line ("#" comments,
+	// blank lines ignored; "name:key" lines name the key in logs).
+	APIKeysFile string
+	// AllowAnonymous serves requests without a key. It must be asked for
+	// explicitly; without keys and without it, Run refuses to start.
+	AllowAnonymous bool
+	// NeuronTokenFile holds the bearer token neurons require.
+	NeuronTokenFile string
+	// NeuronToken is the token itself (tests; the file wins).
+	NeuronToken string
+	// Namespace limits the Models served to one namespace ("" = all).
+	Namespace string
+	// ColdStartTimeout bounds how long a request waits for its Model to
+	// load.
+	ColdStartTimeout time.Duration
+	// DemandInterval is the least time between two demand-signal writes for
+	// one Model.
+	DemandInterval time.Duration
+	// StreamIdleTimeout ends an upstream stream that sends nothing for this
+	// long (a read timeout, not a total one: long generations are fine).
+	StreamIdleTimeout time.Duration
+	// UpstreamHeaderTimeout bounds the wait for a neuron's response headers
+	// on non-streaming requests, whose headers come only with the answer.
+	UpstreamHeaderTimeout time.Duration
+	// KeepAliveInterval is how often a streaming client waiting for a cold
+	// Model or a long prefill gets a keep-alive.
+	KeepAliveInterval time.Duration
+	// MaxBodyBytes bounds request bodies.
+	MaxBodyBytes int64
+	// MaxAttempts is how many replicas one request may try before its
+	// first byte.
+	MaxAttempts int
+	// ShutdownTimeout bounds how long shutdown waits for streams to finish.
+	ShutdownTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults the flags start from.
+func DefaultConfig() Config {
+	return Config{
+		Addr:                  ":8080",
+		MetricsAddr:           ":9090",
+		ColdStartTimeout:      10 * time.Minute,
+		DemandInterval:        5 * time.Second,
+		StreamIdleTimeout:     5 * time.Minute,
+		UpstreamHeaderTimeout: 30 * time.Minute,
+		KeepAliveInterval:     10 * time.Second,
+		MaxBodyBytes:          32 << 20,
+		MaxAttempts:           3,
+		ShutdownTimeout:       2 * time.Minute,
+	}
+}
+
+// BindFlags registers the flags on fs, with CORTEX_<FLAG> environment
+// fallbacks (dashes as underscores).
+func (c *Config) BindFlags(fs *flag.FlagSet) {
+	envflag.StringVar(fs, &c.Addr, "addr", "address serving the API")
+	envflag.StringVar(fs, &c.MetricsAddr, "metrics-addr", "address serving /metrics; 0 disables")
+	envflag.StringVar(fs, &c.APIKeysFile, "api-keys-file", "file of accepted API keys, one per line")
+	envflag.BoolVar(fs, &c.AllowAnonymous, "allow-anonymous", "serve requests without an API key")
+	envflag.StringVar(fs, &c.NeuronTokenFile, "neuron-token-file", "file holding the neurons' bearer token")
+	envflag.StringVar(fs, &c.Namespace, "namespace", "serve only the Models of this namespace (default all)")
+	envflag.DurationVar(fs, &c.ColdStartTimeout, "cold-start-timeout", "how long a request waits for its model to load")
+	envflag.DurationVar(fs, &c.DemandInterval, "demand-interval", "least time between demand-signal writes per model")
+	envflag.DurationVar(fs, &c.StreamIdleTimeout, "stream-idle-timeout", "end an upstream stream silent for this long")
+	envflag.DurationVar(fs, &c.UpstreamHeaderTimeout, "upstream-header-timeout", "bound on waiting for a non-streaming answer")
+	envflag.DurationVar(fs, &c.KeepAliveInterval, "keep-alive-interval", "keep-alive period for waiting streaming clients")
+	envflag.Int64Var(fs, &c.MaxBodyBytes, "max-body-bytes", "largest accepted request body")
+	envflag.IntVar(fs, &c.MaxAttempts, "max-attempts", "replicas one request may try before its first byte")
+	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
+}
+
+// Validate checks the configuration once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("addr is required"))
+	}
+	if c.APIKeysFile == "" && !c.AllowAnonymous {
+		errs = append(errs, errors.New("no API keys: set --api-keys-file, or --allow-anonymous to serve without keys"))
+	}
+	for name, d := range map[string]time.Duration{
+		"cold-start-timeout": c.ColdStartTimeout, "demand-interval": c.DemandInterval,
+		"stream-idle-timeout": c.StreamIdleTimeout, "keep-alive-interval": c.KeepAliveInterval,
+		"upstream-header-timeout": c.UpstreamHeaderTimeout, "shutdown-timeout": c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive", name))
+		}
+	}
+	if c.MaxBodyBytes <= 0 {
+		errs = append(errs, errors.New("max-body-bytes must be positive"))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, errors.New("max-attempts must be at least 1"))
+	}
+	return errors.Join(errs...)
+}

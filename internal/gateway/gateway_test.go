@@ -1,0 +1,361 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/neurontest"
+	"github.com/helexa-ai/cortex/internal/wire/sse"
+)
+
+// harness is a gateway whose catalog the test feeds by hand, in front of
+// simulated neurons.
+type harness struct {
+	t   *testing.T
+	g   *Gateway
+	srv *httptest.Server
+}
+
+func newHarness(t *testing.T, tweak ...func(*Config)) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	if err := os.WriteFile(keys, []byte("# test keys\nalice:sk-alice\nsk-plain\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.APIKeysFile = keys
+	cfg.NeuronToken = "neuron-secret"
+	cfg.ColdStartTimeout = 5 * time.Second
+	cfg.KeepAliveInterval = 100 * time.Millisecond
+	cfg.DemandInterval = time.Second
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	g, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	_ = cortexv1.AddToScheme(scheme)
+	g.demand.Client = fake.NewClientBuilder().WithScheme(scheme).Build()
+	close(g.ready)
+	srv := httptest.NewServer(g.Handler(testr.New(t)))
+	t.Cleanup(srv.Close)
+	return &harness{t: t, g: g, srv: srv}
+}
+
+// neuron starts a simulated neuron holding the given Model keys, Ready.
+func (h *harness) neuron(name string, keys ...string) *neurontest.Server {
+	h.t.Helper()
+	n := neurontest.Start(neurontest.Config{Name: name, Devices: []int64{1 << 40}, DefaultSize: 1 << 20, Token: "neuron-secret"})
+	h.t.Cleanup(n.Close)
+	c := neuronapi.NewClient("neuron-secret")
+	for _, k := range keys {
+		if _, err := c.Load(context.Background(), n.URL(), neuronapi.LoadRequest{Name: k, Source: neuronapi.Source{URI: "https://x/" + k}}); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	h.g.catalog.UpsertNode(readyNode(name, n.URL()))
+	return n
+}
+
+func readyNode(name, endpoint string) *cortexv1.NeuronNode {
+	nn := &cortexv1.NeuronNode{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	nn.Status.Endpoint = endpoint
+	nn.Status.Conditions = []metav1.Condition{{Type: cortexv1.NeuronNodeConditionReady, Status: metav1.ConditionTrue}}
+	return nn
+}
+
+// model adds a Model with ready replicas on the given nodes.
+func (h *harness) model(ns, name string, names []string, nodes ...string) *cortexv1.Model {
+	m := &cortexv1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.Now()}}
+	m.Spec.ServedNames = names
+	m.Status.Phase = cortexv1.ModelPhaseReady
+	for _, n := range nodes {
+		m.Status.Replicas = append(m.Status.Replicas, cortexv1.Replica{Node: n, State: cortexv1.ReplicaReady})
+	}
+	h.g.catalog.UpsertModel(m)
+	return m
+}
+
+func (h *harness) post(path, key string, body any, hdr ...string) *http.Response {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		data, _ := json.Marshal(b)
+		rd = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(http.MethodPost, h.srv.URL+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func chat(model string, stream bool) map[string]any {
+	return map[string]any{"model": model, "stream": stream, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
+}
+
+func TestChatRoutesByServedNameAndRewritesModel(t *testing.T) {
+	h := newHarness(t)
+	n := h.neuron("n1", "team/llama")
+	h.model("team", "llama", []string{"llama-3", "llama"}, "n1")
+
+	resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 || !strings.Contains(body, "Hello from n1.") {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	_, reqs := n.Requests()
+	if len(reqs) != 1 || !strings.Contains(string(reqs[0]), `"model":"team/llama"`) {
+		t.Fatalf("upstream got %s", reqs)
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Fatal("no X-Request-Id")
+	}
+}
+
+func TestStreamPassesThroughAndHidesUsageUnlessAsked(t *testing.T) {
+	h := newHarness(t)
+	h.neuron("n1", "team/llama")
+	h.model("team", "llama", nil, "n1")
+
+	resp := h.post("/v1/chat/completions", "sk-plain", chat("llama", true))
+	body := readAll(t, resp)
+	if err := sse.CheckOpenAIChatStream(strings.NewReader(body)); err != nil {
+		t.Fatalf("stream grammar: %v\n%s", err, body)
+	}
+	if strings.Contains(body, `"usage"`) {
+		t.Fatalf("usage leaked without include_usage:\n%s", body)
+	}
+	req := chat("llama", true)
+	req["stream_options"] = map[string]any{"include_usage": true}
+	body = readAll(t, h.post("/v1/chat/completions", "sk-plain", req))
+	if err := sse.CheckOpenAIChatStream(strings.NewReader(body)); err != nil {
+		t.Fatalf("stream grammar: %v\n%s", err, body)
+	}
+	if !strings.Contains(body, `"prompt_tokens":7`) {
+		t.Fatalf("usage missing:\n%s", body)
+	}
+}
+
+func TestErrorsSpeakTheCallersDialect(t *testing.T) {
+	h := newHarness(t)
+	cases := []struct {
+		name, path, key, body string
+		hdr                   []string
+		status                int
+		want                  []string
+	}{
+		{"openai unknown model", "/v1/chat/completions", "sk-alice", `{"model":"nope","messages":[{"role":"user","content":"x"}]}`, nil, 404,
+			[]string{`"error":{`, `"code":"model_not_found"`}},
+		{"anthropic unknown model", "/v1/messages", "sk-alice", `{"model":"nope","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`, nil, 404,
+			[]string{`"type":"error"`, `"type":"not_found_error"`, `"request_id":"req_`}},
+		{"openai malformed", "/v1/chat/completions", "sk-alice", `{"model":`, nil, 400, []string{`"type":"invalid_request_error"`}},
+		{"anthropic malformed", "/v1/messages", "sk-alice", `{"model": 5}`, nil, 400, []string{`"type":"invalid_request_error"`, `model`}},
+		{"no key", "/v1/chat/completions", "", `{}`, nil, 401, []string{`"type":"authentication_error"`}},
+		{"bad key anthropic", "/v1/messages", "sk-wrong", `{}`, nil, 401, []string{`"type":"authentication_error"`, `"type":"error"`}},
+		{"x-api-key accepted", "/v1/messages", "", `{"model":"nope","max_tokens":5,"messages":[{"role":"user","content":"x"}]}`,
+			[]string{"x-api-key", "sk-alice"}, 404, []string{"not_found_error"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := h.post(tc.path, tc.key, tc.body, tc.hdr...)
+			body := readAll(t, resp)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Fatalf("body lacks %s: %s", w, body)
+				}
+			}
+		})
+	}
+}
+
+func TestBodyLimitIs413(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxBodyBytes = 1024 })
+	big := `{"model":"x","messages":[{"role":"user","content":"` + strings.Repeat("a", 4096) + `"}]}`
+	for _, path := range []string{"/v1/chat/completions", "/v1/messages"} {
+		resp := h.post(path, "sk-alice", big)
+		body := readAll(t, resp)
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%s: status %d: %s", path, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestRetryOnAnotherReplicaBeforeFirstByte(t *testing.T) {
+	h := newHarness(t)
+	bad := h.neuron("n1", "team/llama")
+	h.neuron("n2", "team/llama")
+	h.model("team", "llama", nil, "n1", "n2")
+	bad.SetInference(neurontest.Inference{FailStatus: 500})
+	for i := range 6 {
+		resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", i%2 == 0))
+		body := readAll(t, resp)
+		if resp.StatusCode != 200 || !strings.Contains(body, "n2") {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	// A dead replica (connection refused) is retried too.
+	bad.Close()
+	resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
+	if body := readAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("after close: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestMidStreamFailureEndsWithErrorEventInEachDialect(t *testing.T) {
+	h := newHarness(t)
+	n := h.neuron("n1", "team/llama")
+	h.model("team", "llama", nil, "n1")
+	n.SetInference(neurontest.Inference{Reply: "one two three four five six seven eight", Chunks: 8, DropAfter: 2})
+
+	body := readAll(t, h.post("/v1/chat/completions", "sk-alice", chat("llama", true)))
+	if !strings.Contains(body, `"error":{`) || strings.Contains(body, "[DONE]") {
+		t.Fatalf("openai stream after a drop:\n%s", body)
+	}
+	if err := sse.CheckOpenAIChatStream(strings.NewReader(body)); err != nil {
+		t.Fatalf("grammar: %v\n%s", err, body)
+	}
+	msg := map[string]any{"model": "llama", "max_tokens": 20, "stream": true, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
+	body = readAll(t, h.post("/v1/messages", "sk-alice", msg))
+	if !strings.Contains(body, "event: error") {
+		t.Fatalf("anthropic stream after a drop:\n%s", body)
+	}
+	if err := sse.CheckAnthropicStream(strings.NewReader(body)); err != nil {
+		t.Fatalf("grammar: %v\n%s", err, body)
+	}
+}
+
+func TestColdModelIsHeldUntilReady(t *testing.T) {
+	h := newHarness(t)
+	n := h.neuron("n1")
+	m := h.model("team", "cold", nil)
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		c := neuronapi.NewClient("neuron-secret")
+		_, _ = c.Load(context.Background(), n.URL(), neuronapi.LoadRequest{Name: "team/cold", Source: neuronapi.Source{URI: "https://x/cold"}})
+		ready := m.DeepCopy()
+		ready.Status.Replicas = []cortexv1.Replica{{Node: "n1", State: cortexv1.ReplicaReady}}
+		h.g.catalog.UpsertModel(ready)
+	}()
+	body := readAll(t, h.post("/v1/chat/completions", "sk-alice", chat("cold", true)))
+	if err := sse.CheckOpenAIChatStream(strings.NewReader(body)); err != nil {
+		t.Fatalf("grammar: %v\n%s", err, body)
+	}
+	if !strings.Contains(body, ": ping") || !strings.Contains(body, "n1.") {
+		t.Fatalf("want keep-alives then the answer:\n%s", body)
+	}
+}
+
+func TestColdTimeoutIs503WithRetryAfter(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ColdStartTimeout = 300 * time.Millisecond })
+	h.model("team", "cold", nil)
+	resp := h.post("/v1/chat/completions", "sk-alice", chat("cold", false))
+	body := readAll(t, resp)
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("status %d retry-after %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	msg := map[string]any{"model": "cold", "max_tokens": 20, "stream": true, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
+	body = readAll(t, h.post("/v1/messages", "sk-alice", msg))
+	if err := sse.CheckAnthropicStream(strings.NewReader(body)); err != nil || !strings.Contains(body, "overloaded_error") {
+		t.Fatalf("anthropic cold timeout (%v):\n%s", err, body)
+	}
+}
+
+func TestListModelsMergesNamesAndPlacement(t *testing.T) {
+	h := newHarness(t)
+	h.neuron("n1", "team/llama")
+	h.model("team", "llama", []string{"llama-3", "llama"}, "n1")
+	h.model("team", "qwen", nil)
+	req, _ := http.NewRequest(http.MethodGet, h.srv.URL+"/v1/models", nil)
+	req.Header.Set("Authorization", "Bearer sk-alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Data []struct {
+			ID     string `json:"id"`
+			Cortex struct {
+				Model, Canonical string
+				Loaded           bool
+				Nodes, Placeable []string
+			} `json:"cortex"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, d := range list.Data {
+		ids[d.ID] = true
+		if d.ID == "llama" && (!d.Cortex.Loaded || d.Cortex.Canonical != "llama-3" || d.Cortex.Model != "team/llama" || len(d.Cortex.Nodes) != 1) {
+			t.Fatalf("llama entry: %+v", d)
+		}
+		if d.ID == "qwen" && (d.Cortex.Loaded || len(d.Cortex.Placeable) != 1) {
+			t.Fatalf("qwen entry: %+v", d)
+		}
+	}
+	if !ids["llama-3"] || !ids["llama"] || !ids["qwen"] || len(ids) != 3 {
+		t.Fatalf("ids = %v", ids)
+	}
+}
+
+func TestAnthropicMessagesNonStreamAndCountTokens(t *testing.T) {
+	h := newHarness(t)
+	h.neuron("n1", "team/llama")
+	h.model("team", "llama", []string{"claude-local"}, "n1")
+	msg := map[string]any{"model": "claude-local", "max_tokens": 20, "system": []any{map[string]any{"type": "text", "text": "be brief", "cache_control": map[string]any{"type": "ephemeral"}}},
+		"messages": []any{map[string]any{"role": "user", "content": "hi"}}}
+	resp := h.post("/v1/messages", "", msg, "x-api-key", "sk-alice", "anthropic-version", "2023-06-01", "anthropic-beta", "some-future-beta")
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"type":"message"`) || !strings.Contains(body, "Hello from n1.") || !strings.Contains(body, `"stop_reason":"end_turn"`) {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	resp = h.post("/v1/messages/count_tokens", "sk-alice", map[string]any{"model": "claude-local", "messages": []any{map[string]any{"role": "user", "content": "hi"}}})
+	if body := readAll(t, resp); resp.StatusCode != 200 || body != "{\"input_tokens\":5}\n" {
+		t.Fatalf("count_tokens: %d %q", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,434 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/wire/openai"
+	"github.com/helexa-ai/cortex/internal/wire/sse"
+)
+
+// affinityPrefix is how many bytes of a conversation's start pick its
+// replica: enough to tell conversations apart past a shared system prompt
+// of ordinary length, little enough to hash for free.
+const affinityPrefix = 8 << 10
+
+// readBody reads the request body under the size limit.
+func (g *Gateway) readBody(c echo.Context) ([]byte, error) {
+	data, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, openai.RequestTooLarge(g.cfg.MaxBodyBytes)
+		}
+		return nil, openai.InvalidRequest("", openai.CodeInvalidJSON, "could not read the request body: %v", err)
+	}
+	return data, nil
+}
+
+// resolve maps the client's model name to a Model key.
+func (g *Gateway) resolve(c echo.Context, name string) (string, error) {
+	ri := info(c)
+	ri.client = name
+	if name == "" {
+		return "", openai.MissingParameter("model")
+	}
+	key, _, err := g.catalog.Lookup(name)
+	if err != nil {
+		if errors.Is(err, errUnknownModel) {
+			return "", openai.ModelNotFound(name)
+		}
+		return "", err
+	}
+	ri.model = key
+	return key, nil
+}
+
+// prepareChat validates an OpenAI chat request and turns it into the call
+// a neuron serves. The upstream always streams usage, so metrics see token
+// counts even when the client did not ask for them.
+func (g *Gateway) prepareChat(c echo.Context, req *openai.ChatRequest) (*upstreamCall, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	key, err := g.resolve(c, req.Model)
+	if err != nil {
+		return nil, err
+	}
+	up := *req
+	up.Model = key
+	if up.Stream {
+		opts := openai.StreamOptions{IncludeUsage: true}
+		up.StreamOptions = &opts
+	}
+	body, err := json.Marshal(&up)
+	if err != nil {
+		return nil, err
+	}
+	uc := &upstreamCall{key: key, path: neuronapi.PathChatCompletions, body: body, stream: up.Stream}
+	uc.affinity = AffinityKey(key, conversationPrefix(req.Messages))
+	info(c).stream = up.Stream
+	return uc, nil
+}
+
+// conversationPrefix is the start of a conversation as bytes, for
+// affinity.
+func conversationPrefix(msgs []openai.Message) []byte {
+	var b []byte
+	for _, m := range msgs {
+		b = append(b, m.Role...)
+		b = append(b, 0)
+		b = append(b, m.Content.String()...)
+		b = append(b, 0)
+		if len(b) >= affinityPrefix {
+			return b[:affinityPrefix]
+		}
+	}
+	return b
+}
+
+func (g *Gateway) chatCompletions(c echo.Context) error {
+	data, err := g.readBody(c)
+	if err != nil {
+		return err
+	}
+	var req openai.ChatRequest
+	if err := openai.DecodeJSONBytes(data, &req); err != nil {
+		return err
+	}
+	uc, err := g.prepareChat(c, &req)
+	if err != nil {
+		return err
+	}
+	if !req.Stream {
+		return g.relayJSON(c, uc)
+	}
+	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	return g.relayChatStream(c, uc, includeUsage)
+}
+
+func (g *Gateway) completions(c echo.Context) error {
+	data, err := g.readBody(c)
+	if err != nil {
+		return err
+	}
+	var req openai.CompletionRequest
+	if err := openai.DecodeJSONBytes(data, &req); err != nil {
+		return err
+	}
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	key, err := g.resolve(c, req.Model)
+	if err != nil {
+		return err
+	}
+	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	up := req
+	up.Model = key
+	if up.Stream {
+		up.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
+	}
+	body, err := json.Marshal(&up)
+	if err != nil {
+		return err
+	}
+	uc := &upstreamCall{key: key, path: neuronapi.PathCompletions, body: body, stream: up.Stream}
+	if len(req.Prompt) > 0 {
+		p := req.Prompt[0]
+		uc.affinity = AffinityKey(key, []byte(p[:min(len(p), affinityPrefix)]))
+	}
+	info(c).stream = up.Stream
+	if !up.Stream {
+		return g.relayJSON(c, uc)
+	}
+	return g.relayChatStream(c, uc, includeUsage)
+}
+
+func (g *Gateway) embeddings(c echo.Context) error {
+	data, err := g.readBody(c)
+	if err != nil {
+		return err
+	}
+	var req openai.EmbeddingRequest
+	if err := openai.DecodeJSONBytes(data, &req); err != nil {
+		return err
+	}
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	key, err := g.resolve(c, req.Model)
+	if err != nil {
+		return err
+	}
+	up := req
+	up.Model = key
+	body, err := json.Marshal(&up)
+	if err != nil {
+		return err
+	}
+	return g.relayJSON(c, &upstreamCall{key: key, path: neuronapi.PathEmbeddings, body: body})
+}
+
+// usageOf reads token counts from an OpenAI answer (chat, completion or
+// embeddings).
+type usageOf struct {
+	Usage *struct {
+		PromptTokens        int `json:"prompt_tokens"`
+		CompletionTokens    int `json:"completion_tokens"`
+		PromptTokensDetails *struct {
+			CachedTokens int `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+	} `json:"usage"`
+}
+
+func (u *usageOf) record(ri *reqInfo) {
+	if u.Usage == nil {
+		return
+	}
+	ri.prompt, ri.output = u.Usage.PromptTokens, u.Usage.CompletionTokens
+	if d := u.Usage.PromptTokensDetails; d != nil {
+		ri.cached = d.CachedTokens
+	}
+}
+
+// fetchJSON dispatches a non-streaming call and returns the answer's body.
+func (g *Gateway) fetchJSON(c echo.Context, uc *upstreamCall) ([]byte, error) {
+	up, err := g.dispatch(c, uc)
+	if err != nil {
+		return nil, err
+	}
+	defer up.close()
+	data, err := io.ReadAll(io.LimitReader(up.body, 256<<20))
+	if err != nil {
+		g.metrics.upstreamErrors.WithLabelValues(uc.key, up.replica.Node, "stream").Inc()
+		return nil, newAPIError(openai.NewError(http.StatusBadGateway, openai.TypeServer, openai.CodeServerError, "",
+			"the replica on %s failed while answering: %v", up.replica.Node, err), 0)
+	}
+	ri := info(c)
+	var u usageOf
+	if json.Unmarshal(data, &u) == nil {
+		u.record(ri)
+	}
+	// A plain answer arrives whole: its generation took the request's
+	// time less any cold-start wait.
+	ri.genTime = g.clock.Since(ri.start) - ri.coldWait
+	return data, nil
+}
+
+// relayJSON relays a non-streaming OpenAI answer as it came.
+func (g *Gateway) relayJSON(c echo.Context, uc *upstreamCall) error {
+	data, err := g.fetchJSON(c, uc)
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, data)
+}
+
+// streamOut is the client side of an event stream: it commits the 200 and
+// the SSE headers on first use, so errors before that are plain JSON
+// answers and errors after it are events.
+type streamOut struct {
+	c         echo.Context
+	w         *sse.Writer
+	committed bool
+}
+
+func newStreamOut(c echo.Context) *streamOut { return &streamOut{c: c} }
+
+func (s *streamOut) begin() *sse.Writer {
+	if !s.committed {
+		h := s.c.Response().Header()
+		h.Set(echo.HeaderContentType, sse.ContentType)
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		s.c.Response().WriteHeader(http.StatusOK)
+		s.w = sse.NewWriter(s.c.Response())
+		s.committed = true
+	}
+	return s.w
+}
+
+// keepAlive writes a comment, committing the stream.
+func (s *streamOut) keepAlive() { _ = s.begin().KeepAlive() }
+
+// chunkPeek is what the gateway reads from every upstream chunk: whether
+// it carries a choice (the first one times the first token), its usage,
+// and an in-stream error.
+type chunkPeek struct {
+	Choices []json.RawMessage `json:"choices"`
+	usageOf
+	Error json.RawMessage `json:"error"`
+}
+
+// pumpHooks render an upstream chat stream in the client's dialect.
+type pumpHooks struct {
+	// chunk writes what the client sees for one upstream chunk; an error
+	// means the stream must end (the client left, or the chunk could not be
+	// rendered and fail was called).
+	chunk func(w *sse.Writer, data []byte, peek *chunkPeek) error
+	// done ends a stream the upstream finished.
+	done func(w *sse.Writer)
+	// fail ends a stream with an error event.
+	fail func(w *sse.Writer, err error)
+}
+
+// pump dispatches a streaming call and relays its events through hooks,
+// timing the first token and reading usage on the way. Errors before the
+// stream is committed are returned (a plain error answer); after, they end
+// the stream through hooks.fail.
+func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpHooks) error {
+	g.streams.Add(1)
+	defer g.streams.Done()
+	up, err := g.dispatch(c, uc)
+	if err != nil {
+		if out.committed {
+			h.fail(out.begin(), toAPIError(err))
+			return nil
+		}
+		return err
+	}
+	defer up.close()
+	ri := info(c)
+	w := out.begin()
+	rd := sse.NewReader(up.body)
+	var first time.Time
+	for {
+		ev, err := rd.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			g.metrics.upstreamErrors.WithLabelValues(uc.key, up.replica.Node, "stream").Inc()
+			ri.streamErr = err.Error()
+			h.fail(w, newAPIError(openai.NewError(http.StatusBadGateway, openai.TypeServer, openai.CodeServerError, "",
+				"the replica on %s stopped mid-stream: %v", up.replica.Node, err), 0))
+			return nil
+		}
+		if ev.IsDone() {
+			h.done(w)
+			if !first.IsZero() {
+				ri.genTime = g.clock.Since(first)
+			}
+			return nil
+		}
+		data := []byte(ev.Data)
+		var peek chunkPeek
+		_ = json.Unmarshal(data, &peek)
+		if len(peek.Choices) > 0 && first.IsZero() {
+			first = g.clock.Now()
+			ri.ttft = first.Sub(ri.start)
+			g.metrics.ttft.WithLabelValues(uc.key, ri.api).Observe(ri.ttft.Seconds())
+		}
+		peek.record(ri)
+		if len(peek.Error) > 0 {
+			ri.streamErr = string(peek.Error)
+			h.fail(w, upstreamStreamError(peek.Error))
+			return nil
+		}
+		if err := h.chunk(w, data, &peek); err != nil {
+			if ri.streamErr == "" {
+				ri.streamErr = err.Error()
+			}
+			return nil
+		}
+	}
+}
+
+// upstreamStreamError reads an error event a neuron sent mid-stream.
+func upstreamStreamError(raw json.RawMessage) error {
+	var d struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Code    *string `json:"code"`
+	}
+	oe := openai.ServerError("the model server failed mid-stream")
+	if json.Unmarshal(raw, &d) == nil && d.Message != "" {
+		oe.Message = d.Message
+		if d.Type != "" {
+			oe.Type = d.Type
+		}
+		if d.Code != nil {
+			oe.Code = *d.Code
+		}
+	}
+	return oe
+}
+
+// relayChatStream relays an OpenAI chat or completion stream as it comes.
+// If the client did not ask for usage, the usage-only chunk is dropped.
+func (g *Gateway) relayChatStream(c echo.Context, uc *upstreamCall, includeUsage bool) error {
+	out := newStreamOut(c)
+	uc.waiting = out.keepAlive
+	return g.pump(c, out, uc, pumpHooks{
+		chunk: func(w *sse.Writer, data []byte, peek *chunkPeek) error {
+			if peek.Usage != nil && len(peek.Choices) == 0 && !includeUsage {
+				return nil
+			}
+			return w.WriteEvent("", data)
+		},
+		done: func(w *sse.Writer) { _ = w.WriteDone() },
+		fail: func(w *sse.Writer, err error) { _ = w.WriteJSON("", toAPIError(err).err.Body()) },
+	})
+}
+
+func (g *Gateway) listModels(c echo.Context) error {
+	views := g.catalog.Models()
+	if c.Request().Header.Get("anthropic-version") != "" {
+		return c.JSON(http.StatusOK, anthropicModelList(views))
+	}
+	list := openai.ModelList{Object: "list", Data: []openai.ModelObject{}}
+	for _, v := range views {
+		list.Data = append(list.Data, modelObjects(v)...)
+	}
+	return c.JSON(http.StatusOK, list)
+}
+
+func (g *Gateway) getModel(c echo.Context) error {
+	id := strings.TrimPrefix(c.Request().URL.Path, "/v1/models/")
+	key, err := g.resolve(c, id)
+	if err != nil {
+		return err
+	}
+	for _, v := range g.catalog.Models() {
+		if v.Key != key {
+			continue
+		}
+		for _, o := range modelObjects(v) {
+			if o.ID == id || (id == key && o.Cortex.Canonical == o.ID) {
+				return c.JSON(http.StatusOK, o)
+			}
+		}
+	}
+	return openai.ModelNotFound(id)
+}
+
+// modelObjects lists a Model once per served name, so a client can pick any
+// of them; the cortex extension says which are aliases of which.
+func modelObjects(v ModelView) []openai.ModelObject {
+	created := v.Model.CreationTimestamp.Unix()
+	place := &openai.ModelPlacement{
+		Model:     v.Key,
+		Canonical: v.Names[0],
+		Aliases:   v.Names[1:],
+		Loaded:    len(v.ReadyNodes) > 0,
+		Phase:     string(v.Model.Status.Phase),
+		Nodes:     v.ReadyNodes,
+		Placeable: v.SchedulableNodes,
+	}
+	if cl := v.Model.Spec.Engine.ContextLength; cl != nil {
+		place.ContextLength = int(*cl)
+	}
+	out := make([]openai.ModelObject, 0, len(v.Names))
+	for _, name := range v.Names {
+		out = append(out, openai.ModelObject{ID: name, Object: "model", Created: created, OwnedBy: v.Model.Namespace, Cortex: place})
+	}
+	return out
+}

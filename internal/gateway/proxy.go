@@ -1,0 +1,258 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/wire/openai"
+)
+
+// upstreamCall is one request to be served by some replica of a Model.
+type upstreamCall struct {
+	key      string
+	path     string
+	body     []byte
+	stream   bool
+	affinity uint64
+	// waiting, when set, is called every KeepAliveInterval while the
+	// request is held for a cold Model (a streaming client's keep-alive).
+	waiting func()
+}
+
+// upstream is a neuron's answer being relayed. Close releases everything.
+type upstream struct {
+	resp    *http.Response
+	body    io.Reader
+	replica Replica
+	close   func()
+}
+
+// maxErrorBody bounds how much of a failed upstream answer is read.
+const maxErrorBody = 64 << 10
+
+// dispatch sends the call to a ready replica: it holds the request while
+// the Model is cold, and retries on another replica after a connection
+// error, a 5xx, a full queue or a replica that no longer has the model —
+// always before the first byte reaches the client, so retrying is safe.
+func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) {
+	ri := info(c)
+	ctx := c.Request().Context()
+	coldDeadline := g.clock.Now().Add(g.cfg.ColdStartTimeout)
+	var tried []string
+	var lastErr *apiError
+	for attempt := 0; ; {
+		reps := g.catalog.Replicas(uc.key)
+		if len(reps) == 0 {
+			left := coldDeadline.Sub(g.clock.Now())
+			if left <= 0 {
+				return nil, errColdTimeout
+			}
+			start := g.clock.Now()
+			var err error
+			reps, err = g.waitReady(ctx, uc.key, left, uc.waiting)
+			ri.coldWait += g.clock.Since(start)
+			if err != nil {
+				if errors.Is(err, errUnknownModel) {
+					return nil, openai.ModelNotFound(ri.client)
+				}
+				return nil, err
+			}
+		}
+		rep, release, ok := g.balancer.Pick(reps, uc.affinity, tried)
+		if !ok {
+			// Every ready replica failed this request once. A full queue
+			// everywhere is the client's to retry; anything else (a replica
+			// just evicted) is worth one look at a fresher catalog.
+			if lastErr != nil && (lastErr.err.Status == http.StatusTooManyRequests || attempt >= g.cfg.MaxAttempts) {
+				return nil, lastErr
+			}
+			select {
+			case <-g.catalog.Wait(uc.key):
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			tried = nil
+			continue
+		}
+		if attempt >= g.cfg.MaxAttempts {
+			release()
+			return nil, lastErr
+		}
+		attempt++
+		if attempt > 1 {
+			ri.retries++
+			g.metrics.retries.WithLabelValues(uc.key).Inc()
+		}
+		up, err := g.send(ctx, rep, uc)
+		if err == nil {
+			ri.node = rep.Node
+			inflight := g.metrics.inFlight.WithLabelValues(uc.key, rep.Node)
+			inflight.Inc()
+			inner := up.close
+			var once sync.Once
+			up.close = func() {
+				once.Do(func() {
+					inner()
+					release()
+					inflight.Dec()
+				})
+			}
+			return up, nil
+		}
+		release()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		ae := toAPIError(err)
+		var se *statusError
+		kind := "connect"
+		if errors.As(err, &se) {
+			kind = "status"
+			if !se.retryable() {
+				return nil, ae
+			}
+		}
+		g.metrics.upstreamErrors.WithLabelValues(uc.key, rep.Node, kind).Inc()
+		lastErr = ae
+		tried = append(tried, rep.Endpoint)
+	}
+}
+
+// statusError is a non-2xx answer from a neuron, already translated.
+type statusError struct {
+	status int
+	code   string
+	ae     *apiError
+}
+
+func (e *statusError) Error() string { return e.ae.Error() }
+func (e *statusError) Unwrap() error { return e.ae }
+
+// retryable reports whether another replica may do better: server errors,
+// a full queue, or a replica that no longer holds (or is still loading)
+// the model.
+func (e *statusError) retryable() bool {
+	switch {
+	case e.status >= 500:
+		return true
+	case e.status == http.StatusTooManyRequests:
+		return true
+	case e.status == http.StatusNotFound && e.code == neuronapi.CodeModelNotFound:
+		return true
+	}
+	return false
+}
+
+// send makes one attempt on one replica.
+func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall) (*upstream, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rep.Endpoint+uc.path, bytes.NewReader(uc.body))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if g.token != "" {
+		req.Header.Set("Authorization", "Bearer "+g.token)
+	}
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		req.Header.Set("X-Request-Id", id)
+	}
+	// A stream's headers come at once (the neuron keeps the connection
+	// alive during prefill), so the idle timeout covers it from the start;
+	// a plain answer's headers come with the whole answer.
+	headerWait := g.cfg.UpstreamHeaderTimeout
+	if uc.stream {
+		headerWait = g.cfg.StreamIdleTimeout
+	}
+	timer := time.AfterFunc(headerWait, cancel)
+	resp, err := g.upstream.Do(req)
+	if err != nil {
+		timer.Stop()
+		cancel()
+		return nil, fmt.Errorf("calling %s: %w", rep.Node, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		timer.Stop()
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		_ = resp.Body.Close()
+		cancel()
+		return nil, upstreamError(resp, data)
+	}
+	body := &idleReader{r: resp.Body, timer: timer, idle: g.cfg.StreamIdleTimeout}
+	timer.Reset(g.cfg.StreamIdleTimeout)
+	return &upstream{resp: resp, body: body, replica: rep, close: func() {
+		timer.Stop()
+		_ = resp.Body.Close()
+		cancel()
+	}}, nil
+}
+
+type requestIDKey struct{}
+
+// upstreamError translates a neuron's error answer.
+func upstreamError(resp *http.Response, data []byte) error {
+	var eb struct {
+		Error struct {
+			Message string  `json:"message"`
+			Type    string  `json:"type"`
+			Code    *string `json:"code"`
+			Param   *string `json:"param"`
+		} `json:"error"`
+	}
+	oe := &openai.Error{Status: resp.StatusCode, Type: openai.TypeForStatus(resp.StatusCode), Message: http.StatusText(resp.StatusCode)}
+	if json.Unmarshal(data, &eb) == nil && eb.Error.Message != "" {
+		oe.Message = eb.Error.Message
+		if eb.Error.Type != "" {
+			oe.Type = eb.Error.Type
+		}
+		if eb.Error.Code != nil {
+			oe.Code = *eb.Error.Code
+		}
+		if eb.Error.Param != nil {
+			oe.Param = *eb.Error.Param
+		}
+	}
+	if resp.StatusCode >= 500 {
+		// The client sees a gateway-side outage, not a neuron's internals.
+		oe.Status = http.StatusBadGateway
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			oe.Status = http.StatusServiceUnavailable
+		}
+	}
+	ae := &apiError{err: oe}
+	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && ra > 0 {
+		ae.retryAfter = time.Duration(ra) * time.Second
+	} else if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		ae.retryAfter = time.Second
+	}
+	return &statusError{status: resp.StatusCode, code: oe.Code, ae: ae}
+}
+
+// idleReader cancels the upstream request when no byte arrives for idle:
+// a read timeout, not a total one, so long generations are never cut.
+type idleReader struct {
+	r     io.Reader
+	timer *time.Timer
+	idle  time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.timer.Reset(r.idle)
+	}
+	return n, err
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/ollama/ollama/llama"
 
 	"github.com/helexa-ai/cortex/internal/engine"
+	"github.com/helexa-ai/cortex/internal/engine/internal/sched"
 )
 
 // Options configures the engine.
@@ -105,13 +106,6 @@ type config struct {
 type llamaFlash = int32
 
 const (
-	// DefaultParallel is the number of sequences when LoadParams.Parallel
-	// is 0.
-	DefaultParallel = 4
-	// MaxParallel is llama.cpp's limit on sequences per context.
-	MaxParallel = 256
-	// DefaultMaxContext caps the default context length.
-	DefaultMaxContext = 8192
 	// batchSize is the micro-batch (n_ubatch) and the most tokens one
 	// worker step decodes, which bounds the latency a long prompt adds to
 	// the other sequences' next token.
@@ -126,17 +120,9 @@ func resolve(p engine.LoadParams) (config, error) {
 	if p.ContextLength < 0 {
 		return c, fmt.Errorf("context length %d is negative", p.ContextLength)
 	}
-	switch {
-	case p.Parallel == 0:
-		c.Parallel = DefaultParallel
-	case p.Parallel < 0 || p.Parallel > MaxParallel:
-		return c, fmt.Errorf("parallel %d is outside [1,%d]", p.Parallel, MaxParallel)
-	}
-	switch {
-	case p.QueueSize == 0:
-		c.QueueSize = 4 * c.Parallel
-	case p.QueueSize < 0:
-		return c, fmt.Errorf("queue size %d is negative", p.QueueSize)
+	var err error
+	if c.Parallel, c.QueueSize, err = sched.Slots(p); err != nil {
+		return c, err
 	}
 	switch strings.ToLower(p.FlashAttention) {
 	case "", "auto":

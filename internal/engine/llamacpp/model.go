@@ -44,6 +44,8 @@ type model struct {
 	slots  []*slot // worker only
 	prefRR int     // worker only: where prefill budget starts next step
 	genRR  int     // worker only: same for decode tokens when budget is short
+	// useCount numbers slot assignments (worker only).
+	useCount uint64
 
 	cmu    sync.RWMutex
 	freed  bool
@@ -94,13 +96,7 @@ func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
 		}
 	}
 	trained := m.cm.nCtxTrain()
-	m.ctxLen = cfg.ContextLength
-	if m.ctxLen == 0 {
-		m.ctxLen = DefaultMaxContext
-		if trained > 0 {
-			m.ctxLen = min(trained, DefaultMaxContext)
-		}
-	}
+	m.ctxLen = sched.ContextLength(cfg.ContextLength, trained)
 	cp := llama.NewContextParams(m.ctxLen*cfg.Parallel, batchSize, cfg.Parallel, cfg.Threads, ml.FlashAttentionType(cfg.flash), cfg.KVCacheType)
 	if m.lc, err = llama.NewContextWithModel(lm, cp); err != nil {
 		return nil, fmt.Errorf("%w (context %d × %d sequences)", err, m.ctxLen, cfg.Parallel)

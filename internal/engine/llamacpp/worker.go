@@ -118,6 +118,8 @@ func (d *device) next() *model {
 // slot is one sequence of a model's context. Only the worker touches it.
 type slot struct {
 	id int
+	// lastUsed orders sequences by their last assignment.
+	lastUsed uint64
 	// cache lists the tokens whose keys and values are in the sequence,
 	// for prefix reuse by the next request landing here.
 	cache []int
@@ -196,10 +198,9 @@ func (m *model) clearSeq(s *slot) {
 }
 
 // assign hands free sequences to waiting requests. A completion goes to
-// the free sequence sharing the longest prefix with its prompt (the lowest
-// id on ties, which keeps active sequences contiguous: llama.cpp splits a
-// batch into one micro-batch per run of consecutive sequence ids). An
-// embedding runs at once on a free sequence and gives it back.
+// the free sequence sharing the longest prefix with its prompt, or on ties
+// the least recently used one, so that other cached prefixes survive
+// longest. An embedding runs at once on a free sequence and gives it back.
 func (m *model) assign() {
 	var free []*slot
 	for _, s := range m.slots {
@@ -222,9 +223,10 @@ func (m *model) assign() {
 			r.FinishEmbed(v, err)
 			continue
 		}
-		best, bestN := -1, -1
+		best, bestN := 0, -1
 		for i, f := range free {
-			if n := commonPrefix(f.cache, r.Gen.Prompt); n > bestN {
+			n := commonPrefix(f.cache, r.Gen.Prompt)
+			if n > bestN || (n == bestN && f.lastUsed < free[best].lastUsed) {
 				best, bestN = i, n
 			}
 		}
@@ -260,6 +262,8 @@ func (m *model) start(s *slot, r *sched.Request) {
 		s.cache = s.cache[:keep]
 	}
 	*s = slot{id: s.id, cache: s.cache, outIdx: -1}
+	m.useCount++
+	s.lastUsed = m.useCount
 	s.req = r
 	s.tAssigned = time.Now()
 	s.nPrompt = len(prompt)
@@ -462,7 +466,7 @@ func (m *model) finish(s *slot, reason engine.FinishReason, err error) {
 	}
 	r.Finish(res, err)
 	s.grammar.free()
-	*s = slot{id: s.id, cache: s.cache, outIdx: -1}
+	*s = slot{id: s.id, cache: s.cache, lastUsed: s.lastUsed, outIdx: -1}
 }
 
 // poison marks the model failed after a fatal error: every request, queued

@@ -235,6 +235,18 @@ func (s *parserState) runContent(final bool) bool {
 				return false // may become a tag
 			}
 		}
+		if !opener && s.cfg.Format == ToolFormatMistral {
+			// Mistral's [TOOL_CALLS] and [ARGS] are control tokens an
+			// engine may leave out of the text: name{…} is then a call.
+			switch s.namedCall(rest, final) {
+			case headerNeedMore:
+				return false
+			case headerMatched:
+				s.startCall(syntaxMistralNamed, s.buf[:len(s.buf)-len(rest)], rest)
+				s.call.phase = phaseName
+				return true
+			}
+		}
 		if !opener && rest != "" && (rest[0] == '{' || rest[0] == '[') {
 			// A call without its opening tag (Llama 3 writes them so,
 			// Mistral's tag is a special token that may not be in the
@@ -281,6 +293,20 @@ func (s *parserState) runContent(final bool) bool {
 	s.text(EventContent, s.buf[:len(s.buf)-keep])
 	s.buf = s.buf[len(s.buf)-keep:]
 	return false
+}
+
+// namedCall reports whether rest starts with a tool name directly
+// followed by its arguments object.
+func (s *parserState) namedCall(rest string, final bool) headerStatus {
+	for name := range s.tools {
+		switch {
+		case strings.HasPrefix(rest, name+"{"), strings.HasPrefix(rest, name+mistralArgs):
+			return headerMatched
+		case !final && (strings.HasPrefix(name+"{", rest) || strings.HasPrefix(name+mistralArgs, rest)):
+			return headerNeedMore
+		}
+	}
+	return headerNotCall
 }
 
 // openers are the tags that start calls in the configured format.
@@ -359,7 +385,11 @@ func (s *parserState) runCall(final bool) bool {
 // runMistralName reads "name[ARGS]" (or "name[CALL_ID]id[ARGS]").
 func (s *parserState) runMistralName(final bool) bool {
 	c := s.call
-	i := strings.Index(s.buf[:min(len(s.buf), maxHeader)], mistralArgs)
+	head := s.buf[:min(len(s.buf), maxHeader)]
+	i, sep := strings.Index(head, mistralArgs), len(mistralArgs)
+	if j := strings.IndexByte(head, '{'); j >= 0 && (i < 0 || j < i) {
+		i, sep = j, 0 // [ARGS] left out of the text: the object follows the name
+	}
 	if i < 0 {
 		if final || len(s.buf) >= maxHeader {
 			s.failCall()
@@ -376,7 +406,7 @@ func (s *parserState) runMistralName(final bool) bool {
 		s.failCall()
 		return true
 	}
-	s.consume(i + len(mistralArgs))
+	s.consume(i + sep)
 	c.name = name
 	s.begin()
 	c.phase, c.scan = phaseArgs, jsonScanner{}
@@ -602,10 +632,9 @@ func (s *parserState) endCall() {
 		c.phase = phaseTrailer
 	default:
 		s.leaveCall()
-		if c.syntax == syntaxBare {
-			// Llama 3 separates several calls by whitespace or ';'.
-			s.atStart, s.sepOK = true, true
-		}
+		// Llama 3 separates several calls by whitespace or ';'; Mistral
+		// writes them back to back, perhaps without their tags.
+		s.atStart, s.sepOK = true, c.syntax == syntaxBare
 	}
 }
 

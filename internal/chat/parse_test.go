@@ -170,6 +170,12 @@ var parseCases = []parseCase{
 		in: `Checking.[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{}`,
 		want: Result{Content: "Checking.", ToolCalls: []openai.ToolCall{
 			call("call_1", "get_weather", `{"city":"Paris"}`), call("call_2", "get_time", `{}`)}}},
+	{name: "mistral named without control tokens", cfg: ParserConfig{Format: ToolFormatMistral, Tools: weatherTools},
+		in: `get_weather{"city": "Paris"}get_time{}`,
+		want: Result{ToolCalls: []openai.ToolCall{
+			call("call_1", "get_weather", `{"city":"Paris"}`), call("call_2", "get_time", `{}`)}}},
+	{name: "mistral text starting with a tool name", cfg: ParserConfig{Format: ToolFormatMistral, Tools: weatherTools},
+		in: "get_weather is a tool.", want: Result{Content: "get_weather is a tool."}},
 	{name: "mistral array with bad second call", cfg: ParserConfig{Format: ToolFormatMistral, Tools: weatherTools},
 		in:   `[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"name": "nope", "arguments": {}}]`,
 		want: Result{Content: `, {"name": "nope", "arguments": {}}]`, ToolCalls: []openai.ToolCall{call("call_1", "get_time", `{}`)}}},

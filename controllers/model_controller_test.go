@@ -2,9 +2,7 @@ package controllers_test
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -307,21 +305,11 @@ func TestKubectl(t *testing.T) {
 
 func findKubectl(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("kubectl"); err == nil {
-		return p
+	p, err := env.Kubectl()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		if p := filepath.Join(dir, "kubectl"); fileExists(p) {
-			return p
-		}
-	}
-	t.Fatal("kubectl not found on PATH or in KUBEBUILDER_ASSETS (hack/envtest.sh builds one)")
-	return ""
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
+	return p
 }
 
 func run(t *testing.T, kubectl string, args ...string) string {

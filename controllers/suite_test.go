@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,12 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/manager"
 	"github.com/helexa-ai/cortex/internal/neurontest"
+	"github.com/helexa-ai/cortex/internal/testenv"
 )
 
 const (
@@ -36,9 +35,11 @@ const (
 )
 
 var (
-	restCfg *rest.Config
-	k8s     client.Client
-	seq     atomic.Int64
+	restCfg        *rest.Config
+	k8s            client.Client
+	seq            atomic.Int64
+	env            *testenv.Env
+	kubeconfigPath string
 )
 
 func TestMain(m *testing.M) {
@@ -48,60 +49,15 @@ func TestMain(m *testing.M) {
 // runSuite starts a real kube-apiserver and etcd once for the package.
 // Without the binaries the suite fails: hack/envtest.sh says how to get them.
 func runSuite(m *testing.M) int {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		for _, dir := range []string{"../../shared/envtest/k8s-v1.37.2_etcd-v3.7.3_linux-amd64"} {
-			if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err == nil {
-				assets, _ = filepath.Abs(dir)
-			}
-		}
-	}
-	if assets == "" {
-		fmt.Fprintln(os.Stderr, "FAIL: no envtest binaries: set KUBEBUILDER_ASSETS=$(hack/envtest.sh) or run make test")
-		return 1
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-	}
 	var err error
-	restCfg, err = env.Start()
+	env, err = testenv.Start()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: starting envtest: %v\n", err)
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
-	k8s, err = client.New(restCfg, client.Options{Scheme: manager.Scheme()})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: client: %v\n", err)
-		return 1
-	}
-	writeKubeconfig(env)
+	restCfg, k8s, kubeconfigPath = env.Config, env.Client, env.Kubeconfig
 	return m.Run()
-}
-
-// kubeconfigPath is a kubeconfig for the test API server, for kubectl.
-var kubeconfigPath string
-
-func writeKubeconfig(env *envtest.Environment) {
-	user, err := env.ControlPlane.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "adding kubectl user: %v\n", err)
-		return
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "kubeconfig: %v\n", err)
-		return
-	}
-	f, err := os.CreateTemp("", "cortex-envtest-kubeconfig-*")
-	if err != nil {
-		return
-	}
-	_, _ = f.Write(kc)
-	_ = f.Close()
-	kubeconfigPath = f.Name()
 }
 
 // fixture is one test's slice of the cluster: its namespace, its neurons

@@ -1,0 +1,219 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/gateway"
+	"github.com/helexa-ai/cortex/internal/manager"
+	"github.com/helexa-ai/cortex/internal/neurontest"
+	"github.com/helexa-ai/cortex/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+// stack runs the real manager and gateway in-process against the test API
+// server, with simulated neurons.
+type stack struct {
+	t       *testing.T
+	ctx     context.Context
+	ns      string
+	gateway string // base URL
+	metrics string
+}
+
+func startStack(t *testing.T, ns string) *stack {
+	t.Helper()
+	ctx, cancel := context.WithCancel(log.IntoContext(context.Background(), logr.Discard()))
+	must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+
+	mcfg := manager.DefaultConfig()
+	mcfg.MetricsAddr, mcfg.ProbeAddr = "0", "0"
+	mcfg.StaleAfter, mcfg.PollInterval = 3*time.Second, 200*time.Millisecond
+	mcfg.NeuronToken = "neuron-secret"
+	mdone := make(chan error, 1)
+	go func() { mdone <- manager.Run(ctx, mcfg, env.Config, manager.Options{SkipNameValidation: true}) }()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	gcfg := gateway.DefaultConfig()
+	gcfg.AllowAnonymous = true
+	gcfg.NeuronToken = "neuron-secret"
+	gcfg.Namespace = ns
+	gcfg.ColdStartTimeout = 30 * time.Second
+	gcfg.KeepAliveInterval = 200 * time.Millisecond
+	ready := make(chan struct{})
+	gdone := make(chan error, 1)
+	go func() {
+		gdone <- gateway.Run(ctx, gcfg, env.Config, gateway.Options{Listener: ln, MetricsListener: mln, Ready: func(string) { close(ready) }})
+	}()
+	select {
+	case <-ready:
+	case err := <-gdone:
+		t.Fatalf("gateway stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway not ready")
+	}
+	t.Cleanup(func() {
+		cancel()
+		for _, ch := range []chan error{mdone, gdone} {
+			select {
+			case err := <-ch:
+				if err != nil {
+					t.Errorf("stopped with error: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("did not stop")
+			}
+		}
+	})
+	return &stack{t: t, ctx: ctx, ns: ns, gateway: "http://" + ln.Addr().String(), metrics: "http://" + mln.Addr().String() + "/metrics"}
+}
+
+func (s *stack) neuron(name string) *neurontest.Server {
+	s.t.Helper()
+	n := neurontest.Start(neurontest.Config{Name: name, Devices: []int64{16 << 30}, DefaultSize: 1 << 30, Token: "neuron-secret", LoadDelay: 300 * time.Millisecond})
+	must(s.t, n.Register(s.ctx, env.Client, map[string]string{"stack": s.ns}))
+	hb := n.StartHeartbeat(s.ctx, env.Client, 300*time.Millisecond)
+	s.t.Cleanup(func() {
+		hb.Stop()
+		n.Close()
+		_ = env.Client.Delete(context.Background(), &cortexv1.NeuronNode{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	})
+	return n
+}
+
+func (s *stack) model(name string, min int32, names ...string) {
+	s.t.Helper()
+	m := &cortexv1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: name}}
+	m.Spec.Source.URI = "https://models.example/" + name + ".gguf"
+	m.Spec.ServedNames = names
+	m.Spec.Replicas = cortexv1.ReplicaRange{Min: min, Max: max(min, 1)}
+	m.Spec.Placement.NodeSelector = map[string]string{"stack": s.ns}
+	m.Spec.Resources.VRAM = resource.NewQuantity(1<<30, resource.BinarySI)
+	must(s.t, env.Client.Create(s.ctx, m))
+	s.t.Cleanup(func() { _ = env.Client.Delete(context.Background(), m) })
+}
+
+func (s *stack) chat(model string, stream bool) (int, string) {
+	s.t.Helper()
+	body := fmt.Sprintf(`{"model":%q,"stream":%v,"messages":[{"role":"user","content":"hi"}]}`, model, stream)
+	resp, err := http.Post(s.gateway+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	must(s.t, err)
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(resp.Body)
+	must(s.t, err)
+	return resp.StatusCode, string(data)
+}
+
+func TestColdRequestIsHeldWhileTheManagerLoadsTheModel(t *testing.T) {
+	s := startStack(t, "cold")
+	n := s.neuron("cold-n1")
+	s.model("llama", 0, "llama-3")
+
+	start := time.Now()
+	code, body := s.chat("llama-3", true)
+	if code != 200 || !strings.Contains(body, "[DONE]") || !strings.Contains(body, "cold-n1") {
+		t.Fatalf("status %d:\n%s", code, body)
+	}
+	t.Logf("cold request answered after %s", time.Since(start).Round(time.Millisecond))
+	if n.Loads("cold/llama") != 1 {
+		t.Fatalf("loads = %d", n.Loads("cold/llama"))
+	}
+	var m cortexv1.Model
+	must(t, env.Client.Get(s.ctx, types.NamespacedName{Namespace: "cold", Name: "llama"}, &m))
+	if _, ok := m.Annotations[cortexv1.DemandAnnotation]; !ok {
+		t.Fatalf("no demand annotation: %v", m.Annotations)
+	}
+	// Many waiters, one load: a burst on a second cold model.
+	s.model("qwen", 0)
+	results := make(chan int, 8)
+	for range 8 {
+		go func() { c, _ := s.chat("qwen", false); results <- c }()
+	}
+	for range 8 {
+		if c := <-results; c != 200 {
+			t.Fatalf("burst request got %d", c)
+		}
+	}
+	if n.Loads("cold/qwen") != 1 {
+		t.Fatalf("burst caused %d loads", n.Loads("cold/qwen"))
+	}
+	resp, err := http.Get(s.metrics)
+	must(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, want := range []string{`cortex_gateway_cold_start_wait_seconds_count{model="cold/llama"} 1`, `cortex_gateway_requests_total{api="openai",code="200",model="cold/qwen"} 8`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Fatalf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestReplicaDeadBeforeFirstByteIsRetriedElsewhere(t *testing.T) {
+	s := startStack(t, "retry")
+	a := s.neuron("retry-a")
+	b := s.neuron("retry-b")
+	s.model("llama", 2)
+	// Wait until both replicas serve.
+	deadline := time.Now().Add(30 * time.Second)
+	for a.Loads("retry/llama") == 0 || b.Loads("retry/llama") == 0 || len(a.Resident()) == 0 || len(b.Resident()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("replicas not placed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		code, _ := s.chat("llama", false)
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("model never served")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// a's process dies; its NeuronNode still looks fresh for a while.
+	a.SetDown(true)
+	for i := range 6 {
+		code, body := s.chat("llama", i%2 == 0)
+		if code != 200 || !strings.Contains(body, "retry-b") {
+			t.Fatalf("request %d: %d %s", i, code, body)
+		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

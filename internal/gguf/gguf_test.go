@@ -359,3 +359,78 @@ func TestHTTPReaderAt(t *testing.T) {
 		t.Error("unauthorised answer accepted")
 	}
 }
+
+func TestEstimate(t *testing.T) {
+	f, err := Open(storiesPath(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// stories260K: 5 layers, 4 KV heads of 8, 2048 trained context.
+	e := Estimate(f, 0, 0, "f16", true)
+	if e.ContextLength != 2048 || e.Parallel != 4 || e.Cells != 2048 {
+		t.Errorf("defaults: %+v", e)
+	}
+	if want := int64(5 * (32 + 32) * 2048 * 4 * 2); e.KVCache != want {
+		t.Errorf("KV = %d, want %d", e.KVCache, want)
+	}
+	if e.Weights != 1171200 || e.Total != e.Weights+e.KVCache+e.Compute+e.Output {
+		t.Errorf("weights %d total %d", e.Weights, e.Total)
+	}
+	tests := []struct {
+		name string
+		a, b MemoryEstimate
+		less func(a, b MemoryEstimate) bool
+	}{
+		{"q8_0 KV smaller than f16", Estimate(f, 4096, 2, "q8_0", true), Estimate(f, 4096, 2, "f16", true),
+			func(a, b MemoryEstimate) bool { return a.KVCache < b.KVCache }},
+		{"q4_0 KV smaller than q8_0", Estimate(f, 4096, 2, "q4_0", true), Estimate(f, 4096, 2, "q8_0", true),
+			func(a, b MemoryEstimate) bool { return a.KVCache < b.KVCache }},
+		{"flash attention saves compute", Estimate(f, 4096, 2, "f16", true), Estimate(f, 4096, 2, "f16", false),
+			func(a, b MemoryEstimate) bool { return a.Compute < b.Compute }},
+		{"more sequences need more KV", Estimate(f, 1024, 2, "f16", true), Estimate(f, 1024, 4, "f16", true),
+			func(a, b MemoryEstimate) bool { return a.KVCache*2 == b.KVCache }},
+		{"contexts round up to 256 cells", Estimate(f, 1000, 1, "f16", true), Estimate(f, 1024, 1, "f16", true),
+			func(a, b MemoryEstimate) bool { return a.KVCache == b.KVCache && a.Cells == 1024 }},
+		{"unknown kv type costed as f16", Estimate(f, 1024, 1, "bogus", true), Estimate(f, 1024, 1, "f16", true),
+			func(a, b MemoryEstimate) bool { return a.KVCache == b.KVCache }},
+	}
+	for _, tc := range tests {
+		if !tc.less(tc.a, tc.b) {
+			t.Errorf("%s: %+v vs %+v", tc.name, tc.a, tc.b)
+		}
+	}
+}
+
+// Per-layer head counts (hybrid and sliding-window models) are summed
+// layer by layer; layers without KV heads hold no cache.
+func TestEstimatePerLayerHeads(t *testing.T) {
+	kvs := []KV{
+		{"general.architecture", String("test")},
+		{"test.block_count", Uint32(3)},
+		{"test.embedding_length", Uint32(128)},
+		{"test.context_length", Uint32(100000)},
+		{"test.feed_forward_length", Uint32s([]uint32{256, 512, 256})},
+		{"test.attention.head_count", Uint32(4)},
+		{"test.attention.head_count_kv", Int32s([]int32{2, 0, 4})},
+		{"test.vocab_size", Uint32(1000)},
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, kvs, nil); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Read(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := Estimate(f, 0, 1, "f16", true)
+	if e.ContextLength != 8192 {
+		t.Errorf("context %d, want the 8192 cap", e.ContextLength)
+	}
+	// (2+0+4) heads × 32 dims × (K+V) × 8192 cells × 2 bytes.
+	if want := int64(6 * 32 * 2 * 8192 * 2); e.KVCache != want {
+		t.Errorf("KV = %d, want %d", e.KVCache, want)
+	}
+	if e.Compute < 4*512*1000 {
+		t.Errorf("compute %d below the logits alone", e.Compute)
+	}
+}

@@ -313,6 +313,8 @@ func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpH
 			return nil
 		}
 		if ev.IsDone() {
+			// Read to the end so the connection goes back to the pool.
+			_, _ = io.Copy(io.Discard, io.LimitReader(up.body, 64<<10))
 			h.done(w)
 			if !first.IsZero() {
 				ri.genTime = g.clock.Since(first)

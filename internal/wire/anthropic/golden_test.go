@@ -187,6 +187,12 @@ func TestStreamGolden(t *testing.T) {
 				// prompt size it was given and a chunk count.
 				s.InputTokens, s.OutputTokens = want.InputTokens, want.OutputTokens
 			}
+			if want.StopReason == StopMaxTokens {
+				// A tool call cut short streams as the partial JSON it is
+				// (as Anthropic's does); the non-stream answer wraps it
+				// (see ToolInput). Their texts must still agree.
+				s.Tools, want.Tools = nil, nil
+			}
 			if !reflect.DeepEqual(s, want) {
 				t.Errorf("stream adds up to\n%+v\nnon-stream translation is\n%+v", s, want)
 			}

@@ -11,6 +11,26 @@
 //
 // Nothing here does I/O beyond the io.Reader / io.Writer it is handed, so the
 // gateway wires these pieces to HTTP and the neuron client.
+//
+// # Contract with the neuron
+//
+// The translations rely on a few OpenAI chat extensions the neuron honours:
+//
+//   - request chat_template_kwargs.enable_thinking (bool): passed to the chat
+//     template; Anthropic thinking enabled/disabled and Responses
+//     reasoning.effort "none" set it; absent means the model's default;
+//   - request thinking_budget_tokens (int): the most tokens to think before
+//     answering (Anthropic thinking.budget_tokens); may be ignored;
+//   - choice / chunk-choice stop_sequence (string): the request stop string
+//     that ended generation, sent with finish_reason "stop" only when a stop
+//     string (not end-of-generation) ended it; without it Anthropic clients
+//     see end_turn instead of stop_sequence;
+//   - streams: reasoning_content deltas for thinking, tool calls streamed
+//     one after another with index, and the first fragment of each carrying
+//     id, type and function name; stream_options.include_usage honoured;
+//     a failure after the stream began sent as data: {"error": {…}}.
+//
+// sse.CheckOpenAIChatStream checks the stream rules.
 package wire
 
 // Warning reports something in a client's request that cortex accepted but

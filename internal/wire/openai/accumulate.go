@@ -185,19 +185,23 @@ func Accumulate(chunks []ChatChunk) *ChatResponse {
 // completions stream. An error envelope ({"error":{…}}), which OpenAI-style
 // servers send when they fail mid-stream, comes back as an *Error.
 func DecodeChunk(data []byte) (*ChatChunk, error) {
-	var probe struct {
-		Error *ErrorDetail `json:"error"`
-	}
 	data = bytes.TrimSpace(data)
-	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, ServerError("The upstream sent an invalid stream event: %v.", err)
-	}
-	if probe.Error != nil {
-		return nil, ErrorFromBody(StatusForType(probe.Error.Type), ErrorBody{Error: *probe.Error})
+	// Only a payload that mentions "error" can be an error envelope; the
+	// probe costs a second decode, so skip it for ordinary chunks.
+	if bytes.Contains(data, []byte(`"error"`)) {
+		var probe struct {
+			Error *ErrorDetail `json:"error"`
+		}
+		if err := json.Unmarshal(data, &probe); err != nil {
+			return nil, ServerError("The upstream sent an invalid stream event: %v.", err)
+		}
+		if probe.Error != nil {
+			return nil, ErrorFromBody(StatusForType(probe.Error.Type), ErrorBody{Error: *probe.Error})
+		}
 	}
 	var c ChatChunk
 	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, ServerError("The upstream sent an invalid stream chunk: %v.", err)
+		return nil, ServerError("The upstream sent an invalid stream event: %v.", err)
 	}
 	return &c, nil
 }

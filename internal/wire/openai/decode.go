@@ -99,6 +99,9 @@ func locate(t reflect.Type, raw []byte, path string) (string, string, bool) {
 		if t.Kind() == reflect.Pointer && isNull(raw) {
 			return "", "", false
 		}
+		if p, msg, ok := locateCustom(t, raw, path); ok {
+			return p, msg, true
+		}
 		return path, fmt.Sprintf("Invalid value for '%s': %s.", orBody(path), strings.TrimSuffix(unwrapJSONErr(err), ".")), true
 	}
 	switch t.Kind() {
@@ -149,6 +152,53 @@ func locate(t reflect.Type, raw []byte, path string) (string, string, bool) {
 		return path, typeMessage(path, "a number", raw), true
 	}
 	return path, fmt.Sprintf("Invalid value for '%s': %s.", orBody(path), strings.TrimSuffix(unwrapJSONErr(err), ".")), true
+}
+
+// locateCustom looks inside a type with its own UnmarshalJSON, so errors
+// deep in a union (string-or-list content, items decoded by type) still
+// name their field: a JSON array is checked against the struct's untagged
+// slice field (the union's list form), an object against its tagged fields.
+func locateCustom(t reflect.Type, raw []byte, path string) (string, string, bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return "", "", false
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "", "", false
+	}
+	switch raw[0] {
+	case '[':
+		for i := range t.NumField() {
+			f := t.Field(i)
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if !f.IsExported() || f.Tag.Get("json") != "" || ft.Kind() != reflect.Slice || ft.Elem().Kind() == reflect.Uint8 {
+				continue
+			}
+			var items []json.RawMessage
+			if json.Unmarshal(raw, &items) != nil {
+				return "", "", false
+			}
+			for j, item := range items {
+				if p, msg, ok := locate(ft.Elem(), item, path+"["+strconv.Itoa(j)+"]"); ok {
+					return p, msg, true
+				}
+			}
+			return "", "", false
+		}
+	case '{':
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return "", "", false
+		}
+		return locateFields(t, m, path)
+	}
+	return "", "", false
 }
 
 // locateFields checks the JSON members that map to t's fields, embedded

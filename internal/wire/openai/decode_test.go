@@ -30,7 +30,7 @@ func TestDecodeJSON(t *testing.T) {
 		{name: "wrong top-level type", body: `{"model":5}`, wantErr: true, status: 400, code: CodeInvalidType, param: "model", msgSubstr: "expected a string, but got an integer"},
 		{name: "wrong nested type", body: `{"model":"m","messages":[{"role":"user","content":"a"},{"role":7}]}`, wantErr: true, param: "messages[1].role", status: 400, code: CodeInvalidType},
 		{name: "custom unmarshaler path", body: `{"model":"m","messages":[{"role":"user","content":42}]}`, wantErr: true, param: "messages[0].content", status: 400, code: CodeInvalidValue, msgSubstr: "string, an array"},
-		{name: "bad part", body: `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":5}]}]}`, wantErr: true, param: "messages[0].content", status: 400},
+		{name: "bad part", body: `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":5}]}]}`, wantErr: true, param: "messages[0].content[0].text", status: 400, code: CodeInvalidType},
 		{name: "float into int", body: `{"model":"m","max_tokens":1.5}`, wantErr: true, param: "max_tokens", code: CodeInvalidType, status: 400, msgSubstr: "expected an integer, but got a number"},
 		{name: "bool wrong", body: `{"model":"m","stream":"yes"}`, wantErr: true, param: "stream", status: 400, msgSubstr: "a boolean"},
 		{name: "tool choice", body: `{"model":"m","tool_choice":"sometimes"}`, wantErr: true, param: "tool_choice", status: 400},

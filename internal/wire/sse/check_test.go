@@ -1,6 +1,7 @@
 package sse
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,4 +217,21 @@ func TestCheckResponsesStream(t *testing.T) {
 	if err := check(head + incomplete); err == nil || !strings.Contains(err.Error(), "reason") {
 		t.Fatalf("incomplete without reason: err = %v", err)
 	}
+}
+
+// FuzzCheckers runs arbitrary input through the three grammar checkers:
+// they must reject garbage with an error, never panic or hang.
+func FuzzCheckers(f *testing.F) {
+	for _, name := range []string{"openai_valid.sse", "anthropic_valid.sse", "responses_valid.sse"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		_ = CheckOpenAIChatStream(bytes.NewReader(in))
+		_ = CheckAnthropicStream(bytes.NewReader(in))
+		_ = CheckResponsesStream(bytes.NewReader(in))
+	})
 }

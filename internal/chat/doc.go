@@ -40,10 +40,10 @@
 //
 // tool_choice decides decoding:
 //   - "auto" (the default with tools): free text; calls are parsed from it.
-//   - "required" or a named function: a GBNF grammar forces one call (or,
-//     with parallel_tool_calls, up to MaxForcedCalls) in the model's own
-//     format, names fixed to the allowed tools and arguments constrained by
-//     each tool's JSON schema.
+//   - "required": a GBNF grammar forces one call (with parallel_tool_calls,
+//     up to MaxForcedCalls) in the model's own format, names fixed to the
+//     declared tools and arguments constrained by each tool's JSON schema.
+//   - a named function: the same, for exactly one call of that function.
 //   - "none": tools are not rendered into the prompt and nothing is parsed
 //     as a call, so the model answers in prose instead of emitting call
 //     syntax that would leak into content.

@@ -145,6 +145,12 @@ func (p *gParser) alt() (gAlt, error) {
 		if !p.take("|") {
 			return a, nil
 		}
+		// Like llama.cpp, read past the end of the line after "|": a
+		// rule that follows would be swallowed, so refuse it.
+		p.skip()
+		if p.atRuleStart() {
+			return nil, fmt.Errorf("the line ends in \"|\": llama.cpp would read the next rule into this one")
+		}
 	}
 }
 

@@ -102,14 +102,15 @@ func notContainingRules(g *gbnf, name, stop string) {
 	}
 	state := func(i int) string { return fmt.Sprintf("%s-%d", name, i) }
 	for i := 0; i < len(pat); i++ {
-		alts := []string{fmt.Sprintf("[^%s] %s", class.String(), state(0))}
+		// The text may end in any state: an empty alternative, first,
+		// because llama.cpp reads a line ending in "|" as continued.
+		alts := []string{"", fmt.Sprintf("[^%s] %s", class.String(), state(0))}
 		for _, r := range distinct {
 			if n := next(i, r); n < len(pat) {
 				alts = append(alts, fmt.Sprintf("%s %s", lit(string(r)), state(n)))
 			}
 		}
-		alts = append(alts, "") // the text may end in any state
-		body := strings.Join(alts, " | ")
+		body := strings.TrimPrefix(strings.Join(alts, " | "), " ")
 		if i == 0 {
 			g.rule(name, state(0))
 		}

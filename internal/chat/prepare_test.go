@@ -94,7 +94,7 @@ func TestPrepareToolModes(t *testing.T) {
 		{name: "required", req: chatRequest(withTools(&openai.ToolChoice{Mode: "required"})), toolsShown: true,
 			parseTools: []string{"get_weather", "get_time"}, maxCalls: MaxForcedCalls,
 			grammar: []string{`"<tool_call>\n" call "\n</tool_call>"`, `\"get_weather\"`, `\"get_time\"`, "tool0-city-kv", "{0,7}"}, stop: []string{"<|im_end|>", "<|im_start|>"}},
-		{name: "named", req: chatRequest(withTools(&openai.ToolChoice{Mode: "function", Function: "get_weather"}), func(r *openai.ChatRequest) { r.ParallelToolCalls = ptr(false) }),
+		{name: "named", req: chatRequest(withTools(&openai.ToolChoice{Mode: "function", Function: "get_weather"})),
 			toolsShown: true, parseTools: []string{"get_weather", "get_time"}, maxCalls: 1,
 			grammar: []string{`\"get_weather\"`, "root ::= call-block\n"}, stop: []string{"<|im_end|>", "<|im_start|>"}},
 		{name: "json object", req: chatRequest(func(r *openai.ChatRequest) { r.ResponseFormat = &openai.ResponseFormat{Type: "json_object"} }),

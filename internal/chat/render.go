@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -165,7 +167,7 @@ func (t *template) render(in RenderInput) (string, error) {
 	}
 	ctx := map[string]jinja.Value{}
 	for k, v := range in.Kwargs {
-		ctx[k] = jinja.FromGoValue(v)
+		ctx[k] = goValue(v)
 	}
 	ctx["messages"] = msgs
 	ctx["tools"] = jinja.None()
@@ -361,6 +363,36 @@ func toolsValue(tools []openai.Tool) jinja.Value {
 		items = append(items, d)
 	}
 	return jinja.NewList(items)
+}
+
+// goValue converts a decoded JSON value (chat_template_kwargs) for the
+// template. encoding/json makes every number a float64; a whole number is
+// given as an integer, as Python's json would have read it.
+func goValue(v any) jinja.Value {
+	switch v := v.(type) {
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+			return jinja.NewInt(int64(v))
+		}
+	case []any:
+		items := make([]jinja.Value, len(v))
+		for i, it := range v {
+			items[i] = goValue(it)
+		}
+		return jinja.NewList(items)
+	case map[string]any:
+		d := jinja.NewDict()
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			d.AsDict().Set(k, goValue(v[k]))
+		}
+		return d
+	}
+	return jinja.FromGoValue(v)
 }
 
 // jsonValue decodes JSON into template values, keeping object key order

@@ -92,15 +92,15 @@ func (t *template) prepare(req *openai.ChatRequest, conv SchemaConverter) (*Prep
 	}
 
 	spec := grammarSpec{format: t.format, think: think, maxCalls: 1}
-	if parallel {
+	if parallel && mode == "required" {
+		// A named function is called once; "required" may call several
+		// tools when parallel calls are on.
 		spec.maxCalls = MaxForcedCalls
 	}
 	switch {
 	case len(forced) > 0:
 		spec.calls = toolSchemas(req.Tools, forced)
-		if p.Parse.MaxCalls == 0 {
-			p.Parse.MaxCalls = MaxForcedCalls
-		}
+		p.Parse.MaxCalls = spec.maxCalls
 	case req.ResponseFormat != nil && req.ResponseFormat.Type != "text":
 		spec.content = req.ResponseFormat.Type
 		if req.ResponseFormat.JSONSchema != nil {

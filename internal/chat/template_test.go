@@ -171,3 +171,18 @@ func TestSnippetsGolden(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderKwargs(t *testing.T) {
+	tmpl, err := NewTemplate(`{{ n | tojson }} {{ f }} {{ l | tojson }} {{ messages | length }}`, SpecialTokens{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kw map[string]any
+	if err := json.Unmarshal([]byte(`{"n": 2, "f": 0.5, "l": [1, {"b": true, "a": null}], "messages": "not replaced"}`), &kw); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tmpl.Render(RenderInput{Messages: []openai.Message{{Role: "user", Content: openai.TextContent("x")}}, Kwargs: kw})
+	if want := `2 0.5 [1, {"a": null, "b": true}] 1`; err != nil || got != want {
+		t.Errorf("got %q, %v; want %q", got, err, want)
+	}
+}

@@ -76,15 +76,33 @@ func (g *Gateway) messages(c echo.Context) error {
 	}
 
 	tr := anthropic.NewStreamTranslator(req.Model, anthropic.MessageID(""), 0)
-	out := newStreamOut(c)
 	// While the model cold-loads the client sees the message begin and then
 	// pings, which the Anthropic grammar allows after message_start.
+	return pumpTranslated(g, c, uc, tr, anthropic.WriteEvents, func(w *sse.Writer) {
+		_ = w.WriteJSON("ping", anthropic.Ping())
+	})
+}
+
+// translator turns an OpenAI chat chunk stream into another dialect's
+// events (anthropic.StreamTranslator, responses.StreamTranslator).
+type translator[E any] interface {
+	Start() []E
+	Chunk(*openai.ChatChunk) ([]E, error)
+	Finish() []E
+	Fail(error) []E
+}
+
+// pumpTranslated relays a streaming call through a dialect translator.
+// While the request waits for a cold model, the translator's opening
+// events go out once, then ping at every keep-alive.
+func pumpTranslated[E any](g *Gateway, c echo.Context, uc *upstreamCall, tr translator[E], write func(*sse.Writer, []E) error, ping func(*sse.Writer)) error {
+	out := newStreamOut(c)
 	uc.waiting = func() {
 		w := out.begin()
-		_ = anthropic.WriteEvents(w, tr.Start())
-		_ = w.WriteJSON("ping", anthropic.PingEvent{Type: "ping"})
+		_ = write(w, tr.Start())
+		ping(w)
 	}
-	fail := func(w *sse.Writer, err error) { _ = anthropic.WriteEvents(w, tr.Fail(err)) }
+	fail := func(w *sse.Writer, err error) { _ = write(w, tr.Fail(err)) }
 	return g.pump(c, out, uc, pumpHooks{
 		chunk: func(w *sse.Writer, data []byte, _ *chunkPeek) error {
 			chunk, err := openai.DecodeChunk(data)
@@ -97,9 +115,9 @@ func (g *Gateway) messages(c echo.Context) error {
 				fail(w, err)
 				return err
 			}
-			return anthropic.WriteEvents(w, evs)
+			return write(w, evs)
 		},
-		done: func(w *sse.Writer) { _ = anthropic.WriteEvents(w, tr.Finish()) },
+		done: func(w *sse.Writer) { _ = write(w, tr.Finish()) },
 		fail: fail,
 	})
 }

@@ -359,3 +359,63 @@ func TestAnthropicMessagesNonStreamAndCountTokens(t *testing.T) {
 		t.Fatalf("count_tokens: %d %q", resp.StatusCode, body)
 	}
 }
+
+func TestResponsesAPI(t *testing.T) {
+	h := newHarness(t)
+	n := h.neuron("n1", "team/llama")
+	h.model("team", "llama", []string{"gpt-local"}, "n1")
+	req := map[string]any{"model": "gpt-local", "instructions": "be brief", "store": false,
+		"input": []any{map[string]any{"role": "user", "content": []any{map[string]any{"type": "input_text", "text": "hi"}}}},
+		"tools": []any{map[string]any{"type": "web_search"}}}
+	resp := h.post("/v1/responses", "sk-alice", req)
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"object":"response"`) || !strings.Contains(body, `"status":"completed"`) || !strings.Contains(body, "Hello from n1.") {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	req["stream"] = true
+	body = readAll(t, h.post("/v1/responses", "sk-alice", req))
+	if err := sse.CheckResponsesStream(strings.NewReader(body)); err != nil {
+		t.Fatalf("grammar: %v\n%s", err, body)
+	}
+	if !strings.Contains(body, "response.completed") {
+		t.Fatalf("stream:\n%s", body)
+	}
+	// A forced function call comes back as a function_call item.
+	n.SetInference(neurontest.Inference{ToolArguments: `{"city":"Paris"}`})
+	req["tools"] = []any{map[string]any{"type": "function", "name": "get_weather", "parameters": map[string]any{"type": "object"}}}
+	req["tool_choice"] = map[string]any{"type": "function", "name": "get_weather"}
+	body = readAll(t, h.post("/v1/responses", "sk-alice", req))
+	if err := sse.CheckResponsesStream(strings.NewReader(body)); err != nil || !strings.Contains(body, "response.function_call_arguments.done") || !strings.Contains(body, `Paris`) {
+		t.Fatalf("tool stream (%v):\n%s", err, body)
+	}
+	// previous_response_id needs stored state cortex does not keep.
+	resp = h.post("/v1/responses", "sk-alice", map[string]any{"model": "gpt-local", "input": "hi", "previous_response_id": "resp_123"})
+	if body := readAll(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "previous_response_id") {
+		t.Fatalf("previous_response_id: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestAnthropicStreamWithToolUse(t *testing.T) {
+	h := newHarness(t)
+	n := h.neuron("n1", "team/llama")
+	h.model("team", "llama", nil, "n1")
+	n.SetInference(neurontest.Inference{ToolArguments: `{"city":"Paris","days":3}`, Chunks: 5})
+	msg := map[string]any{"model": "llama", "max_tokens": 64, "stream": true,
+		"tools":       []any{map[string]any{"name": "get_weather", "input_schema": map[string]any{"type": "object"}}, map[string]any{"type": "web_search_20250305", "name": "web_search"}},
+		"tool_choice": map[string]any{"type": "tool", "name": "get_weather"},
+		"messages":    []any{map[string]any{"role": "user", "content": "weather?"}}}
+	body := readAll(t, h.post("/v1/messages", "sk-alice", msg))
+	if err := sse.CheckAnthropicStream(strings.NewReader(body)); err != nil {
+		t.Fatalf("grammar: %v\n%s", err, body)
+	}
+	for _, want := range []string{`"type":"tool_use"`, `"name":"get_weather"`, "input_json_delta", `"stop_reason":"tool_use"`} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("stream lacks %s:\n%s", want, body)
+		}
+	}
+	msg["stream"] = false
+	body = readAll(t, h.post("/v1/messages", "sk-alice", msg))
+	if !strings.Contains(body, `"input":{"city":"Paris","days":3}`) || !strings.Contains(body, `"stop_reason":"tool_use"`) {
+		t.Fatalf("non-stream tool_use:\n%s", body)
+	}
+}

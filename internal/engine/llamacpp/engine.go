@@ -154,10 +154,12 @@ func resolve(p engine.LoadParams) (config, error) {
 	return c, nil
 }
 
-// defaultThreads approximates the physical cores: llama.cpp's CPU kernels
-// gain nothing from SMT siblings.
+// defaultThreads follows GOMAXPROCS, which respects the container's CPU
+// limit, and approximates physical cores on larger hosts: llama.cpp's CPU
+// kernels gain nothing from SMT siblings, and its threads spin at every
+// barrier, so oversubscribed cores cost far more than idle ones.
 func defaultThreads() int {
-	n := runtime.NumCPU()
+	n := runtime.GOMAXPROCS(0)
 	if n >= 8 {
 		return n / 2
 	}

@@ -19,12 +19,13 @@ import (
 const storiesGolden = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
 
 func TestGolden(t *testing.T) {
-	m := loadStories(t, engine.LoadParams{})
-	out, res := generate(t, m, "Once upon a time", engine.GenerateRequest{MaxTokens: 40})
+	// Two threads: the multi-threaded CPU path the engine uses by default.
+	m := loadStories(t, engine.LoadParams{Threads: 2})
+	out, res := generate(t, m, "Once upon a time", engine.GenerateRequest{MaxTokens: 28})
 	if full := "Once upon a time" + out; !strings.HasPrefix(full, storiesGolden) {
 		t.Fatalf("greedy completion = %q, want it to begin %q", full, storiesGolden)
 	}
-	if res.FinishReason != engine.FinishLength || res.CompletionTokens != 40 || res.PromptTokens != 5 {
+	if res.FinishReason != engine.FinishLength || res.CompletionTokens != 28 || res.PromptTokens != 5 {
 		t.Errorf("result = %+v", res)
 	}
 }

@@ -60,6 +60,12 @@ func loadStories(t testing.TB, p engine.LoadParams) engine.Model {
 
 func loadModelT(t testing.TB, p engine.LoadParams) engine.Model {
 	t.Helper()
+	if p.Threads == 0 {
+		// One thread: the test machine is shared, and llama.cpp's spinning
+		// thread barriers slow down by orders of magnitude when cores are
+		// oversubscribed. TestGolden covers the multi-threaded path.
+		p.Threads = 1
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	m, err := newTestEngine(t).Load(ctx, p)

@@ -53,6 +53,7 @@ type model struct {
 
 	closeOnce sync.Once
 	poisoned  atomic.Bool
+	poisonErr error // set once by the worker with poisoned
 
 	promptTokens atomic.Int64
 	genTokens    atomic.Int64
@@ -71,7 +72,18 @@ func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
 		MainGpu:      plc.mainGPU,
 		UseMmap:      true,
 		TensorSplit:  plc.split,
-		Progress:     cfg.Progress,
+	}
+	if cfg.Progress != nil {
+		// The callback runs inside llama.cpp; a Go panic cannot unwind
+		// through C frames, so it must not escape.
+		mp.Progress = func(f float32) {
+			defer func() {
+				if r := recover(); r != nil {
+					log.Warn("Load progress callback panicked", "panic", r)
+				}
+			}()
+			cfg.Progress(f)
+		}
 	}
 	lm, err := llama.LoadModelFromFile(cfg.Path, mp)
 	if err != nil {

@@ -18,8 +18,9 @@ import (
 
 var (
 	negInf = float32(math.Inf(-1))
-	// errNoCandidate: every token was masked (a grammar dead end).
-	errNoCandidate = errors.New("no token is allowed")
+	// errNoCandidate: every logit was masked (a grammar dead end) or not
+	// a number.
+	errNoCandidate = errors.New("no token can be sampled: every logit is masked or not finite")
 )
 
 func isNegInf(f float32) bool { return math.IsInf(float64(f), -1) }

@@ -212,6 +212,11 @@ func (m *model) assign() {
 		return
 	}
 	for _, r := range m.queue.Take(len(free)) {
+		if m.poisoned.Load() {
+			// An embedding just poisoned the model.
+			r.Fail(m.poisonErr)
+			continue
+		}
 		if r.IsEmbed() {
 			s := free[0]
 			for _, f := range free {
@@ -476,6 +481,7 @@ func (m *model) poison(cause error) {
 		return
 	}
 	err := fmt.Errorf("%w: %v", engine.ErrPoisoned, cause)
+	m.poisonErr = err
 	m.log.Error("Model poisoned; it must be reloaded", "path", m.cfg.Path, "error", cause)
 	for _, r := range m.queue.Close(err) {
 		r.Fail(err)

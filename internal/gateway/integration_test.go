@@ -138,6 +138,7 @@ func TestColdRequestIsHeldWhileTheManagerLoadsTheModel(t *testing.T) {
 	s := startStack(t, "cold")
 	n := s.neuron("cold-n1")
 	s.model("llama", 0, "llama-3")
+	s.waitListed("llama-3")
 
 	start := time.Now()
 	code, body := s.chat("llama-3", true)
@@ -153,8 +154,10 @@ func TestColdRequestIsHeldWhileTheManagerLoadsTheModel(t *testing.T) {
 	if _, ok := m.Annotations[cortexv1.DemandAnnotation]; !ok {
 		t.Fatalf("no demand annotation: %v", m.Annotations)
 	}
-	// Many waiters, one load: a burst on a second cold model.
+	// Many waiters, one load: a burst on a second cold model, once the
+	// gateway's cache has seen it (before, it is rightly unknown: 404).
 	s.model("qwen", 0)
+	s.waitListed("qwen")
 	results := make(chan int, 8)
 	for range 8 {
 		go func() { c, _ := s.chat("qwen", false); results <- c }()
@@ -183,6 +186,7 @@ func TestReplicaDeadBeforeFirstByteIsRetriedElsewhere(t *testing.T) {
 	a := s.neuron("retry-a")
 	b := s.neuron("retry-b")
 	s.model("llama", 2)
+	s.waitListed("llama")
 	// Wait until both replicas serve.
 	deadline := time.Now().Add(30 * time.Second)
 	for a.Loads("retry/llama") == 0 || b.Loads("retry/llama") == 0 || len(a.Resident()) == 0 || len(b.Resident()) == 0 {
@@ -208,6 +212,25 @@ func TestReplicaDeadBeforeFirstByteIsRetriedElsewhere(t *testing.T) {
 		if code != 200 || !strings.Contains(body, "retry-b") {
 			t.Fatalf("request %d: %d %s", i, code, body)
 		}
+	}
+}
+
+// waitListed waits until the gateway lists a model name.
+func (s *stack) waitListed(name string) {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(s.gateway + "/v1/models")
+		must(s.t, err)
+		data, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if strings.Contains(string(data), fmt.Sprintf(`"id":%q`, name)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("gateway never listed %s: %s", name, data)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

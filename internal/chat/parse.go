@@ -71,6 +71,9 @@ type callState struct {
 	argKind byte            // first byte of the arguments value
 	argRaw  strings.Builder // a string or null value, decoded at its end
 	inArray bool            // Mistral array: objects until ']'
+	// explicit: an opening tag announced the call, so an unusual object
+	// is read whole rather than taken for text.
+	explicit bool
 }
 
 type parserState struct {
@@ -325,6 +328,7 @@ func (s *parserState) openers() []string {
 // consumed; rest is the text after it.
 func (s *parserState) startCall(syntax callSyntax, opening, rest string) {
 	c := &callState{syntax: syntax, phase: phaseOpen}
+	c.explicit = strings.Contains(opening, hermesOpen) || strings.Contains(opening, mistralOpen) || strings.Contains(opening, pythonTag)
 	c.raw.WriteString(opening)
 	s.call, s.mode, s.buf = c, modeCall, rest
 	s.atStart, s.sepOK = false, false
@@ -422,8 +426,7 @@ func (s *parserState) runHeader(final bool) bool {
 	c := s.call
 	// Without an opening tag only a plain {"name": …, "arguments": …}
 	// counts as a call; inside one, unusual objects are read whole.
-	strict := c.syntax == syntaxBare && !strings.HasSuffix(c.raw.String(), pythonTag) ||
-		c.syntax == syntaxMistralArray && !strings.Contains(c.raw.String(), mistralOpen)
+	strict := !c.explicit
 	text := s.buf[:min(len(s.buf), maxHeader)]
 	h := matchHeader(text, s.tools, strict)
 	if h.status == headerNeedMore {
@@ -665,7 +668,7 @@ func (s *parserState) runTrailer(final bool) bool {
 			if s.callsOpen() {
 				sep := s.buf[:len(s.buf)-len(rest)+1]
 				s.buf = rest[1:]
-				*c = callState{syntax: syntaxMistralArray, phase: phaseHeader, inArray: true}
+				*c = callState{syntax: syntaxMistralArray, phase: phaseHeader, inArray: true, explicit: c.explicit}
 				c.raw.WriteString(sep)
 				return true
 			}

@@ -27,7 +27,21 @@
 // gets a built-in ChatML template that describes tools in the Hermes style.
 // Messages reach the template as strings: text parts are concatenated and
 // image, audio or file parts are refused with a 400, because the engine is
-// text-only.
+// text-only. The "developer" role is passed as "system". Tool-call
+// arguments are passed as objects, or as JSON text to templates that
+// concatenate them (found by rendering a probe conversation at compile
+// time); templates that insist on 9-character call ids (Mistral) get the
+// client's ids mapped onto such ids.
+//
+// The jinja package's own whitespace handling trims across {{ }} tags in
+// some cases (v1.8.0), so templates are normalised first: Jinja2's
+// trim_blocks/lstrip_blocks and "-"/"+" markers are applied here, and the
+// rendering is checked byte for byte against Python Jinja2
+// (testdata/render_reference.py writes the goldens).
+//
+// The prompt is meant to be tokenized with special-token parsing, as
+// llama.cpp's server does, so special-token text typed by a client is
+// read as that token.
 //
 // # Tool calls and reasoning
 //
@@ -50,8 +64,16 @@
 //
 // response_format json_object or json_schema constrains the content with a
 // grammar; with tools in "auto" the grammar allows either that JSON or tool
-// calls. A template that thinks keeps an optional think block in front of
-// every grammar (mandatory to close when the prompt opened it).
+// calls; a forced tool_choice takes precedence over it. A template that
+// thinks keeps an optional think block in front of every grammar
+// (mandatory to close when the prompt opened it). Schemas are converted by
+// the engine (llama.cpp's json_schema_to_grammar) and their rules renamed
+// so several compose under one root.
+//
+// In "auto" mode with parallel_tool_calls false, the Hermes format stops
+// generation at the first </tool_call>. The built-in template adds
+// <|im_end|> and <|im_start|> as stops, since a model without a template
+// has no end-of-turn token for them.
 //
 // # Parsing output
 //
@@ -62,7 +84,11 @@
 // streamed as compact JSON, so the fragments concatenate to exactly the
 // final arguments string. A call that turns out malformed (auto mode) is
 // given back as content, so no text is lost; a stream consumer has then seen
-// its start (see Parser).
+// its start (see Parser). Calls are also recognised without their opening
+// tag at the start of the answer ({"name":…} objects, Mistral [{…}] arrays
+// and name{…}), because an engine that leaves control tokens out of its text
+// drops <|python_tag|>, [TOOL_CALLS] and [ARGS]; only objects naming a
+// declared tool count. Whitespace next to tags and calls is not content.
 //
 // # Sampling
 //

@@ -35,7 +35,7 @@ type renderCase struct {
 	AddGenerationPrompt *bool            `json:"add_generation_prompt"`
 }
 
-func readJSON(t *testing.T, path string, v any) {
+func readJSON(t testing.TB, path string, v any) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -46,14 +46,14 @@ func readJSON(t *testing.T, path string, v any) {
 	}
 }
 
-func loadSpecs(t *testing.T) map[string]templateSpec {
+func loadSpecs(t testing.TB) map[string]templateSpec {
 	t.Helper()
 	var specs map[string]templateSpec
 	readJSON(t, "testdata/templates.json", &specs)
 	return specs
 }
 
-func loadTemplate(t *testing.T, name string) (*Template, templateSpec) {
+func loadTemplate(t testing.TB, name string) (*Template, templateSpec) {
 	t.Helper()
 	spec, ok := loadSpecs(t)[name]
 	if !ok {

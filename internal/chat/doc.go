@@ -84,7 +84,7 @@
 // streamed as compact JSON, so the fragments concatenate to exactly the
 // final arguments string. A call that turns out malformed (auto mode) is
 // given back as content, so no text is lost; a stream consumer has then seen
-// its start (see Parser). Calls are also recognised without their opening
+// its start (see Parser). Calls are also recognized without their opening
 // tag at the start of the answer ({"name":…} objects, Mistral [{…}] arrays
 // and name{…}), because an engine that leaves control tokens out of its text
 // drops <|python_tag|>, [TOOL_CALLS] and [ARGS]; only objects naming a
@@ -95,6 +95,6 @@
 // Omitted sampling fields take llama.cpp server defaults, not OpenAI's:
 // temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, no repeat penalty.
 // Small local models degrade badly when sampled at temperature 1 without
-// truncation, and users of local models expect llama.cpp behaviour. Values a
-// client sends are honoured exactly (temperature 0 is greedy).
+// truncation, and users of local models expect llama.cpp behavior. Values a
+// client sends are honored exactly (temperature 0 is greedy).
 package chat

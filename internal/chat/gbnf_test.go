@@ -95,10 +95,10 @@ func (p *gParser) eof() bool    { return p.pos >= len(p.src) }
 func (p *gParser) rest() string { return string(p.src[p.pos:min(len(p.src), p.pos+30)]) }
 func (p *gParser) skip() {
 	for !p.eof() {
-		switch c := p.src[p.pos]; {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		switch p.src[p.pos] {
+		case ' ', '\t', '\n', '\r':
 			p.pos++
-		case c == '#':
+		case '#':
 			for !p.eof() && p.src[p.pos] != '\n' {
 				p.pos++
 			}
@@ -162,22 +162,22 @@ func (p *gParser) seq() (gSeq, error) {
 			return s, nil
 		}
 		var atom gNode
-		switch c := p.src[p.pos]; {
-		case c == '|' || c == ')':
+		switch p.src[p.pos] {
+		case '|', ')':
 			return s, nil
-		case c == '"':
+		case '"':
 			l, err := p.literal()
 			if err != nil {
 				return nil, err
 			}
 			atom = l
-		case c == '[':
+		case '[':
 			cl, err := p.class()
 			if err != nil {
 				return nil, err
 			}
 			atom = cl
-		case c == '(':
+		case '(':
 			p.pos++
 			a, err := p.alt()
 			if err != nil {

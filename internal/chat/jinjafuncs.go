@@ -199,8 +199,8 @@ func renameToJSON(tag string) string {
 	var b strings.Builder
 	for i := 0; i < len(tag); {
 		c := tag[i]
-		switch {
-		case c == '\'' || c == '"':
+		switch c {
+		case '\'', '"':
 			k := i + 1
 			for k < len(tag) && tag[k] != c {
 				if tag[k] == '\\' {
@@ -212,7 +212,7 @@ func renameToJSON(tag string) string {
 			b.WriteString(tag[i:k])
 			i = k
 			continue
-		case c == '|':
+		case '|':
 			j := i + 1
 			for j < len(tag) && unicode.IsSpace(rune(tag[j])) {
 				j++

@@ -102,11 +102,11 @@ func (s *jsonScanner) step1(c byte) scanResult {
 		case c >= '1' && c <= '9':
 			s.state = scInt
 		case c == 't':
-			s.state, s.lit = scLiteral, "rue"
+			s.state, s.lit = scLiteral, "true"[1:]
 		case c == 'f':
-			s.state, s.lit = scLiteral, "alse"
+			s.state, s.lit = scLiteral, "false"[1:]
 		case c == 'n':
-			s.state, s.lit = scLiteral, "ull"
+			s.state, s.lit = scLiteral, "null"[1:]
 		default:
 			return scanError
 		}
@@ -179,7 +179,7 @@ func (s *jsonScanner) step1(c byte) scanResult {
 		}
 		return scanByte
 	case scHex:
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') && (c < 'A' || c > 'F') {
 			return scanError
 		}
 		if s.hexes--; s.hexes == 0 {

@@ -177,7 +177,7 @@ var parseCases = []parseCase{
 	{name: "mistral text starting with a tool name", cfg: ParserConfig{Format: ToolFormatMistral, Tools: weatherTools},
 		in: "get_weather is a tool.", want: Result{Content: "get_weather is a tool."}},
 	{name: "mistral array with unusual second call", cfg: ParserConfig{Format: ToolFormatMistral, Tools: weatherTools},
-		in: `[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"id": "x", "arguments": {"city": "Rome"}, "name": "get_weather"}]`,
+		in:   `[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"id": "x", "arguments": {"city": "Rome"}, "name": "get_weather"}]`,
 		want: Result{ToolCalls: []openai.ToolCall{call("call_1", "get_time", `{}`), call("call_2", "get_weather", `{"city":"Rome"}`)}}},
 	{name: "mistral array with bad second call", cfg: ParserConfig{Format: ToolFormatMistral, Tools: weatherTools},
 		in:   `[TOOL_CALLS][{"name": "get_time", "arguments": {}}, {"name": "nope", "arguments": {}}]`,

@@ -23,12 +23,12 @@ const (
 
 // ParserConfig configures a Parser.
 type ParserConfig struct {
-	// Format is the tool-call format to recognise.
+	// Format is the tool-call format to recognize.
 	Format ToolFormat
 	// Tools are the function names the model may call. Empty: nothing is
 	// parsed as a call. A call to a name not listed stays content.
 	Tools []string
-	// MaxCalls bounds the calls recognised (0: no bound); text after the
+	// MaxCalls bounds the calls recognized (0: no bound); text after the
 	// last allowed call is content.
 	MaxCalls int
 	// InReasoning says the prompt already opened a <think> block, so the

@@ -92,11 +92,11 @@ func compile(source string, tokens SpecialTokens) (*template, error) {
 	}
 	norm, err := normalizeTemplate(t.source)
 	if err != nil {
-		return nil, fmt.Errorf("%w: compiling: %v", ErrTemplate, err)
+		return nil, fmt.Errorf("%w: compiling: %w", ErrTemplate, err)
 	}
 	jt, err := jinja.Compile(norm)
 	if err != nil {
-		return nil, fmt.Errorf("%w: compiling: %v", ErrTemplate, err)
+		return nil, fmt.Errorf("%w: compiling: %w", ErrTemplate, err)
 	}
 	t.jt = jt
 	t.format = detectToolFormat(t.source)
@@ -212,7 +212,7 @@ func (t *template) exec(ctx map[string]jinja.Value, now time.Time) (string, erro
 		if errors.As(err, &te) {
 			return "", openai.InvalidRequest("messages", openai.CodeInvalidValue, "The model's chat template rejected the conversation: %s", te.msg)
 		}
-		return "", fmt.Errorf("%w: rendering: %v", ErrTemplate, err)
+		return "", fmt.Errorf("%w: rendering: %w", ErrTemplate, err)
 	}
 	return out, nil
 }

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -34,20 +35,28 @@ func main() {
 	duration := flag.Duration("duration", 3*time.Second, "how long each cell runs")
 	concs := flag.String("concurrency", "1,4,16,64", "concurrency levels")
 	chunks := flag.Int("chunks", 16, "chunks per streamed answer")
+	chunkDelay := flag.Duration("chunk-delay", 0, "pause before each streamed chunk (0: a backend that costs nothing)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
+	modes := flag.String("modes", "json,stream", "which modes to run")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			panic(err)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 
-	stub := startStub(*chunks)
+	stub := startStub(*chunks, *chunkDelay)
 	gw := startGateway(stub)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024, DisableCompression: true}}
 
-	fmt.Printf("gateway vs direct, loopback, %s per cell, stub with %d-chunk streams\n\n", *duration, *chunks)
+	fmt.Printf("gateway vs direct, loopback, %s per cell, stub with %d-chunk streams, %s before each chunk\n\n", *duration, *chunks, *chunkDelay)
 	fmt.Printf("| mode | conc | direct req/s | gateway req/s | ratio | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 | added p99 |\n")
 	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, stream := range []bool{false, true} {
-		mode := "json"
-		if stream {
-			mode = "stream"
-		}
+	for _, mode := range strings.Split(*modes, ",") {
+		stream := mode == "stream"
 		for _, cs := range strings.Split(*concs, ",") {
 			var conc int
 			if _, err := fmt.Sscan(cs, &conc); err != nil || conc < 1 {
@@ -124,7 +133,7 @@ func one(client *http.Client, url string, body []byte) error {
 }
 
 // startStub serves chat completions from precomputed bytes.
-func startStub(chunks int) string {
+func startStub(chunks int, delay time.Duration) string {
 	jsonAnswer := []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"team/bench","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, how can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":10,"total_tokens":22}}`)
 	var sb strings.Builder
 	sb.WriteString(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"team/bench","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}` + "\n\n")
@@ -144,12 +153,19 @@ func startStub(chunks int) string {
 			rest := streamAnswer
 			fl := w.(http.Flusher)
 			for len(rest) > 0 {
+				if delay > 0 {
+					time.Sleep(delay)
+				}
 				i := bytes.Index(rest, []byte("\n\n")) + 2
 				_, _ = w.Write(rest[:i])
 				fl.Flush()
 				rest = rest[i:]
 			}
 			return
+		}
+		// A plain answer comes after the whole generation.
+		if delay > 0 {
+			time.Sleep(time.Duration(chunks) * delay)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(jsonAnswer)

@@ -298,9 +298,20 @@ func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpH
 	defer up.close()
 	ri := info(c)
 	w := out.begin()
+	// Events that arrive together leave together: flush only when the
+	// upstream has nothing more buffered, so a fast stream costs one write
+	// per batch instead of one per token, and a slow one is not delayed.
+	w.SetManualFlush(true)
+	defer func() { _ = w.Flush() }()
 	rd := sse.NewReader(up.body)
 	var first time.Time
 	for {
+		if rd.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				ri.streamErr = "client disconnected"
+				return nil
+			}
+		}
 		ev, err := rd.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {

@@ -45,7 +45,14 @@ type Writer struct {
 	w     io.Writer
 	flush func() error
 	buf   bytes.Buffer
+	// manual, when set, leaves flushing to the caller (see SetManualFlush).
+	manual bool
 }
+
+// SetManualFlush stops flushing after every event; the caller then calls
+// Flush. A relay uses it to send events that arrived together in one write,
+// flushing whenever its source has nothing more buffered.
+func (w *Writer) SetManualFlush(manual bool) { w.manual = manual }
 
 // NewWriter returns a Writer on w.
 func NewWriter(w io.Writer) *Writer {
@@ -143,6 +150,9 @@ func (w *Writer) emit() error {
 	if _, err := w.w.Write(w.buf.Bytes()); err != nil {
 		return fmt.Errorf("writing event: %w", err)
 	}
+	if w.manual {
+		return nil
+	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("flushing event: %w", err)
 	}
@@ -187,7 +197,7 @@ func NewReader(r io.Reader) *Reader { return NewReaderSize(r, DefaultMaxEventSiz
 
 // NewReaderSize returns a Reader whose events may be at most max bytes.
 func NewReaderSize(r io.Reader, max int) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, 64<<10), max: max}
+	return &Reader{r: bufio.NewReaderSize(r, 8<<10), max: max}
 }
 
 // Comments counts the comment lines read so far.
@@ -278,39 +288,50 @@ func (r *Reader) field(line []byte, ev *Event, data *bytes.Buffer, hasData *bool
 func (r *Reader) readLine() ([]byte, error) {
 	var line []byte
 	for {
-		b, err := r.r.ReadByte()
-		if err != nil {
-			return line, err
-		}
-		if r.pendCR {
-			r.pendCR = false
-			if b == '\n' {
-				continue // the LF of a CRLF
-			}
-		}
 		if !r.started {
 			r.started = true
-			if b == 0xEF {
-				// Possible UTF-8 BOM.
-				if next, err := r.r.Peek(2); err == nil && next[0] == 0xBB && next[1] == 0xBF {
-					_, _ = r.r.Discard(2)
-					continue
-				}
+			// A UTF-8 BOM may open the stream.
+			if bom, err := r.r.Peek(3); err == nil && bom[0] == 0xEF && bom[1] == 0xBB && bom[2] == 0xBF {
+				_, _ = r.r.Discard(3)
 			}
 		}
-		switch b {
-		case '\n':
-			return line, nil
-		case '\r':
-			r.pendCR = true
-			return line, nil
+		if r.r.Buffered() == 0 {
+			if _, err := r.r.Peek(1); err != nil {
+				return line, err
+			}
 		}
-		line = append(line, b)
+		// Scan what is buffered for the line's end instead of reading byte
+		// by byte: this is the gateway's per-chunk hot path.
+		buf, _ := r.r.Peek(r.r.Buffered())
+		if r.pendCR {
+			r.pendCR = false
+			if buf[0] == '\n' {
+				_, _ = r.r.Discard(1) // the LF of a CRLF
+				continue
+			}
+		}
+		i := bytes.IndexAny(buf, "\r\n")
+		if i < 0 {
+			line = append(line, buf...)
+			_, _ = r.r.Discard(len(buf))
+		} else {
+			line = append(line, buf[:i]...)
+			r.pendCR = buf[i] == '\r'
+			_, _ = r.r.Discard(i + 1)
+		}
 		if r.max > 0 && len(line) > r.max {
 			return nil, ErrEventTooLarge
 		}
+		if i >= 0 {
+			return line, nil
+		}
 	}
 }
+
+// Buffered is how many bytes are read from the source but not yet parsed:
+// when it is 0, the next event is not here yet, which is the moment a relay
+// should flush what it wrote.
+func (r *Reader) Buffered() int { return r.r.Buffered() }
 
 // ReadAll reads every event of r until io.EOF.
 func ReadAll(r io.Reader) ([]Event, error) {

@@ -43,6 +43,7 @@ generate: ## Generate deepcopy code from the API types.
 manifests: ## Generate CRDs and RBAC from kubebuilder markers (and copy CRDs into the chart).
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=cortex-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac/manager
+	$(CONTROLLER_GEN) rbac:roleName=cortex-gateway paths=./internal/gateway/... output:rbac:artifacts:config=config/rbac/gateway
 	@if [ -d charts/cortex ]; then mkdir -p charts/cortex/crds && cp config/crd/bases/*.yaml charts/cortex/crds/; fi
 
 .PHONY: verify-generated

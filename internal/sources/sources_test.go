@@ -543,31 +543,24 @@ func TestAbandonedDownloadResumes(t *testing.T) {
 	}
 }
 
-func TestRemoteReaderAt(t *testing.T) {
-	content := ggufBytes(5<<20 + 3)
+func TestOpenRemote(t *testing.T) {
+	content := ggufBytes(3<<20 + 3)
 	fs := newFileServer(t, content)
-	rf, err := OpenRemote(context.Background(), nil, fs.URL+"/m.gguf", nil)
+	r := New(Options{CacheDir: t.TempDir()})
+	f, err := r.Open(context.Background(), neuronapi.Source{URI: fs.URL + "/m.gguf"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rf.Close()
-	if rf.Size() != int64(len(content)) {
-		t.Fatalf("size %d", rf.Size())
+	defer f.Close()
+	if f.Size() != int64(len(content)) {
+		t.Fatalf("size %d", f.Size())
 	}
-	reads := []struct{ off, n int64 }{{0, 4}, {10, 100}, {remoteBlock - 3, 10}, {4 << 20, 1 << 20}, {int64(len(content)) - 2, 2}}
-	for _, rd := range reads {
-		buf := make([]byte, rd.n)
-		if n, err := rf.ReadAt(buf, rd.off); err != nil || n != int(rd.n) || !bytes.Equal(buf, content[rd.off:rd.off+rd.n]) {
-			t.Fatalf("ReadAt(%d, %d) = %d, %v", rd.off, rd.n, n, err)
-		}
+	buf := make([]byte, 100)
+	if _, err := f.ReadAt(buf, 2<<20); err != nil || !bytes.Equal(buf, content[2<<20:2<<20+100]) {
+		t.Fatalf("ReadAt: %v", err)
 	}
-	buf := make([]byte, 10)
-	if n, err := rf.ReadAt(buf, int64(len(content))-4); n != 4 || err == nil {
-		t.Fatalf("read past the end = %d, %v; want 4, EOF", n, err)
-	}
-	// Blocks 0, 1 and 2 were fetched once each, however many reads.
-	if fs.gets.Load() != 3 {
-		t.Fatalf("%d requests, want 3", fs.gets.Load())
+	if fs.ranged.Load() != fs.gets.Load() {
+		t.Fatal("a remote open must only make range requests")
 	}
 }
 

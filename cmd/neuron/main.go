@@ -1,0 +1,50 @@
+// Command neuron runs on every GPU host: it serves the models placed there
+// through an OpenAI-compatible API and registers the host as a NeuronNode.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/helexa-ai/cortex/internal/engine/llamacpp"
+	"github.com/helexa-ai/cortex/internal/envflag"
+	"github.com/helexa-ai/cortex/internal/neuron"
+	"github.com/helexa-ai/cortex/internal/version"
+)
+
+func main() {
+	cfg := neuron.DefaultConfig()
+	cfg.BindFlags(flag.CommandLine)
+	var libPath string
+	envflag.StringVar(flag.CommandLine, &libPath, "library-path", "folder of ggml backend libraries (CUDA, CPU variants)")
+	zopts := zap.Options{}
+	zopts.BindFlags(flag.CommandLine)
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.String())
+		return
+	}
+	logger := zap.New(zap.UseFlagOptions(&zopts))
+	ctrl.SetLogger(logger)
+	eng, err := llamacpp.New(llamacpp.Options{
+		Logger:      slog.New(logr.ToSlogHandler(logger.WithName("engine"))),
+		LibraryPath: libPath,
+	})
+	if err != nil {
+		logger.Error(err, "Starting the inference engine")
+		os.Exit(1)
+	}
+	cfg.Engine = eng
+	ctx := ctrl.LoggerInto(ctrl.SetupSignalHandler(), logger)
+	if err := neuron.Run(ctx, cfg); err != nil {
+		logger.Error(err, "Neuron stopped")
+		os.Exit(1)
+	}
+}

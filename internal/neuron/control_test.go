@@ -34,6 +34,7 @@ func TestAuth(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			h := h.with(t)
 			code, data, _ := h.doToken(tt.method, tt.path, nil, tt.token)
 			if code != tt.want {
 				t.Fatalf("status %d, want %d: %s", code, tt.want, data)
@@ -269,6 +270,7 @@ func TestEstimate(t *testing.T) {
 		{"not gguf", "file://" + writeFile(t, "plain.txt", "hello"), http.StatusUnprocessableEntity, neuronapi.CodeSourceUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			h := h.with(t)
 			code, body, _ := h.do(http.MethodPost, neuronapi.PathEstimate, neuronapi.EstimateRequest{Source: neuronapi.Source{URI: tc.uri}})
 			h.wantError(tc.status, body, code, tc.code)
 		})
@@ -311,6 +313,7 @@ func TestLoadValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			h := h.with(t)
 			code, data, _ := h.do(http.MethodPost, neuronapi.PathLoad, tt.body)
 			h.wantError(http.StatusBadRequest, data, code, tt.code)
 		})

@@ -46,6 +46,10 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 			param = fmt.Sprintf("input[%d]", i)
 		}
 		t := in.Tokens
+		if t == nil && in.Text == "" {
+			writeError(w, openai.InvalidRequest(param, openai.CodeInvalidValue, "Invalid '%s': the input is empty.", param))
+			return
+		}
 		if t == nil {
 			if t, err = l.eng.Tokenize(in.Text, true, false); err != nil {
 				writeError(w, inferenceError(l.m.name, err))

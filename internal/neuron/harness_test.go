@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -330,4 +331,19 @@ func (h *harness) fakeModel(name string) *enginefake.Model {
 		h.t.Fatalf("model %s not loaded", name)
 	}
 	return m.eng.(*gatedModel).Model.(*enginefake.Model)
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// with returns the harness reporting to t (a subtest).
+func (h *harness) with(t *testing.T) *harness {
+	c := *h
+	c.t = t
+	return &c
 }

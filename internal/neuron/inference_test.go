@@ -31,7 +31,9 @@ func chatHarness(t *testing.T, respond func(enginefake.Prompt) string, opts ...h
 	return h
 }
 
-func fixed(s string) func(enginefake.Prompt) string { return func(enginefake.Prompt) string { return s } }
+func fixed(s string) func(enginefake.Prompt) string {
+	return func(enginefake.Prompt) string { return s }
+}
 
 func userMsg(text string) []map[string]any {
 	return []map[string]any{{"role": "user", "content": text}}
@@ -555,5 +557,3 @@ type recorder struct {
 func (r *recorder) Header() http.Header         { return r.header }
 func (r *recorder) WriteHeader(c int)           { r.code = c }
 func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
-
-

@@ -26,7 +26,7 @@ const testToken = "s3cret-token"
 
 // harness is a neuron running in process on loopback with the fake engine.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	s      *Server
 	url    string
 	eng    *gatedEngine
@@ -55,7 +55,7 @@ func bigCPU() *devices.Static {
 	return devices.NewStatic(devices.Device{Index: 0, Kind: devices.KindCPU, Name: "test cpu", MemoryTotal: 1 << 30, MemoryFree: 1 << 30})
 }
 
-func newHarness(t *testing.T, opts ...harnessOpt) *harness {
+func newHarness(t testing.TB, opts ...harnessOpt) *harness {
 	t.Helper()
 	fo := enginefake.Options{Tokenizer: enginefake.Words, EmbeddingLength: 8}
 	cfg := DefaultConfig()
@@ -149,7 +149,7 @@ func (h *harness) stream(ctx context.Context, path string, body any) *http.Respo
 	return resp
 }
 
-func decodeInto[T any](t *testing.T, data []byte) T {
+func decodeInto[T any](t testing.TB, data []byte) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(data, &v); err != nil {
@@ -159,7 +159,7 @@ func decodeInto[T any](t *testing.T, data []byte) T {
 }
 
 // errorOf decodes an OpenAI error envelope, failing when it is not one.
-func errorOf(t *testing.T, data []byte) (typ, code, param, msg string) {
+func errorOf(t testing.TB, data []byte) (typ, code, param, msg string) {
 	t.Helper()
 	var eb struct {
 		Error struct {
@@ -195,7 +195,7 @@ func (h *harness) wantError(status int, data []byte, gotStatus int, code string)
 }
 
 // tinyModel writes a small random llama GGUF and returns its file:// URI.
-func tinyModel(t *testing.T, seed uint64) string {
+func tinyModel(t testing.TB, seed uint64) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "tiny.gguf")
 	f, err := os.Create(p)

@@ -23,7 +23,7 @@ import (
 const modelName = "ns/chat"
 
 // chatHarness is a neuron with one ready model answering respond.
-func chatHarness(t *testing.T, respond func(enginefake.Prompt) string, opts ...harnessOpt) *harness {
+func chatHarness(t testing.TB, respond func(enginefake.Prompt) string, opts ...harnessOpt) *harness {
 	t.Helper()
 	opts = append([]harnessOpt{withFake(func(o *enginefake.Options) { o.Respond = respond })}, opts...)
 	h := newHarness(t, opts...)

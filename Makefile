@@ -45,6 +45,7 @@ manifests: ## Generate CRDs and RBAC from kubebuilder markers (and copy CRDs int
 	$(CONTROLLER_GEN) rbac:roleName=cortex-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) rbac:roleName=cortex-gateway paths=./internal/gateway/... output:rbac:artifacts:config=config/rbac/gateway
 	@if [ -d charts/cortex ]; then mkdir -p charts/cortex/crds && cp config/crd/bases/*.yaml charts/cortex/crds/; fi
+	@if [ -d charts/cortex ]; then hack/chart-sync.sh; fi
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail if generated files differ from what is committed.
@@ -86,3 +87,53 @@ bench: ## Run the benchmarks.
 build: ## Build manager, neuron and gateway into bin/.
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+##@ Ship (images, Helm chart, kustomize bases)
+
+IMAGE_REGISTRY ?= ghcr.io/helexa-ai
+IMAGE_TAG ?= $(VERSION)
+DOCKER ?= docker
+
+.PHONY: build-manager
+build-manager: ## Build the manager as a static binary (CGO_ENABLED=0) into $(BIN); honours GOFLAGS.
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 GOFLAGS="$(GOFLAGS)" $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' -o $(BIN)/manager ./cmd/manager
+
+.PHONY: build-gateway
+build-gateway: ## Build the gateway as a static binary (CGO_ENABLED=0) into $(BIN); honours GOFLAGS.
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 GOFLAGS="$(GOFLAGS)" $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' -o $(BIN)/gateway ./cmd/gateway
+
+.PHONY: build-neuron
+build-neuron: ## Build the neuron (cgo, llama.cpp CPU backend) into $(BIN); honours GOFLAGS.
+	@mkdir -p $(BIN)
+	CGO_ENABLED=1 GOFLAGS="$(GOFLAGS)" $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/neuron ./cmd/neuron
+
+.PHONY: images
+images: ## Build the images with Docker (only prints the commands when no Docker daemon answers).
+	@run=; if ! $(DOCKER) info >/dev/null 2>&1; then run=echo; \
+		echo "# No Docker daemon answers; 'make images' would run:"; fi; \
+	$$run $(DOCKER) build -f build/docker/manager.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/cortex-manager:$(IMAGE_TAG) . && \
+	$$run $(DOCKER) build -f build/docker/gateway.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/cortex-gateway:$(IMAGE_TAG) . && \
+	$$run $(DOCKER) build -f build/docker/neuron-cpu.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/cortex-neuron:$(IMAGE_TAG)-cpu . && \
+	$$run $(DOCKER) build -f build/docker/neuron-cuda.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE_REGISTRY)/cortex-neuron:$(IMAGE_TAG)-cuda .
+
+.PHONY: chart-sync
+chart-sync: ## Copy the generated CRDs and RBAC roles into charts/cortex (part of 'make manifests').
+	@hack/chart-sync.sh
+
+.PHONY: helm
+helm: ## Print (and if needed build) the helm binary the chart tests use.
+	@hack/helm.sh
+
+.PHONY: chart-lint
+chart-lint: ## Lint the Helm chart strictly.
+	"$$(hack/helm.sh)" lint --strict charts/cortex
+
+.PHONY: chart-test
+chart-test: ## Run the chart, kustomize, samples and dashboard tests (helm + a real API server).
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test $(TEST_FLAGS) ./test/chart/
+
+.PHONY: kustomize-bases
+kustomize-bases: ## Regenerate the kustomize bases in config/ from the chart.
+	$(GO) test ./test/chart/ -run '^TestKustomizeBases$$' -args -update

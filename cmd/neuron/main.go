@@ -19,14 +19,17 @@ import (
 )
 
 func main() {
+	// A flag set of our own: controller-runtime registers its own
+	// --kubeconfig on the global one, which the neuron defines itself.
+	fs := flag.NewFlagSet("neuron", flag.ExitOnError)
 	cfg := neuron.DefaultConfig()
-	cfg.BindFlags(flag.CommandLine)
+	cfg.BindFlags(fs)
 	var libPath string
-	envflag.StringVar(flag.CommandLine, &libPath, "library-path", "folder of ggml backend libraries (CUDA, CPU variants)")
+	envflag.StringVar(fs, &libPath, "library-path", "folder of ggml backend libraries (CUDA, CPU variants)")
 	zopts := zap.Options{}
-	zopts.BindFlags(flag.CommandLine)
-	showVersion := flag.Bool("version", false, "print the version and exit")
-	flag.Parse()
+	zopts.BindFlags(fs)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	_ = fs.Parse(os.Args[1:])
 	if *showVersion {
 		fmt.Println(version.String())
 		return

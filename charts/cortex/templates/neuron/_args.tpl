@@ -47,6 +47,10 @@
   valueFrom:
     fieldRef:
       fieldPath: status.podIP
+# The root filesystem is read-only; libraries that keep per-user caches
+# (the CUDA JIT cache, for one) write under /tmp, an emptyDir.
+- name: HOME
+  value: /tmp
 {{- with $v.huggingface.tokenSecret }}
 - name: HF_TOKEN
   valueFrom:

@@ -20,6 +20,9 @@ import (
 // TestRegistration runs against a real kube-apiserver (envtest); it fails,
 // never skips, when the binaries are missing.
 func TestRegistration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real API server: not run with -short")
+	}
 	env, err := testenv.Start()
 	if err != nil {
 		t.Fatalf("starting the API server: %v", err)

@@ -29,6 +29,7 @@ const token = "real-engine-token"
 // environment, so tests fail rather than skip.
 func storiesPath(t testing.TB) string {
 	t.Helper()
+	skipShort(t)
 	p, err := filepath.Abs(filepath.Join("..", "..", "..", "..", "shared", "models", "stories260K.gguf"))
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +50,7 @@ var (
 // backends are process-wide).
 func realEngine(t testing.TB) *llamacpp.Engine {
 	t.Helper()
+	skipShort(t)
 	engineOnce.Do(func() {
 		l := slog.New(slog.NewTextHandler(io.Discard, nil))
 		if os.Getenv("CORTEX_TEST_LLAMA_LOG") != "" {
@@ -221,4 +223,13 @@ func randomModel(t testing.TB, p gguf.LlamaParams) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// skipShort leaves the real engine out of `go test -short` (make
+// test-short); without -short a missing model or engine fails.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("real llama.cpp engine: not run with -short")
+	}
 }

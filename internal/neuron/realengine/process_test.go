@@ -21,6 +21,7 @@ import (
 // capped CPU host, a load, a greedy completion, a load that does not fit,
 // and a graceful SIGTERM.
 func TestNeuronProcess(t *testing.T) {
+	skipShort(t)
 	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
 	if err != nil {
 		t.Fatal(err)

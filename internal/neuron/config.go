@@ -123,7 +123,8 @@ func DefaultConfig() Config {
 		Kubeconfig:         os.Getenv("KUBECONFIG"),
 	}
 	if c.NodeName == "" {
-		c.NodeName, _ = os.Hostname()
+		h, _ := os.Hostname()
+		c.NodeName = strings.ToLower(h) // object names are lower case
 	}
 	return c
 }

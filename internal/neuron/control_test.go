@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -490,5 +491,47 @@ func TestPoisonedModelReloadsOnce(t *testing.T) {
 	}
 	if free := h.models().Devices[0].MemoryFree; free != 1<<30 {
 		t.Fatalf("failed model still holds memory: free %d", free)
+	}
+}
+
+// noRangeServer serves data whole, ignoring Range, as some servers do.
+func noRangeServer(t *testing.T, data []byte) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+		_, _ = w.Write(data)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestDeferredEstimateWithoutRangeSupport(t *testing.T) {
+	src := tinyModel(t, 13)
+	data, err := os.ReadFile(strings.TrimPrefix(src, "file://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := noRangeServer(t, data)
+
+	h := newHarness(t)
+	est := h.estimateOf(src, neuronapi.EngineConfig{})
+	st := h.load(neuronapi.LoadRequest{Name: "ns/norange", Source: neuronapi.Source{URI: srv.URL + "/m.gguf"}})
+	if st.VRAMBytes != est.TotalBytes {
+		t.Fatalf("reserved %d after the download, estimate %d", st.VRAMBytes, est.TotalBytes)
+	}
+
+	// On a host too small, the load fails after the download, before the
+	// engine sees it, and says why.
+	small := newHarness(t, withInventory(cappedCPU(est.TotalBytes/2)))
+	code, body, _ := small.do(http.MethodPost, neuronapi.PathLoad, neuronapi.LoadRequest{Name: "ns/norange", Source: neuronapi.Source{URI: srv.URL + "/m.gguf"}})
+	if code != http.StatusAccepted {
+		t.Fatalf("load: %d %s", code, body)
+	}
+	var failed neuronapi.ModelStatus
+	small.waitFor("failure", func() bool {
+		failed, _ = small.model("ns/norange")
+		return failed.State == neuronapi.StateFailed
+	})
+	if !strings.Contains(failed.Error, "needs ") || small.eng.Loads() != 0 {
+		t.Fatalf("status %+v, %d engine loads", failed, small.eng.Loads())
 	}
 }

@@ -261,25 +261,33 @@ func (r *registry) load(ctx context.Context, req neuronapi.LoadRequest) (neurona
 func (r *registry) accept(m *model) error {
 	ctx, cancel := context.WithTimeout(r.baseCtx, estimateTimeout)
 	defer cancel()
+	deferred := false
 	if m.req.VRAMBytes > 0 {
+		r.mu.Lock()
 		m.need = need{Split: m.req.VRAMBytes}
+		r.mu.Unlock()
 	} else {
 		est, _, err := r.estimateSource(ctx, m.req.Source, m.req.Engine)
 		switch {
 		case err == nil:
+			r.mu.Lock()
 			m.est = &est
 			m.need = needFor(est, m.req.Engine.GPULayers)
+			r.mu.Unlock()
 		case isRemote(m.req.Source) && !sources.IsPermanent(err):
 			// The header could not be read remotely (a server without
 			// range support, a transient error): estimate once the file
 			// is here, before the engine touches it.
 			r.log.Info("Deferring the memory estimate to after the download", "model", m.name, "reason", err.Error())
+			deferred = true
+			r.mu.Lock()
 			m.deferred = true
+			r.mu.Unlock()
 		default:
 			return err
 		}
 	}
-	if !m.deferred {
+	if !deferred {
 		devs, err := r.inv.Devices(ctx)
 		if err != nil {
 			return openai.ServerError("Reading the device inventory failed: %s.", err.Error())
@@ -410,7 +418,10 @@ func (r *registry) runLoad(ctx context.Context, m *model) {
 		r.failLoad(ctx, m, "source", err)
 		return
 	}
-	if m.deferred {
+	r.mu.Lock()
+	deferred := m.deferred
+	r.mu.Unlock()
+	if deferred {
 		gf, err := gguf.Open(path)
 		if err != nil {
 			r.failLoad(ctx, m, "source", fmt.Errorf("reading the GGUF header: %w", err))

@@ -557,3 +557,43 @@ type recorder struct {
 func (r *recorder) Header() http.Header         { return r.header }
 func (r *recorder) WriteHeader(c int)           { r.code = c }
 func (r *recorder) Write(p []byte) (int, error) { return r.body.Write(p) }
+
+func TestLogprobs(t *testing.T) {
+	h := chatHarness(t, fixed("alpha beta gamma"))
+	code, data, _ := h.do(http.MethodPost, neuronapi.PathChatCompletions, map[string]any{"model": modelName, "messages": userMsg("x"), "logprobs": true, "top_logprobs": 1})
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	ch := decodeInto[openai.ChatResponse](t, data).Choices[0]
+	if ch.Logprobs == nil || len(ch.Logprobs.Content) != 3 || ch.Logprobs.Content[1].Token != " beta" || len(ch.Logprobs.Content[1].TopLogprobs) != 1 ||
+		string(byteSlice(ch.Logprobs.Content[1].Bytes)) != " beta" {
+		t.Fatalf("logprobs %+v", ch.Logprobs)
+	}
+	raw := readSSE(t, h.stream(context.Background(), neuronapi.PathChatCompletions, map[string]any{"model": modelName, "messages": userMsg("x"), "logprobs": true, "stream": true}))
+	n := 0
+	for _, c := range chunksOf(t, raw) {
+		if len(c.Choices) > 0 && c.Choices[0].Logprobs != nil {
+			n += len(c.Choices[0].Logprobs.Content)
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d streamed logprobs\n%s", n, raw)
+	}
+	code, data, _ = h.do(http.MethodPost, neuronapi.PathCompletions, map[string]any{"model": modelName, "prompt": "x", "logprobs": 1})
+	var cr struct {
+		Choices []struct {
+			Logprobs legacyLogprobs `json:"logprobs"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(data, &cr); err != nil || code != 200 || len(cr.Choices[0].Logprobs.Tokens) != 3 || cr.Choices[0].Logprobs.TextOffset[1] != len("alpha") {
+		t.Fatalf("legacy logprobs: %d %s", code, data)
+	}
+}
+
+func byteSlice(in []int) []byte {
+	out := make([]byte, len(in))
+	for i, b := range in {
+		out[i] = byte(b)
+	}
+	return out
+}

@@ -33,7 +33,7 @@ type Device struct {
 	MemoryUsed  int64
 	// ComputeCapability is "major.minor" for a GPU.
 	ComputeCapability string
-	// Utilization is the recent compute utilisation in percent.
+	// Utilization is the recent compute utilization in percent.
 	Utilization int
 }
 

@@ -143,7 +143,7 @@ func fakeNVML(devs ...nvml.Device) *mock.Interface {
 
 func TestNVMLInventory(t *testing.T) {
 	gpu1 := fakeGPU("NVIDIA H100 80GB HBM3", "GPU-b", 80<<30, 10<<30)
-	// A MIG slice or vGPU may not report utilisation or compute capability;
+	// A MIG slice or vGPU may not report utilization or compute capability;
 	// the device must still be listed with its memory.
 	gpu1.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) { return nvml.Utilization{}, nvml.ERROR_NOT_SUPPORTED }
 	gpu1.GetCudaComputeCapabilityFunc = func() (int, int, nvml.Return) { return 0, 0, nvml.ERROR_NOT_SUPPORTED }

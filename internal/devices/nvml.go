@@ -20,7 +20,7 @@ type NVML struct {
 	closed bool
 }
 
-// OpenNVML initialises NVML through lib (nil: the system library). It fails
+// OpenNVML initializes NVML through lib (nil: the system library). It fails
 // with the NVML error when the driver is absent or reports no GPU.
 func OpenNVML(ctx context.Context, lib nvml.Interface) (*NVML, error) {
 	return openNVML(ctx, lib)
@@ -31,7 +31,7 @@ func openNVML(_ context.Context, lib nvml.Interface) (*NVML, error) {
 		lib = nvml.New()
 	}
 	if ret := lib.Init(); ret != nvml.SUCCESS {
-		return nil, fmt.Errorf("initialising NVML: %w", nvmlError(lib, ret))
+		return nil, fmt.Errorf("initializing NVML: %w", nvmlError(lib, ret))
 	}
 	count, ret := lib.DeviceGetCount()
 	if ret != nvml.SUCCESS {
@@ -46,7 +46,7 @@ func openNVML(_ context.Context, lib nvml.Interface) (*NVML, error) {
 }
 
 // Devices queries every GPU. Memory is required; name, UUID, compute
-// capability and utilisation are best effort (some boards, MIG slices and
+// capability and utilization are best effort (some boards, MIG slices and
 // vGPUs do not report them).
 func (n *NVML) Devices(context.Context) ([]Device, error) {
 	n.mu.Lock()

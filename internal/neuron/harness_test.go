@@ -272,7 +272,6 @@ type gatedEngine struct {
 	mu    sync.Mutex
 	gate  chan struct{}
 	loads int
-	wrap  func(engine.Model) engine.Model
 }
 
 func (g *gatedEngine) Load(ctx context.Context, p engine.LoadParams) (engine.Model, error) {

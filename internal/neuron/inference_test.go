@@ -89,7 +89,7 @@ func chunksOf(t *testing.T, raw string) []openai.ChatChunk {
 	}
 	var out []openai.ChatChunk
 	for _, ev := range evs {
-		if string(ev.Data) == sse.Done {
+		if ev.Data == sse.Done {
 			continue
 		}
 		out = append(out, decodeInto[openai.ChatChunk](t, []byte(ev.Data)))
@@ -105,7 +105,7 @@ func TestChatStream(t *testing.T) {
 			body["stream_options"] = map[string]any{"include_usage": true}
 		}
 		resp := h.stream(context.Background(), neuronapi.PathChatCompletions, body)
-		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 			t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 		raw := readSSE(t, resp)
@@ -134,7 +134,7 @@ func TestStreamKeepAliveDuringSlowPrefill(t *testing.T) {
 	defer release()
 	resp := h.stream(context.Background(), neuronapi.PathChatCompletions, map[string]any{"model": modelName, "messages": userMsg("hi"), "stream": true})
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	rd := bufio.NewReader(resp.Body)
@@ -290,7 +290,9 @@ func TestToolCall(t *testing.T) {
 		t.Fatalf("choice %+v", ch)
 	}
 	body["stream"] = true
-	raw := readSSE(t, h.stream(context.Background(), neuronapi.PathChatCompletions, body))
+	sresp := h.stream(context.Background(), neuronapi.PathChatCompletions, body)
+	defer sresp.Body.Close()
+	raw := readSSE(t, sresp)
 	if err := sse.CheckOpenAIChatStream(strings.NewReader(raw)); err != nil {
 		t.Fatalf("%v\n%s", err, raw)
 	}
@@ -313,6 +315,7 @@ func TestCompletions(t *testing.T) {
 	}
 	resp2 := h.stream(context.Background(), neuronapi.PathCompletions, map[string]any{"model": modelName, "prompt": "Once", "stream": true,
 		"stream_options": map[string]any{"include_usage": true}})
+	defer resp2.Body.Close()
 	raw := readSSE(t, resp2)
 	evs, err := sse.ReadAll(strings.NewReader(raw))
 	if err != nil {
@@ -322,7 +325,7 @@ func TestCompletions(t *testing.T) {
 	var finish string
 	var usage *openai.Usage
 	for i, ev := range evs {
-		if string(ev.Data) == sse.Done {
+		if ev.Data == sse.Done {
 			if i != len(evs)-1 {
 				t.Fatal("[DONE] is not last")
 			}
@@ -338,7 +341,7 @@ func TestCompletions(t *testing.T) {
 			finish = *c.Choices[0].FinishReason
 		}
 	}
-	if text.String() != " upon a time." || finish != "stop" || usage == nil || string(evs[len(evs)-1].Data) != sse.Done {
+	if text.String() != " upon a time." || finish != "stop" || usage == nil || evs[len(evs)-1].Data != sse.Done {
 		t.Fatalf("stream %q finish %q usage %v\n%s", text.String(), finish, usage, raw)
 	}
 	for _, tc := range []struct {
@@ -569,7 +572,9 @@ func TestLogprobs(t *testing.T) {
 		string(byteSlice(ch.Logprobs.Content[1].Bytes)) != " beta" {
 		t.Fatalf("logprobs %+v", ch.Logprobs)
 	}
-	raw := readSSE(t, h.stream(context.Background(), neuronapi.PathChatCompletions, map[string]any{"model": modelName, "messages": userMsg("x"), "logprobs": true, "stream": true}))
+	lresp := h.stream(context.Background(), neuronapi.PathChatCompletions, map[string]any{"model": modelName, "messages": userMsg("x"), "logprobs": true, "stream": true})
+	defer lresp.Body.Close()
+	raw := readSSE(t, lresp)
 	n := 0
 	for _, c := range chunksOf(t, raw) {
 		if len(c.Choices) > 0 && c.Choices[0].Logprobs != nil {

@@ -122,7 +122,7 @@ func newStateCollector(reg *registry) *stateCollector {
 		reserved: prometheus.NewDesc(ns+"_model_memory_bytes", "Device memory reserved by each model.", []string{"model"}, nil),
 		memTotal: prometheus.NewDesc(ns+"_device_memory_total_bytes", "Memory a device offers.", []string{"device", "kind", "uuid"}, nil),
 		memFree:  prometheus.NewDesc(ns+"_device_memory_free_bytes", "Memory of a device not held by models or other processes.", []string{"device", "kind", "uuid"}, nil),
-		util:     prometheus.NewDesc(ns+"_device_utilization_ratio", "Recent compute utilisation of a device (0–1).", []string{"device", "kind", "uuid"}, nil),
+		util:     prometheus.NewDesc(ns+"_device_utilization_ratio", "Recent compute utilization of a device (0–1).", []string{"device", "kind", "uuid"}, nil),
 	}
 }
 

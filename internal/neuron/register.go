@@ -189,7 +189,7 @@ func (r *registrar) ensureLabels(ctx context.Context, nn *cortexv1.NeuronNode, d
 		return err
 	}
 	if err := r.c.Patch(ctx, nn, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		return fmt.Errorf("labelling NeuronNode %s: %w", r.name, err)
+		return fmt.Errorf("labeling NeuronNode %s: %w", r.name, err)
 	}
 	return nil
 }

@@ -630,7 +630,7 @@ func (r *registry) unload(ctx context.Context, name string) (int64, bool, error)
 	r.log.Info("Unloading model", "model", name, "state", prev, "inFlight", inflight)
 	r.changed()
 
-	<-loadDone // a cancelled load returns promptly
+	<-loadDone // a canceled load returns promptly
 	if idle != nil {
 		t := time.NewTimer(r.drain)
 		select {

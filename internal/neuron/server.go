@@ -44,7 +44,7 @@ type Server struct {
 	handler http.Handler
 	ready   atomic.Bool
 
-	reqCtx     context.Context // parent of every request; cancelled after the drain
+	reqCtx     context.Context // parent of every request; canceled after the drain
 	cancelReqs context.CancelFunc
 	cancelBG   context.CancelFunc // background loads and registration
 	regDone    chan struct{}
@@ -173,7 +173,7 @@ func (s *Server) shutdown(reggr *registrar) error {
 	err := s.srv.Shutdown(ctx)
 	cancel()
 	if err != nil {
-		s.log.Info("Drain timed out; cancelling requests in flight")
+		s.log.Info("Drain timed out; canceling requests in flight")
 		s.cancelReqs()
 		_ = s.srv.Close()
 		err = nil
@@ -246,7 +246,7 @@ func (s *Server) routes() http.Handler {
 // with a 405 in the error envelope rather than the mux's plain text.
 func method(m string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != m && !(m == http.MethodGet && r.Method == http.MethodHead) {
+		if r.Method != m && (m != http.MethodGet || r.Method != http.MethodHead) {
 			w.Header().Set("Allow", m)
 			writeError(w, openai.NewError(http.StatusMethodNotAllowed, openai.TypeInvalidRequest, "method_not_allowed", "",
 				"Method %s is not allowed on %s; use %s.", r.Method, r.URL.Path, m))
@@ -374,11 +374,11 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			v := recover()
-			if v == nil || v == http.ErrAbortHandler {
-				if v != nil {
-					panic(v)
-				}
+			if v == nil {
 				return
+			}
+			if err, ok := v.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(v) // the server's own way to abort a response
 			}
 			s.log.Error(fmt.Errorf("panic: %v", v), "Handler panicked", "path", r.URL.Path, "stack", string(debug.Stack()))
 			if sw.wrote {

@@ -71,7 +71,7 @@ type Resolver struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight
-	// abandoned are cancelled flights that may still be writing.
+	// abandoned are canceled flights that may still be writing.
 	abandoned map[string]*flight
 	// verified memoises sha256 checks of file:// sources by path, size and
 	// modification time, so a reload does not rehash a large file.
@@ -274,7 +274,7 @@ func (f *flight) report(p Progress) {
 }
 
 // join waits for the shared download of loc, starting it if none runs. The
-// download outlives any one caller but is cancelled when every caller has
+// download outlives any one caller but is canceled when every caller has
 // gone, leaving its partial file to resume from.
 func (r *Resolver) join(ctx context.Context, loc Location, onProgress func(Progress)) (string, error) {
 	r.mu.Lock()

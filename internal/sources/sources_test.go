@@ -160,7 +160,7 @@ func newFileServer(t *testing.T, content []byte) *fileServer {
 		gate := fs.gate
 		fs.mu.Unlock()
 		w.Header().Set("ETag", fs.etag)
-		var out http.ResponseWriter = w
+		out := w
 		if n := fs.dropAfter.Swap(0); n > 0 {
 			out = &dropWriter{ResponseWriter: w, left: n}
 		}

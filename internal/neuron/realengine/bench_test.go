@@ -120,12 +120,12 @@ func BenchmarkNeuronVsEngine(b *testing.B) {
 					var eng, web float64
 					var engTTFT, webTTFT time.Duration
 					for i := -1; i < b.N; i++ {
-						texts, toks := prompts(streams, ph.promptLen)
+						_, toks := prompts(streams, ph.promptLen)
 						er, err := engine.BenchGenerate(context.Background(), direct, toks, ph.gen)
 						if err != nil {
 							b.Fatal(err)
 						}
-						texts, _ = prompts(streams, ph.promptLen)
+						texts, _ := prompts(streams, ph.promptLen)
 						hr, err := httpGenerate(h, key, texts, ph.gen)
 						if err != nil {
 							b.Fatal(err)
@@ -197,7 +197,7 @@ func httpGenerate(h *harness, model string, prompts []string, maxTokens int) (en
 				return
 			}
 			defer resp.Body.Close()
-			if resp.StatusCode != 200 {
+			if resp.StatusCode != http.StatusOK {
 				res[i].err = fmt.Errorf("status %d", resp.StatusCode)
 				return
 			}

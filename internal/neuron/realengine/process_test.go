@@ -88,7 +88,7 @@ func TestNeuronProcess(t *testing.T) {
 	h := &harness{t: t, url: "http://" + a}
 
 	resp, err := http.Get(h.url + neuronapi.PathHealthz)
-	if err != nil || resp.StatusCode != 200 {
+	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz: %v %v", resp, err)
 	}
 	resp.Body.Close()

@@ -130,7 +130,7 @@ func TestConcurrentGreedyMatchesAlone(t *testing.T) {
 			defer resp.Body.Close()
 			var cr openai.CompletionResponse
 			if err := json.NewDecoder(resp.Body).Decode(&cr); err != nil || len(cr.Choices) == 0 {
-				errs[i] = fmt.Errorf("status %d: %v", resp.StatusCode, err)
+				errs[i] = fmt.Errorf("status %d: %w", resp.StatusCode, err)
 				return
 			}
 			together[i] = cr.Choices[0].Text
@@ -200,7 +200,7 @@ func TestCancelledStreamFreesSlot(t *testing.T) {
 	}
 	n, _ := strconv.ParseFloat(string(m[1]), 64)
 	if n >= long {
-		t.Fatalf("%v tokens generated: the cancelled stream ran on", n)
+		t.Fatalf("%v tokens generated: the canceled stream ran on", n)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -37,6 +38,8 @@ type registrar struct {
 	endpoint string
 	every    time.Duration
 	kick     chan struct{}
+	// finalWritten records that the shutdown write succeeded (tests).
+	finalWritten atomic.Bool
 }
 
 func newRegistrar(ctx context.Context, s *Server, cfg Config) (*registrar, error) {
@@ -132,7 +135,9 @@ func (r *registrar) final() {
 	defer cancel()
 	if err := r.beat(ctx); err != nil {
 		r.log.Error(err, "Writing the final NeuronNode status failed", "node", r.name)
+		return
 	}
+	r.finalWritten.Store(true)
 }
 
 // beat writes the status, creating the NeuronNode when it is missing.

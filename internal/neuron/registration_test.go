@@ -102,30 +102,29 @@ func TestRegistration(t *testing.T) {
 	}
 
 	// A deleted NeuronNode is recreated by the next write.
+	deleted := nn.UID
 	if err := c.Delete(ctx, nn); err != nil {
 		t.Fatal(err)
 	}
-	h.waitFor("deletion", func() bool { return get() == nil })
 	if code, _, _ := h.do(http.MethodPost, neuronapi.PathUnload, neuronapi.UnloadRequest{Name: "ns/tiny"}); code != 200 {
 		t.Fatalf("unload %d", code)
 	}
 	h.waitFor("re-registration", func() bool {
 		nn = get()
-		return nn != nil && nn.Status.LastHeartbeatTime != nil && len(nn.Status.Models) == 0 && nn.Labels[cortexv1.LabelGPUCount] == "2"
+		return nn != nil && nn.UID != deleted && len(nn.Status.Models) == 0 && nn.Labels[cortexv1.LabelGPUCount] == "2"
 	})
 
-	// Shutdown writes a last status: with the object deleted and nothing
-	// else to write, only that final write can bring it back.
-	if err := c.Delete(ctx, nn); err != nil {
-		t.Fatal(err)
-	}
-	h.waitFor("deletion", func() bool { return get() == nil })
+	// Shutdown writes a last status.
+	h.load(neuronapi.LoadRequest{Name: "ns/tiny", Source: neuronapi.Source{URI: tinyModel(t, 1)}, Engine: neuronapi.EngineConfig{GPULayers: &gl}})
 	h.cancel()
 	if err := h.s.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if nn = get(); nn == nil || nn.Status.LastHeartbeatTime == nil || len(nn.Status.Models) != 0 {
-		t.Fatalf("no final status write: %+v", nn)
+	if !h.s.reggr.finalWritten.Load() {
+		t.Fatal("no final status write at shutdown")
+	}
+	if nn = get(); len(nn.Status.Models) != 0 || nn.Status.ModelCount != 0 {
+		t.Fatalf("models after shutdown: %+v", nn.Status.Models)
 	}
 }
 

@@ -48,6 +48,7 @@ type Server struct {
 	cancelReqs context.CancelFunc
 	cancelBG   context.CancelFunc // background loads and registration
 	regDone    chan struct{}
+	reggr      *registrar
 	done       chan struct{}
 	err        error
 	ownsInv    bool
@@ -134,6 +135,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	reg.onChange = reggr.trigger
+	s.reggr = reggr
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.srv.Serve(ln) }()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/helexa-ai/cortex/internal/chat"
 	"github.com/helexa-ai/cortex/internal/engine"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 )
 
@@ -118,7 +119,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	g := &generation{s: s, l: l, endpoint: "chat", start: start}
+	g := &generation{s: s, l: l, endpoint: neuronapi.PathChatCompletions, start: start}
 	c := chatCall{id: newID("chatcmpl-"), created: start.Unix(), model: req.Model, logprobs: req.Logprobs}
 	gr := p.GenerateRequest(tokens)
 	parser := p.NewParser()

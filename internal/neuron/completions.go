@@ -6,6 +6,7 @@ import (
 
 	"github.com/helexa-ai/cortex/internal/chat"
 	"github.com/helexa-ai/cortex/internal/engine"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 )
 
@@ -81,7 +82,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	gr := engine.GenerateRequest{Prompt: tokens, MaxTokens: gen.MaxTokens, Sampling: gen.Sampling, Stop: gen.Stop,
 		Logprobs: gen.Logprobs, TopLogprobs: gen.TopLogprobs}
-	g := &generation{s: s, l: l, endpoint: "completions", start: start}
+	g := &generation{s: s, l: l, endpoint: neuronapi.PathCompletions, start: start}
 	id, created := newID("cmpl-"), start.Unix()
 	chunk := func(text string, finish *string, lp any) openai.CompletionResponse {
 		return openai.CompletionResponse{ID: id, Object: "text_completion", Created: created, Model: req.Model,

@@ -535,3 +535,39 @@ func TestDeferredEstimateWithoutRangeSupport(t *testing.T) {
 		t.Fatalf("status %+v, %d engine loads", failed, small.eng.Loads())
 	}
 }
+
+func TestTokenFileRotation(t *testing.T) {
+	p := t.TempDir() + "/token"
+	if err := os.WriteFile(p, []byte("first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, withConfig(func(c *Config) { c.Token, c.TokenFile = "", p }))
+	if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "first"); code != http.StatusOK {
+		t.Fatalf("first token: %d", code)
+	}
+	if err := os.WriteFile(p, []byte("second\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, time.Now(), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	h.s.token.mu.Lock()
+	h.s.token.checked = time.Time{} // as if the recheck period had passed
+	h.s.token.mu.Unlock()
+	if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "second"); code != http.StatusOK {
+		t.Fatalf("rotated token refused: %d", code)
+	}
+	if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "first"); code != http.StatusUnauthorized {
+		t.Fatalf("old token still accepted: %d", code)
+	}
+	// An emptied file keeps the last good token.
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.s.token.mu.Lock()
+	h.s.token.checked = time.Time{}
+	h.s.token.mu.Unlock()
+	if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "second"); code != http.StatusOK {
+		t.Fatalf("token lost with an empty file: %d", code)
+	}
+}

@@ -519,7 +519,7 @@ func TestMetricsExposed(t *testing.T) {
 	for _, want := range []string{
 		`cortex_neuron_requests_total{code="200",endpoint="/v1/chat/completions",model="ns/chat"} 1`,
 		`cortex_neuron_requests_total{code="404",endpoint="/v1/chat/completions",model=""} 1`,
-		`cortex_neuron_time_to_first_token_seconds_count{endpoint="chat",model="ns/chat"} 1`,
+		`cortex_neuron_time_to_first_token_seconds_count{endpoint="/v1/chat/completions",model="ns/chat"} 1`,
 		`cortex_neuron_request_duration_seconds_count{endpoint="/v1/chat/completions",model="ns/chat"}`,
 		`cortex_neuron_generated_tokens_total{model="ns/chat"}`,
 		`cortex_neuron_prompt_tokens_total{model="ns/chat"}`,

@@ -37,7 +37,7 @@ type Server struct {
 	reg   *registry
 	met   *metrics
 	inv   devices.Inventory
-	token *[sha256.Size]byte // nil: no authentication
+	token *tokenSource
 
 	ln      net.Listener
 	srv     *http.Server
@@ -75,14 +75,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	log := logr.FromContextOrDiscard(ctx).WithName("neuron")
 	s := &Server{cfg: cfg, log: log, met: newMetrics(), done: make(chan struct{}), regDone: make(chan struct{})}
 
-	tok, err := cfg.token()
-	if err != nil {
-		return nil, err
+	if _, err := cfg.token(); err != nil {
+		return nil, err // the file must be readable at start
 	}
-	if tok != "" {
-		sum := sha256.Sum256([]byte(tok))
-		s.token = &sum
-	} else {
+	s.token = newTokenSource(log, cfg.TokenFile, cfg.Token)
+	if s.token.current(time.Now()) == nil {
 		log.Info("Serving without authentication (--allow-unauthenticated)")
 	}
 
@@ -110,6 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	ln := cfg.Listener
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 			s.cleanup()
 			return nil, fmt.Errorf("listening on %s: %w", cfg.Addr, err)
@@ -266,7 +264,8 @@ func exempt(path string) bool {
 
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.token == nil || exempt(r.URL.Path) {
+		want := s.token.current(time.Now())
+		if want == nil || exempt(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -278,7 +277,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		// Comparing digests keeps the comparison constant-time whatever
 		// the lengths.
 		got := sha256.Sum256([]byte(strings.TrimSpace(auth[7:])))
-		if subtle.ConstantTimeCompare(got[:], s.token[:]) != 1 {
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			writeError(w, openai.Unauthorized("Incorrect bearer token."))
 			return
 		}

@@ -81,6 +81,12 @@ test-short: ## Run the fast tests only (no envtest, no real engine).
 bench: ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/placement/
 
+##@ Run
+
+.PHONY: run
+run: build ## Run the whole stack locally: API server, manager, gateway, two CPU neurons, sample Models.
+	$(GO) run ./hack/localrun --bin $(BIN)
+
 ##@ Build
 
 .PHONY: build

@@ -44,14 +44,15 @@ manifests: ## Generate CRDs and RBAC from kubebuilder markers (and copy CRDs int
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=cortex-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac/manager
 	$(CONTROLLER_GEN) rbac:roleName=cortex-gateway paths=./internal/gateway/... output:rbac:artifacts:config=config/rbac/gateway
+	$(CONTROLLER_GEN) rbac:roleName=cortex-neuron paths=./internal/neuron/... output:rbac:artifacts:config=config/rbac/neuron
 	@if [ -d charts/cortex ]; then mkdir -p charts/cortex/crds && cp config/crd/bases/*.yaml charts/cortex/crds/; fi
 	@if [ -d charts/cortex ]; then hack/chart-sync.sh; fi
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail if generated files differ from what is committed.
-	@if [ -n "$$(git status --porcelain -- api config charts/cortex/crds)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts/cortex/crds charts/cortex/files/rbac)" ]; then \
 		echo "generated files are stale; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config charts/cortex/crds; git --no-pager diff --stat -- api config charts/cortex/crds; exit 1; fi
+		git status --porcelain -- api config charts/cortex/crds charts/cortex/files/rbac; git --no-pager diff --stat -- api config charts/cortex/crds charts/cortex/files/rbac; exit 1; fi
 
 .PHONY: fmt
 fmt: ## Format the Go code.

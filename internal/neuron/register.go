@@ -26,6 +26,11 @@ import (
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
 
+// The neuron creates its own NeuronNode, patches its labels, and writes the
+// neuron-owned part of its status; it reads nothing else in the cluster.
+// +kubebuilder:rbac:groups=cortex.helexa.ai,resources=neuronnodes,verbs=get;create;patch
+// +kubebuilder:rbac:groups=cortex.helexa.ai,resources=neuronnodes/status,verbs=get;patch
+
 // registrar keeps the host's NeuronNode: it creates it with the neuron's
 // labels and writes the neuron-owned part of its status every heartbeat
 // and right after a model changes state. It never writes conditions or

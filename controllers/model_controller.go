@@ -28,6 +28,7 @@ import (
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/placement"
+	"github.com/helexa-ai/cortex/internal/units"
 )
 
 const (
@@ -390,7 +391,7 @@ func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, sn
 		if _, ok := r.loading[replicaKey{key, l.Node}]; !ok {
 			r.loading[replicaKey{key, l.Node}] = now
 		}
-		r.event(model, corev1.EventTypeNormal, "Placed", "Load", "Loading on %s (devices %v, %s)", l.Node, l.Devices, humanBytes(l.Bytes))
+		r.event(model, corev1.EventTypeNormal, "Placed", "Load", "Loading on %s (devices %v, %s)", l.Node, l.Devices, units.Bytes(l.Bytes))
 	}
 	return errors.Join(errs...)
 }
@@ -501,7 +502,7 @@ func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Mod
 	st.Nodes = strings.Join(nodes, ",")
 	st.VRAMBytes = r.bytesNeeded(model)
 	if st.VRAMBytes > 0 {
-		st.VRAM = humanBytes(st.VRAMBytes)
+		st.VRAM = units.Bytes(st.VRAMBytes)
 	}
 	if t := lastDemand(model, snap.input.Nodes); !t.IsZero() {
 		mt := metav1.NewTime(t)

@@ -24,6 +24,7 @@ import (
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/devices"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/units"
 )
 
 // The neuron creates its own NeuronNode, patches its labels, and writes the
@@ -245,7 +246,7 @@ func (r *registrar) status(snap neuronapi.ModelsResponse, now time.Time) map[str
 		"engine":            cortexv1.EngineInfo{Version: truncate(r.s.cfg.Engine.Version(), 128), Backends: r.s.cfg.Engine.Backends()},
 		"gpuCount":          gpuCount,
 		"modelCount":        len(snap.Models),
-		"vram":              fmt.Sprintf("%.1fGi/%.1fGi", float64(free)/(1<<30), float64(total)/(1<<30)),
+		"vram":              units.FreeOfTotal(free, total),
 	}
 }
 

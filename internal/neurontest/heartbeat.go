@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/units"
 )
 
 // Register creates the server's NeuronNode (with the given labels) and
@@ -47,7 +48,7 @@ func (s *Server) Beat(ctx context.Context, c client.Client) error {
 		})
 	}
 	status["gpus"] = gpus
-	status["vram"] = fmt.Sprintf("%.1fGi/%.1fGi", float64(free)/(1<<30), float64(total)/(1<<30))
+	status["vram"] = units.FreeOfTotal(free, total)
 	var models []map[string]any
 	for _, m := range snap.Models {
 		models = append(models, map[string]any{"name": m.Name, "state": stateOf(m.State), "vramBytes": m.VRAMBytes})

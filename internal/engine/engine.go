@@ -161,7 +161,10 @@ const (
 
 // Result summarises a finished generation.
 type Result struct {
-	FinishReason     FinishReason
+	FinishReason FinishReason
+	// StopSequence is the request's stop string that ended the generation
+	// (FinishStop); empty when an end-of-generation token did.
+	StopSequence     string
 	PromptTokens     int
 	CompletionTokens int
 	// CachedTokens are prompt tokens reused from the sequence's KV cache.

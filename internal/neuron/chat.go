@@ -143,7 +143,8 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	}
 	parser.Finish()
 	out := parser.Result()
-	choice := openai.ChatChoice{Index: 0, Message: out.Message(), FinishReason: out.FinishReason(res.FinishReason)}
+	choice := openai.ChatChoice{Index: 0, Message: out.Message(), FinishReason: out.FinishReason(res.FinishReason),
+		StopSequence: stopSequence(res)}
 	if c.logprobs {
 		choice.Logprobs = &openai.Logprobs{Content: lps}
 	}
@@ -151,6 +152,17 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
 		Choices: []openai.ChatChoice{choice}, Usage: usageOf(res),
 	})
+}
+
+// stopSequence reports the stop string that ended a generation, for the
+// stop_sequence extension Anthropic clients read (stop_reason
+// "stop_sequence"); nil when the model ended on its own.
+func stopSequence(res engine.Result) *string {
+	if res.StopSequence == "" {
+		return nil
+	}
+	s := res.StopSequence
+	return &s
 }
 
 type chatCall struct {
@@ -247,6 +259,7 @@ func (c *chatCall) stream(s *Server, w http.ResponseWriter, r *http.Request, g *
 	}
 	finish := parser.Result().FinishReason(res.FinishReason)
 	last := c.chunk(openai.Delta{}, &finish)
+	last.Choices[0].StopSequence = stopSequence(res)
 	if c.logprobs && len(pending) > 0 {
 		last.Choices[0].Logprobs = &openai.Logprobs{Content: pending}
 	}

@@ -602,3 +602,37 @@ func byteSlice(in []int) []byte {
 	}
 	return out
 }
+
+// A stop string that ends a generation is reported (stop_sequence), so an
+// Anthropic client sees stop_reason "stop_sequence" rather than end_turn;
+// an answer that ends on its own reports none.
+func TestChatReportsTheMatchedStopSequence(t *testing.T) {
+	h := chatHarness(t, fixed("One two. Three four."))
+	for _, stream := range []bool{false, true} {
+		body := map[string]any{"model": modelName, "messages": userMsg("count"), "stop": []string{"END", "Three"}, "stream": stream}
+		var choice struct {
+			Content      string
+			FinishReason string
+			StopSequence *string
+		}
+		if stream {
+			acc := openai.Accumulate(chunksOf(t, readSSE(t, h.stream(context.Background(), neuronapi.PathChatCompletions, body))))
+			choice.Content, choice.FinishReason = acc.Choices[0].Message.Content.String(), acc.Choices[0].FinishReason
+			choice.StopSequence = acc.Choices[0].StopSequence
+		} else {
+			code, data, _ := h.do(http.MethodPost, neuronapi.PathChatCompletions, body)
+			if code != http.StatusOK {
+				t.Fatalf("%d %s", code, data)
+			}
+			resp := decodeInto[openai.ChatResponse](t, data)
+			choice.Content, choice.FinishReason, choice.StopSequence = resp.Choices[0].Message.Content.String(), resp.Choices[0].FinishReason, resp.Choices[0].StopSequence
+		}
+		if choice.Content != "One two. " || choice.FinishReason != "stop" || choice.StopSequence == nil || *choice.StopSequence != "Three" {
+			t.Fatalf("stream=%v: %+v (stop %v)", stream, choice, choice.StopSequence)
+		}
+	}
+	code, data, _ := h.do(http.MethodPost, neuronapi.PathChatCompletions, map[string]any{"model": modelName, "messages": userMsg("count")})
+	if resp := decodeInto[openai.ChatResponse](t, data); code != 200 || resp.Choices[0].StopSequence != nil {
+		t.Fatalf("no stop string matched, yet stop_sequence = %v", resp.Choices[0].StopSequence)
+	}
+}

@@ -608,6 +608,9 @@ func (m *Model) finish(s *slot, reason engine.FinishReason, err error) {
 		CachedTokens:     s.nCached,
 		QueueTime:        s.tAssigned.Sub(r.Enqueued),
 	}
+	if reason == engine.FinishStop {
+		res.StopSequence = s.text.Matched()
+	}
 	if !s.tFirst.IsZero() {
 		res.PromptTime = s.tFirst.Sub(s.tAssigned)
 		res.GenerateTime = now.Sub(s.tFirst)

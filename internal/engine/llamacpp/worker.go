@@ -459,6 +459,9 @@ func (m *model) finish(s *slot, reason engine.FinishReason, err error) {
 		CachedTokens:     s.nCached,
 		QueueTime:        s.tAssigned.Sub(r.Enqueued),
 	}
+	if s.text != nil && reason == engine.FinishStop {
+		res.StopSequence = s.text.Matched()
+	}
 	if !s.tFirst.IsZero() {
 		res.PromptTime = s.tFirst.Sub(s.tAssigned)
 		res.GenerateTime = now.Sub(s.tFirst)

@@ -180,3 +180,21 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestTextStreamReportsTheEarliestStop(t *testing.T) {
+	s := NewTextStream([]string{"world", "lo w"})
+	var got string
+	for _, p := range []string{"hel", "lo", " wor", "ld"} {
+		c, stopped := s.Push(p, nil)
+		got += c.Text
+		if stopped {
+			break
+		}
+	}
+	if got != "hel" || s.Matched() != "lo w" {
+		t.Fatalf("text %q, matched %q; want \"hel\" cut by \"lo w\"", got, s.Matched())
+	}
+	if s := NewTextStream([]string{"x"}); s.Matched() != "" {
+		t.Fatal("nothing matched yet")
+	}
+}

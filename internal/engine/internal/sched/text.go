@@ -18,6 +18,8 @@ type TextStream struct {
 	buf   []byte // text not yet emitted
 	base  int    // stream offset of buf[0]
 	lps   []pendingLogprob
+	// matched is the stop sequence that ended the stream, if one did.
+	matched string
 }
 
 type pendingLogprob struct {
@@ -46,7 +48,8 @@ func (s *TextStream) Push(piece string, lp *engine.TokenLogprob) (engine.Chunk, 
 	if lp != nil {
 		s.lps = append(s.lps, pendingLogprob{lp: *lp, start: start})
 	}
-	if cut := s.firstStop(); cut >= 0 {
+	if cut, stop := s.firstStop(); cut >= 0 {
+		s.matched = string(stop)
 		c := s.take(cut)
 		s.buf, s.lps = s.buf[:0], s.lps[:0]
 		return c, true
@@ -84,15 +87,20 @@ func (s *TextStream) take(n int) engine.Chunk {
 	return c
 }
 
-// firstStop is the offset in buf of the earliest stop sequence, or -1.
-func (s *TextStream) firstStop() int {
+// Matched is the stop sequence that ended the stream ("" if none did).
+func (s *TextStream) Matched() string { return s.matched }
+
+// firstStop is the offset in buf of the earliest stop sequence, or -1, and
+// that sequence.
+func (s *TextStream) firstStop() (int, []byte) {
 	cut := -1
+	var which []byte
 	for _, st := range s.stops {
 		if i := bytes.Index(s.buf, st); i >= 0 && (cut < 0 || i < cut) {
-			cut = i
+			cut, which = i, st
 		}
 	}
-	return cut
+	return cut, which
 }
 
 // stopHold is the length of the longest suffix of buf that is a proper

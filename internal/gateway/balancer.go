@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -26,28 +27,48 @@ type Balancer struct {
 
 	mu       sync.Mutex
 	inflight map[string]int // by endpoint
+	// down holds endpoints that refused a connection recently, until when:
+	// they are skipped while another replica is available, so one dead
+	// process costs one retry, not one per request until the manager
+	// notices.
+	down map[string]time.Time
+	now  func() time.Time
 }
 
 // NewBalancer returns a Balancer with the usual ε of 0.25.
 func NewBalancer() *Balancer {
-	return &Balancer{Epsilon: 0.25, inflight: map[string]int{}}
+	return &Balancer{Epsilon: 0.25, inflight: map[string]int{}, down: map[string]time.Time{}, now: time.Now}
 }
 
 // Pick chooses among replicas, skipping those in exclude, and counts the
 // request in flight on the chosen one until release is called. affinity 0
 // means no affinity. ok is false when every replica is excluded.
 func (b *Balancer) Pick(replicas []Replica, affinity uint64, exclude []string) (r Replica, release func(), ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	cands := make([]Replica, 0, len(replicas))
+	var suspect []Replica
+	now := b.now()
 	for _, rep := range replicas {
-		if !slices.Contains(exclude, rep.Endpoint) {
-			cands = append(cands, rep)
+		if slices.Contains(exclude, rep.Endpoint) {
+			continue
 		}
+		if until, ok := b.down[rep.Endpoint]; ok {
+			if now.Before(until) {
+				suspect = append(suspect, rep)
+				continue
+			}
+			delete(b.down, rep.Endpoint)
+		}
+		cands = append(cands, rep)
+	}
+	if len(cands) == 0 {
+		// Nothing healthy left: a suspect replica beats no answer.
+		cands = suspect
 	}
 	if len(cands) == 0 {
 		return Replica{}, nil, false
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var chosen Replica
 	if affinity == 0 || len(cands) == 1 {
 		chosen = b.leastLoaded(cands)
@@ -65,6 +86,13 @@ func (b *Balancer) Pick(replicas []Replica, affinity uint64, exclude []string) (
 			}
 		})
 	}, true
+}
+
+// MarkDown skips an endpoint for d while other replicas are available.
+func (b *Balancer) MarkDown(endpoint string, d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.down[endpoint] = b.now().Add(d)
 }
 
 // InFlight returns the requests in flight to an endpoint.

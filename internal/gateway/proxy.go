@@ -38,6 +38,10 @@ type upstream struct {
 	close   func()
 }
 
+// suspectFor is how long a replica that refused a connection is skipped:
+// about the time the manager needs to notice a dead neuron.
+const suspectFor = 5 * time.Second
+
 // maxErrorBody bounds how much of a failed upstream answer is read.
 const maxErrorBody = 64 << 10
 
@@ -125,6 +129,9 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			}
 		}
 		g.metrics.upstreamErrors.WithLabelValues(uc.key, rep.Node, kind).Inc()
+		if kind == "connect" {
+			g.balancer.MarkDown(rep.Endpoint, suspectFor)
+		}
 		lastErr = ae
 		tried = append(tried, rep.Endpoint)
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -268,6 +269,13 @@ type chunkPeek struct {
 	Error json.RawMessage `json:"error"`
 }
 
+var (
+	usageKey = []byte(`"usage"`)
+	errorKey = []byte(`"error"`)
+	// notEmpty marks a chunk known to carry a choice without parsing it.
+	notEmpty = []json.RawMessage{nil}
+)
+
 // pumpHooks render an upstream chat stream in the client's dialect.
 type pumpHooks struct {
 	// chunk writes what the client sees for one upstream chunk; an error
@@ -334,7 +342,13 @@ func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpH
 		}
 		data := []byte(ev.Data)
 		var peek chunkPeek
-		_ = json.Unmarshal(data, &peek)
+		// Parse only the chunks that matter here (the first one, usage,
+		// errors): most chunks are a token each and go out untouched.
+		if first.IsZero() || bytes.Contains(data, usageKey) || bytes.Contains(data, errorKey) {
+			_ = json.Unmarshal(data, &peek)
+		} else {
+			peek.Choices = notEmpty
+		}
 		if len(peek.Choices) > 0 && first.IsZero() {
 			first = g.clock.Now()
 			ri.ttft = first.Sub(ri.start)

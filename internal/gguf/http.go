@@ -35,7 +35,7 @@ func NewHTTPReaderAt(ctx context.Context, client *http.Client, url string, heade
 	}
 	defer drain(resp)
 	if resp.StatusCode != http.StatusPartialContent {
-		return nil, fmt.Errorf("range request to %s: server answered %s, not 206 Partial Content", redact(url), resp.Status)
+		return nil, &HTTPStatusError{Status: resp.StatusCode, Err: fmt.Errorf("range request to %s: server answered %s, not 206 Partial Content", redact(url), resp.Status)}
 	}
 	size, err := totalFromContentRange(resp.Header.Get("Content-Range"))
 	if err != nil {
@@ -44,6 +44,16 @@ func NewHTTPReaderAt(ctx context.Context, client *http.Client, url string, heade
 	r.size = size
 	return r, nil
 }
+
+// HTTPStatusError is a range probe the server answered with another status
+// than 206: a 4xx says the file is not there (or not ours to read), a 200
+// that the server ignores ranges.
+type HTTPStatusError struct {
+	Status int
+	Err    error
+}
+
+func (e *HTTPStatusError) Error() string { return e.Err.Error() }
 
 // Size is the remote file's size in bytes.
 func (r *HTTPReaderAt) Size() int64 { return r.size }

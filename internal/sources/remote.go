@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 
 	"github.com/helexa-ai/cortex/internal/gguf"
@@ -36,7 +37,12 @@ func (r *Resolver) Open(ctx context.Context, src neuronapi.Source) (File, error)
 	if path == "" {
 		rd, err := gguf.NewHTTPReaderAt(ctx, r.opts.Client, loc.URL, loc.Header)
 		if err != nil {
-			return nil, unavailable(false, "opening %s: %v", loc.URL, err)
+			// A 4xx (missing file, wrong repository, no access) will not
+			// fix itself; timeouts, throttling and 5xx may.
+			var se *gguf.HTTPStatusError
+			permanent := errors.As(err, &se) && se.Status >= 400 && se.Status < 500 &&
+				se.Status != http.StatusRequestTimeout && se.Status != http.StatusTooManyRequests
+			return nil, unavailable(permanent, "opening %s: %v", loc.URL, err)
 		}
 		return remoteFile{rd}, nil
 	}

@@ -598,3 +598,20 @@ func TestOpenLocalAndCached(t *testing.T) {
 		t.Fatalf("a cached source must open from disk (%T, %d requests)", cf, fs.gets.Load()-before)
 	}
 }
+
+// A header read the server refuses with a 4xx is permanent (a typo'd path
+// never fixes itself); a 5xx or 429 may pass.
+func TestOpenRemoteClassifiesStatus(t *testing.T) {
+	for _, tc := range []struct {
+		status    int
+		permanent bool
+	}{{404, true}, {403, true}, {429, false}, {503, false}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(tc.status) }))
+		r := New(Options{})
+		_, err := r.Open(context.Background(), neuronapi.Source{URI: srv.URL + "/m.gguf"})
+		srv.Close()
+		if err == nil || IsPermanent(err) != tc.permanent {
+			t.Errorf("status %d: err %v, permanent %v; want permanent %v", tc.status, err, IsPermanent(err), tc.permanent)
+		}
+	}
+}

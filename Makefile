@@ -75,7 +75,7 @@ test: verify-generated vet ## Check generated files, vet, and run every test (en
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test $(TEST_FLAGS) $(PKGS)
 
 .PHONY: test-short
-test-short: ## Run the fast tests only (no envtest, no real engine).
+test-short: ## Run the tests with -short (skips the slowest real-engine, process and keep-alive tests).
 	$(GO) test -short $(PKGS)
 
 .PHONY: bench

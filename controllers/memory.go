@@ -15,9 +15,9 @@ import (
 
 // estimateKey identifies what a memory estimate depends on.
 type estimateKey struct {
-	uri, sha256                 string
-	ctx, parallel               int32
-	kvCache, flash, chatTmplLen string
+	uri, sha256    string
+	ctx, parallel  int32
+	kvCache, flash string
 }
 
 func estimateKeyOf(m *cortexv1.Model) estimateKey {
@@ -106,13 +106,7 @@ func (r *ModelReconciler) ensureEstimate(ctx context.Context, model *cortexv1.Mo
 	if e, ok := r.estimates.get(k); ok && e.err == nil {
 		return ""
 	}
-	var endpoint string
-	for _, name := range sortedKeys(snap.ready) {
-		if snap.ready[name] {
-			endpoint = snap.nodes[name].Status.Endpoint
-			break
-		}
-	}
+	endpoint := estimateNode(model, snap)
 	prev, done := r.estimates.get(k)
 	if endpoint == "" {
 		if done && prev.err != nil {
@@ -148,6 +142,39 @@ func (r *ModelReconciler) ensureEstimate(ctx context.Context, model *cortexv1.Mo
 		return fmt.Sprintf("memory need unknown: %v", prev.err)
 	}
 	return "estimating memory need from the model header"
+}
+
+// estimateNode picks the Ready node to read the model header on: one the
+// Model may be placed on (a file:// source exists only where the operator
+// put it), else any Ready node.
+func estimateNode(model *cortexv1.Model, snap *snapshot) string {
+	var fallback string
+	for _, name := range sortedKeys(snap.ready) {
+		if !snap.ready[name] {
+			continue
+		}
+		nn := snap.nodes[name]
+		if fallback == "" {
+			fallback = nn.Status.Endpoint
+		}
+		if placeableOn(model, nn) {
+			return nn.Status.Endpoint
+		}
+	}
+	return fallback
+}
+
+// placeableOn reports whether the Model's placement rules admit the node.
+func placeableOn(model *cortexv1.Model, nn *cortexv1.NeuronNode) bool {
+	if names := model.Spec.Placement.NodeNames; len(names) > 0 && !slices.Contains(names, nn.Name) {
+		return false
+	}
+	for k, v := range model.Spec.Placement.NodeSelector {
+		if nn.Labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cortex_manager_evictions_total",
-			Help: "Replicas unloaded by the manager, by reason (Idle, Evicted, Surplus, Deleted, Failed, Orphaned, Misplaced).",
+			Help: "Replicas unloaded by the manager, by reason (Idle, Evicted, Surplus, Deleted, Failed, Orphaned, Misplaced, Outdated).",
 		}, []string{"reason"}),
 		UnschedulableModels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cortex_manager_unschedulable_models",

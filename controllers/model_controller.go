@@ -133,7 +133,10 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 		obs, observed := r.Fleet.Get(nn.Name)
 		ready := meta.IsStatusConditionTrue(nn.Status.Conditions, cortexv1.NeuronNodeConditionReady) &&
 			observed && !obs.At.IsZero() && obs.Err == nil && r.heartbeatFresh(nn, now)
-		if !ready && r.heartbeatFresh(nn, now) && (!observed || obs.At.IsZero()) {
+		// Only a node never polled at all blocks planning: one whose first
+		// poll failed is simply not Ready (its replicas, if any, are placed
+		// elsewhere and the copies it still holds become surplus later).
+		if !ready && r.heartbeatFresh(nn, now) && (!observed || (obs.At.IsZero() && obs.Err == nil)) {
 			s.unwatched = append(s.unwatched, nn.Name)
 		}
 		s.ready[nn.Name] = ready
@@ -170,7 +173,8 @@ func toPlacementNode(nn *cortexv1.NeuronNode, obs Observation, ready bool) place
 			Devices:  m.Devices,
 			Bytes:    m.VRAMBytes,
 			State:    placementState(m.State),
-			InFlight: m.InFlight + m.Queued,
+			// The neuron's inFlight already counts queued requests.
+			InFlight: m.InFlight,
 		}
 		if m.LastUsed != nil {
 			res.LastUsed = *m.LastUsed
@@ -293,6 +297,15 @@ func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortex
 		return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
 	}
 
+	// A replica loaded with an older source or engine settings is replaced,
+	// one at a time so a Model with several replicas keeps serving.
+	if requeue, err := r.replaceOutdated(ctx, model, snap); err != nil || requeue {
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{RequeueAfter: loadingRecheck}, nil
+	}
+
 	estimateMsg := r.ensureEstimate(ctx, model, snap)
 	plan := placement.Compute(snap.input)
 
@@ -396,6 +409,56 @@ func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, sn
 	return errors.Join(errs...)
 }
 
+// replaceOutdated unloads one replica whose source or engine settings no
+// longer match the spec, unless a replica of the Model is still loading
+// (then it asks to be called again). After an unload the snapshot is taken
+// again, so the planner places a fresh replica in the same pass.
+func (r *ModelReconciler) replaceOutdated(ctx context.Context, model *cortexv1.Model, snap *snapshot) (bool, error) {
+	key := model.Key()
+	want := neuronapi.Source{URI: model.Spec.Source.URI, SHA256: model.Spec.Source.SHA256}
+	wantEngine := engineConfig(model.Spec.Engine)
+	var outdated []string
+	loading := false
+	for _, name := range r.Fleet.Nodes() {
+		if !snap.ready[name] {
+			continue
+		}
+		obs, _ := r.Fleet.Get(name)
+		for _, m := range obs.Models {
+			if m.Name != key {
+				continue
+			}
+			switch {
+			case m.State == neuronapi.StateLoading || m.State == neuronapi.StateUnloading:
+				loading = true
+			case m.Source != want || !m.Engine.Equivalent(wantEngine):
+				outdated = append(outdated, name)
+			}
+		}
+	}
+	if len(outdated) == 0 {
+		return false, nil
+	}
+	if loading {
+		return true, nil
+	}
+	node := outdated[0]
+	obs, _ := r.Fleet.Get(node)
+	log.FromContext(ctx).Info("Replacing a replica loaded with older settings", "node", node)
+	if err := r.Neurons.Unload(ctx, obs.Endpoint, key); err != nil {
+		return false, err
+	}
+	r.Fleet.Upsert(node, key, nil)
+	r.Metrics.Evictions.WithLabelValues("Outdated").Inc()
+	r.event(model, corev1.EventTypeNormal, "Reloading", "Unload", "Unloaded from %s to reload with the new spec", node)
+	fresh, err := r.takeSnapshot(ctx, r.Clock.Now())
+	if err != nil {
+		return false, err
+	}
+	*snap = *fresh
+	return false, nil
+}
+
 func loadRequest(m *cortexv1.Model, l placement.Load) neuronapi.LoadRequest {
 	e := m.Spec.Engine
 	req := neuronapi.LoadRequest{
@@ -461,7 +524,7 @@ func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Mod
 			Endpoint:  obs.Endpoint,
 			State:     replicaState(m.State),
 			VRAMBytes: m.VRAMBytes,
-			InFlight:  int32(m.InFlight + m.Queued),
+			InFlight:  int32(m.InFlight),
 			LastError: truncate(m.Error, 1024),
 		}
 		for _, d := range m.Devices {
@@ -551,7 +614,7 @@ func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Mod
 		ready.Status, ready.Reason = metav1.ConditionFalse, cortexv1.ReasonUnschedulable
 		ready.Message = truncate(unsched, 1024)
 	default:
-		ready.Status, ready.Reason = metav1.ConditionFalse, "Pending"
+		ready.Status, ready.Reason = metav1.ConditionFalse, cortexv1.ReasonPending
 		ready.Message = "waiting for placement"
 	}
 	scheduled := metav1.Condition{Type: cortexv1.ModelConditionScheduled, ObservedGeneration: model.Generation,

@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"bytes"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -324,4 +325,27 @@ func run(t *testing.T, kubectl string, args ...string) string {
 		t.Fatalf("kubectl %v: %v\n%s", args, err, out.String())
 	}
 	return out.String()
+}
+
+func TestSpecChangeReloadsTheReplica(t *testing.T) {
+	f := newFixture(t)
+	n := f.addNeuron("a", 10*gib)
+	f.startManager()
+	f.apply("m", withMin(1), withVRAM(2))
+	f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
+	m := f.get("m")
+	m.Spec.Engine.Parallel = 8
+	must(t, k8s.Update(f.ctx, m))
+	eventually(t, 20*time.Second, "the replica to be reloaded with parallel 8", func() (bool, string) {
+		for _, st := range n.Snapshot().Models {
+			if st.Name == f.key("m") && st.Engine.Parallel == 8 && st.State == "ready" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", n.Snapshot().Models)
+	})
+	if n.Loads(f.key("m")) != 2 || n.Unloads(f.key("m")) != 1 {
+		t.Fatalf("loads %d unloads %d, want 2 and 1", n.Loads(f.key("m")), n.Unloads(f.key("m")))
+	}
+	f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
 }

@@ -86,7 +86,7 @@ const (
 	ReasonUnschedulable   = "Unschedulable"
 	ReasonPlaced          = "Placed"
 	ReasonLoadFailed      = "LoadFailed"
-	ReasonDeleting        = "Deleting"
+	ReasonPending         = "Pending"
 )
 
 // ModelSource says where the GGUF file comes from.

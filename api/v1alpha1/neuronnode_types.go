@@ -124,7 +124,8 @@ type ResidentModel struct {
 
 // EngineInfo describes the neuron's inference engine.
 type EngineInfo struct {
-	// version is the neuron build and llama.cpp revision.
+	// version is the inference engine's version: the llama.cpp revision and
+	// the module it comes from.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	Version string `json:"version,omitempty"`

@@ -8,7 +8,10 @@
 // ("<namespace>/<name>").
 package neuronapi
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // DefaultPort is the neuron's default listen port.
 const DefaultPort = 13131
@@ -209,3 +212,30 @@ const (
 	CodeChecksumMismatch      = "checksum_mismatch"
 	CodeInternal              = "internal_error"
 )
+
+// Equivalent reports whether two engine configurations load a model the
+// same way: the same values once the neuron's defaults ("auto" flash
+// attention, an "f16" KV cache) and letter case are applied.
+func (e EngineConfig) Equivalent(o EngineConfig) bool {
+	norm := func(c EngineConfig) EngineConfig {
+		c.FlashAttention = strings.ToLower(c.FlashAttention)
+		if c.FlashAttention == "" {
+			c.FlashAttention = "auto"
+		}
+		c.KVCacheType = strings.ToLower(c.KVCacheType)
+		if c.KVCacheType == "" {
+			c.KVCacheType = "f16"
+		}
+		return c
+	}
+	a, b := norm(e), norm(o)
+	gpuA, gpuB := -1, -1
+	if a.GPULayers != nil {
+		gpuA = *a.GPULayers
+	}
+	if b.GPULayers != nil {
+		gpuB = *b.GPULayers
+	}
+	return a.ContextLength == b.ContextLength && a.Parallel == b.Parallel && gpuA == gpuB &&
+		a.FlashAttention == b.FlashAttention && a.KVCacheType == b.KVCacheType && a.ChatTemplate == b.ChatTemplate
+}

@@ -419,3 +419,33 @@ func TestAnthropicStreamWithToolUse(t *testing.T) {
 		t.Fatalf("non-stream tool_use:\n%s", body)
 	}
 }
+
+// While the neuron is silent mid-stream (queued, long prefill), the client
+// still hears from the gateway.
+func TestKeepAlivesWhileUpstreamIsSilent(t *testing.T) {
+	h := newHarness(t)
+	n := h.neuron("n1", "team/llama")
+	h.model("team", "llama", nil, "n1")
+	n.SetInference(neurontest.Inference{Chunks: 2, ChunkDelay: 400 * time.Millisecond})
+	for _, path := range []string{"/v1/chat/completions", "/v1/messages"} {
+		body := readAll(t, h.post(path, "sk-alice", map[string]any{"model": "llama", "stream": true, "max_tokens": 8,
+			"messages": []any{map[string]any{"role": "user", "content": "hi"}}}))
+		if !strings.Contains(body, ": ping") {
+			t.Fatalf("%s: no keep-alive during a 400ms silence:\n%s", path, body)
+		}
+	}
+}
+
+// A replica that cannot be reached is a 502 naming the node, never the
+// dial error with the pod's address.
+func TestUnreachableReplicaIs502WithoutAddresses(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxAttempts = 1 })
+	n := h.neuron("n1", "team/llama")
+	h.model("team", "llama", nil, "n1")
+	n.Close()
+	resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "on n1 could not be reached") || strings.Contains(body, "127.0.0.1") {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}

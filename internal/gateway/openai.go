@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -310,31 +311,70 @@ func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpH
 	// upstream has nothing more buffered, so a fast stream costs one write
 	// per batch instead of one per token, and a slow one is not delayed.
 	w.SetManualFlush(true)
-	defer func() { _ = w.Flush() }()
+	// The client hears from the gateway at least every KeepAliveInterval,
+	// even while the neuron is silent (queued, or a long prefill whose own
+	// keep-alive comments the reader consumes): writes go through mu.
+	var mu sync.Mutex
+	lastWrite := g.clock.Now()
+	stopPing := make(chan struct{})
+	defer close(stopPing)
+	go func() {
+		t := time.NewTicker(g.cfg.KeepAliveInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopPing:
+				return
+			case <-t.C:
+				mu.Lock()
+				if g.clock.Since(lastWrite) >= g.cfg.KeepAliveInterval {
+					_ = w.KeepAlive()
+					_ = w.Flush()
+					lastWrite = g.clock.Now()
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		_ = w.Flush()
+		mu.Unlock()
+	}()
 	rd := sse.NewReader(up.body)
 	var first time.Time
 	for {
 		if rd.Buffered() == 0 {
-			if err := w.Flush(); err != nil {
+			mu.Lock()
+			err := w.Flush()
+			mu.Unlock()
+			if err != nil {
 				ri.streamErr = "client disconnected"
 				return nil
 			}
 		}
 		ev, err := rd.Next()
+		mu.Lock()
+		lastWrite = g.clock.Now()
+		mu.Unlock()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			g.metrics.upstreamErrors.WithLabelValues(uc.key, up.replica.Node, "stream").Inc()
 			ri.streamErr = err.Error()
+			mu.Lock()
 			h.fail(w, newAPIError(openai.NewError(http.StatusBadGateway, openai.TypeServer, openai.CodeServerError, "",
-				"the replica on %s stopped mid-stream: %v", up.replica.Node, err), 0))
+				"the replica on %s stopped mid-stream", up.replica.Node), 0))
+			mu.Unlock()
 			return nil
 		}
 		if ev.IsDone() {
 			// Read to the end so the connection goes back to the pool.
 			_, _ = io.Copy(io.Discard, io.LimitReader(up.body, 64<<10))
+			mu.Lock()
 			h.done(w)
+			mu.Unlock()
 			if !first.IsZero() {
 				ri.genTime = g.clock.Since(first)
 			}
@@ -357,10 +397,15 @@ func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpH
 		peek.record(ri)
 		if len(peek.Error) > 0 {
 			ri.streamErr = string(peek.Error)
+			mu.Lock()
 			h.fail(w, upstreamStreamError(peek.Error))
+			mu.Unlock()
 			return nil
 		}
-		if err := h.chunk(w, data, &peek); err != nil {
+		mu.Lock()
+		err = h.chunk(w, data, &peek)
+		mu.Unlock()
+		if err != nil {
 			if ri.streamErr == "" {
 				ri.streamErr = err.Error()
 			}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/labstack/echo/v4"
 
 	"github.com/helexa-ai/cortex/internal/neuronapi"
@@ -100,6 +101,14 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			g.metrics.retries.WithLabelValues(uc.key).Inc()
 		}
 		up, err := g.send(ctx, rep, uc)
+		var se *statusError
+		if err != nil && !errors.As(err, &se) && ctx.Err() == nil {
+			// A connection-level failure: log the details, show the client
+			// only which replica could not be reached.
+			loggerOfCtx(ctx).Info("Replica unreachable", "node", rep.Node, "error", err.Error())
+			err = newAPIError(openai.NewError(http.StatusBadGateway, openai.TypeServer, openai.CodeServerError, "",
+				"the replica of this model on %s could not be reached", rep.Node), time.Second)
+		}
 		if err == nil {
 			ri.node = rep.Node
 			inflight := g.metrics.inFlight.WithLabelValues(uc.key, rep.Node)
@@ -120,9 +129,8 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			return nil, ctx.Err()
 		}
 		ae := toAPIError(err)
-		var se *statusError
 		kind := "connect"
-		if errors.As(err, &se) {
+		if se != nil {
 			kind = "status"
 			if !se.retryable() {
 				return nil, ae
@@ -208,6 +216,8 @@ func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall) (*ups
 }
 
 type requestIDKey struct{}
+
+func loggerOfCtx(ctx context.Context) logr.Logger { return logr.FromContextOrDiscard(ctx) }
 
 // upstreamError translates a neuron's error answer.
 func upstreamError(resp *http.Response, data []byte) error {

@@ -19,6 +19,12 @@ import (
 )
 
 func main() {
+	// NVML numbers GPUs in PCI bus order, CUDA by default fastest first; the
+	// manager places by NVML index and the engine loads by CUDA ordinal, so
+	// make them agree before CUDA initialises.
+	if os.Getenv("CUDA_DEVICE_ORDER") == "" {
+		_ = os.Setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+	}
 	// A flag set of our own: controller-runtime registers its own
 	// --kubeconfig on the global one, which the neuron defines itself.
 	fs := flag.NewFlagSet("neuron", flag.ExitOnError)

@@ -121,7 +121,7 @@ func (r *registry) normaliseLoad(req neuronapi.LoadRequest) (neuronapi.LoadReque
 	if e.ContextLength < 0 || e.ContextLength > 1<<22 {
 		return req, errInvalid("engine.contextLength", "Invalid 'engine.contextLength': %d is out of range.", e.ContextLength)
 	}
-	if e.Parallel < 0 || e.Parallel > 1024 {
+	if e.Parallel < 0 || e.Parallel > 256 {
 		return req, errInvalid("engine.parallel", "Invalid 'engine.parallel': %d is out of range.", e.Parallel)
 	}
 	e.FlashAttention = strings.ToLower(e.FlashAttention)

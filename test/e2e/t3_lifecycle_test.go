@@ -211,6 +211,12 @@ func TestDeadReplicaIsRetriedBeforeFirstByte(t *testing.T) {
 
 // 6. Delete the Models: each is unloaded everywhere.
 func TestDeleteUnloadsEverywhere(t *testing.T) {
+	// Nothing in this suite changed a Model's source or engine settings, so
+	// no replica may have been reloaded as outdated (the neuron echoes the
+	// settings it loaded with; a mismatch would make the manager flap).
+	if n := metric(t, st.ManagerMetrics, `cortex_manager_evictions_total{reason="Outdated"}`); n != 0 {
+		t.Fatalf("%v replicas were reloaded as outdated", n)
+	}
 	mustRun(t, "delete", "models", "--all", "-n", ns, "--wait=true", "--timeout=120s")
 	var list cortexv1.ModelList
 	if err := st.Client.List(context.Background(), &list); err != nil {

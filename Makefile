@@ -58,6 +58,10 @@ verify-generated: generate manifests ## Fail if generated files differ from what
 fmt: ## Format the Go code.
 	$(GO) fmt ./...
 
+.PHONY: fmt-check
+fmt-check: ## Fail if any Go file is not gofmt-formatted.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted (run make fmt):"; echo "$$out"; exit 1; fi
+
 .PHONY: vet
 vet: ## Run go vet.
 	$(GO) vet ./...
@@ -71,7 +75,7 @@ envtest: ## Print (and if needed build) the kube-apiserver + etcd directory for 
 	@hack/envtest.sh
 
 .PHONY: test
-test: verify-generated vet ## Check generated files, vet, and run every test (envtest, engine, end-to-end).
+test: verify-generated fmt-check vet ## Check generated files, vet, and run every test (envtest, engine, end-to-end).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test $(TEST_FLAGS) $(PKGS)
 
 .PHONY: test-short

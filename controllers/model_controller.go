@@ -10,8 +10,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -169,10 +169,10 @@ func toPlacementNode(nn *cortexv1.NeuronNode, obs Observation, ready bool) place
 	}
 	for _, m := range obs.Models {
 		res := placement.Resident{
-			Model:    m.Name,
-			Devices:  m.Devices,
-			Bytes:    m.VRAMBytes,
-			State:    placementState(m.State),
+			Model:   m.Name,
+			Devices: m.Devices,
+			Bytes:   m.VRAMBytes,
+			State:   placementState(m.State),
 			// The neuron's inFlight already counts queued requests.
 			InFlight: m.InFlight,
 		}
@@ -187,30 +187,10 @@ func toPlacementNode(nn *cortexv1.NeuronNode, obs Observation, ready bool) place
 	return n
 }
 
+// placementState maps a neuron's state to the planner's, which spells the
+// states as the CRDs do.
 func placementState(s neuronapi.ModelState) placement.State {
-	switch s {
-	case neuronapi.StateReady:
-		return placement.StateReady
-	case neuronapi.StateUnloading:
-		return placement.StateUnloading
-	case neuronapi.StateFailed:
-		return placement.StateFailed
-	default:
-		return placement.StateLoading
-	}
-}
-
-func replicaState(s neuronapi.ModelState) cortexv1.ReplicaState {
-	switch s {
-	case neuronapi.StateReady:
-		return cortexv1.ReplicaReady
-	case neuronapi.StateUnloading:
-		return cortexv1.ReplicaUnloading
-	case neuronapi.StateFailed:
-		return cortexv1.ReplicaFailed
-	default:
-		return cortexv1.ReplicaLoading
-	}
+	return placement.State(s.Replica())
 }
 
 func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, nodes []placement.Node, now time.Time) placement.Model {
@@ -522,7 +502,7 @@ func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Mod
 		rep := cortexv1.Replica{
 			Node:      name,
 			Endpoint:  obs.Endpoint,
-			State:     replicaState(m.State),
+			State:     m.State.Replica(),
 			VRAMBytes: m.VRAMBytes,
 			InFlight:  int32(m.InFlight),
 			LastError: truncate(m.Error, 1024),

@@ -185,9 +185,9 @@ func withPriority(p int32) modelOpt { return func(m *cortexv1.Model) { m.Spec.Pr
 func withMin(n int32) modelOpt {
 	return func(m *cortexv1.Model) { m.Spec.Replicas.Min = n; m.Spec.Replicas.Max = max(m.Spec.Replicas.Max, n) }
 }
-func withMax(n int32) modelOpt        { return func(m *cortexv1.Model) { m.Spec.Replicas.Max = n } }
-func pinned() modelOpt                { return func(m *cortexv1.Model) { m.Spec.Pinned = true } }
-func withSource(uri string) modelOpt  { return func(m *cortexv1.Model) { m.Spec.Source.URI = uri } }
+func withMax(n int32) modelOpt       { return func(m *cortexv1.Model) { m.Spec.Replicas.Max = n } }
+func pinned() modelOpt               { return func(m *cortexv1.Model) { m.Spec.Pinned = true } }
+func withSource(uri string) modelOpt { return func(m *cortexv1.Model) { m.Spec.Source.URI = uri } }
 func demanded(at time.Time) modelOpt {
 	return func(m *cortexv1.Model) {
 		if m.Annotations == nil {

@@ -34,19 +34,11 @@ func (g *Gateway) logWarnings(c echo.Context, warnings []wire.Warning) {
 // decodeAnthropic reads a Messages (or count_tokens) request and its
 // headers.
 func (g *Gateway) decodeAnthropic(c echo.Context) (*anthropic.MessagesRequest, error) {
-	data, err := g.readBody(c)
-	if err != nil {
-		return nil, err
-	}
 	hdr := anthropic.ParseHeaders(c.Request().Header)
 	if !hdr.KnownVersion {
 		loggerOf(c).V(1).Info("Unknown anthropic-version; serving it as the latest", "version", hdr.Version)
 	}
-	var req anthropic.MessagesRequest
-	if err := openai.DecodeJSONBytes(data, &req); err != nil {
-		return nil, err
-	}
-	return &req, nil
+	return decode[anthropic.MessagesRequest](g, c)
 }
 
 func (g *Gateway) messages(c echo.Context) error {
@@ -54,7 +46,32 @@ func (g *Gateway) messages(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	chat, warnings, err := anthropic.ToOpenAIChat(req)
+	return serveTranslated(g, c, dialect[anthropic.StreamEvent]{
+		toChat: func() (*openai.ChatRequest, []wire.Warning, error) { return anthropic.ToOpenAIChat(req) },
+		answer: func(resp *openai.ChatResponse) any { return anthropic.FromOpenAIChat(resp, req.Model) },
+		stream: func() translator[anthropic.StreamEvent] {
+			return anthropic.NewStreamTranslator(req.Model, anthropic.MessageID(""), 0)
+		},
+		write: anthropic.WriteEvents,
+		// Pings are legal in the Anthropic grammar after message_start.
+		ping: func(w *sse.Writer) { _ = w.WriteJSON("ping", anthropic.Ping()) },
+	})
+}
+
+// dialect is what serving a non-OpenAI dialect over the neurons' chat
+// completions takes: the request's translation, the answer's, and a stream
+// translator with its writer and keep-alive.
+type dialect[E any] struct {
+	toChat func() (*openai.ChatRequest, []wire.Warning, error)
+	answer func(*openai.ChatResponse) any
+	stream func() translator[E]
+	write  func(*sse.Writer, []E) error
+	ping   func(*sse.Writer)
+}
+
+// serveTranslated serves one request of a translated dialect.
+func serveTranslated[E any](g *Gateway, c echo.Context, d dialect[E]) error {
+	chat, warnings, err := d.toChat()
 	if err != nil {
 		return err
 	}
@@ -63,24 +80,18 @@ func (g *Gateway) messages(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if !chat.Stream {
-		data, err := g.fetchJSON(c, uc)
-		if err != nil {
-			return err
-		}
-		var resp openai.ChatResponse
-		if err := json.Unmarshal(data, &resp); err != nil {
-			return openai.ServerError("the model server sent an unreadable answer")
-		}
-		return c.JSON(http.StatusOK, anthropic.FromOpenAIChat(&resp, req.Model))
+	if chat.Stream {
+		return pumpTranslated(g, c, uc, d.stream(), d.write, d.ping)
 	}
-
-	tr := anthropic.NewStreamTranslator(req.Model, anthropic.MessageID(""), 0)
-	// While the model cold-loads the client sees the message begin and then
-	// pings, which the Anthropic grammar allows after message_start.
-	return pumpTranslated(g, c, uc, tr, anthropic.WriteEvents, func(w *sse.Writer) {
-		_ = w.WriteJSON("ping", anthropic.Ping())
-	})
+	data, err := g.fetchJSON(c, uc)
+	if err != nil {
+		return err
+	}
+	var resp openai.ChatResponse
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return openai.ServerError("the model server sent an unreadable answer")
+	}
+	return c.JSON(http.StatusOK, d.answer(&resp))
 }
 
 // translator turns an OpenAI chat chunk stream into another dialect's

@@ -35,6 +35,29 @@ func (g *Gateway) readBody(c echo.Context) ([]byte, error) {
 	return data, nil
 }
 
+// decode reads the request body and decodes it as T: wrong-typed fields
+// are 400s naming their path, an oversized body a 413.
+func decode[T any](g *Gateway, c echo.Context) (*T, error) {
+	data, err := g.readBody(c)
+	if err != nil {
+		return nil, err
+	}
+	var v T
+	if err := openai.DecodeJSONBytes(data, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// relay answers a call the neuron's answer passes through unchanged.
+func (g *Gateway) relay(c echo.Context, uc *upstreamCall, includeUsage bool) error {
+	info(c).stream = uc.stream
+	if !uc.stream {
+		return g.relayJSON(c, uc)
+	}
+	return g.relayChatStream(c, uc, includeUsage)
+}
+
 // resolve maps the client's model name to a Model key.
 func (g *Gateway) resolve(c echo.Context, name string) (string, error) {
 	ri := info(c)
@@ -97,32 +120,20 @@ func conversationPrefix(msgs []openai.Message) []byte {
 }
 
 func (g *Gateway) chatCompletions(c echo.Context) error {
-	data, err := g.readBody(c)
+	req, err := decode[openai.ChatRequest](g, c)
 	if err != nil {
 		return err
 	}
-	var req openai.ChatRequest
-	if err := openai.DecodeJSONBytes(data, &req); err != nil {
-		return err
-	}
-	uc, err := g.prepareChat(c, &req)
+	uc, err := g.prepareChat(c, req)
 	if err != nil {
 		return err
 	}
-	if !req.Stream {
-		return g.relayJSON(c, uc)
-	}
-	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-	return g.relayChatStream(c, uc, includeUsage)
+	return g.relay(c, uc, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
 }
 
 func (g *Gateway) completions(c echo.Context) error {
-	data, err := g.readBody(c)
+	req, err := decode[openai.CompletionRequest](g, c)
 	if err != nil {
-		return err
-	}
-	var req openai.CompletionRequest
-	if err := openai.DecodeJSONBytes(data, &req); err != nil {
 		return err
 	}
 	if err := req.Validate(); err != nil {
@@ -132,8 +143,7 @@ func (g *Gateway) completions(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-	up := req
+	up := *req
 	up.Model = key
 	if up.Stream {
 		up.StreamOptions = &openai.StreamOptions{IncludeUsage: true}
@@ -147,20 +157,12 @@ func (g *Gateway) completions(c echo.Context) error {
 		p := req.Prompt[0]
 		uc.affinity = AffinityKey(key, []byte(p[:min(len(p), affinityPrefix)]))
 	}
-	info(c).stream = up.Stream
-	if !up.Stream {
-		return g.relayJSON(c, uc)
-	}
-	return g.relayChatStream(c, uc, includeUsage)
+	return g.relay(c, uc, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
 }
 
 func (g *Gateway) embeddings(c echo.Context) error {
-	data, err := g.readBody(c)
+	req, err := decode[openai.EmbeddingRequest](g, c)
 	if err != nil {
-		return err
-	}
-	var req openai.EmbeddingRequest
-	if err := openai.DecodeJSONBytes(data, &req); err != nil {
 		return err
 	}
 	if err := req.Validate(); err != nil {
@@ -170,7 +172,7 @@ func (g *Gateway) embeddings(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	up := req
+	up := *req
 	up.Model = key
 	body, err := json.Marshal(&up)
 	if err != nil {

@@ -1,10 +1,9 @@
 package gateway
 
 import (
-	"encoding/json"
-	"net/http"
-
 	"github.com/labstack/echo/v4"
+
+	"github.com/helexa-ai/cortex/internal/wire"
 
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/responses"
@@ -16,37 +15,19 @@ import (
 // resend their history (Codex does, with store:false), and
 // previous_response_id is refused with a clear 400 by the translation.
 func (g *Gateway) responses(c echo.Context) error {
-	data, err := g.readBody(c)
+	req, err := decode[responses.Request](g, c)
 	if err != nil {
 		return err
 	}
-	var req responses.Request
-	if err := openai.DecodeJSONBytes(data, &req); err != nil {
-		return err
-	}
-	chat, warnings, err := responses.ToOpenAIChat(&req)
-	if err != nil {
-		return err
-	}
-	g.logWarnings(c, warnings)
-	uc, err := g.prepareChat(c, chat)
-	if err != nil {
-		return err
-	}
-	if !chat.Stream {
-		data, err := g.fetchJSON(c, uc)
-		if err != nil {
-			return err
-		}
-		var resp openai.ChatResponse
-		if err := json.Unmarshal(data, &resp); err != nil {
-			return openai.ServerError("the model server sent an unreadable answer")
-		}
-		return c.JSON(http.StatusOK, responses.FromOpenAIChat(&resp, &req))
-	}
-
-	tr := responses.NewStreamTranslator(&req, responses.ResponseID(""), g.clock.Now().Unix())
-	// While the model cold-loads the client sees response.created and
-	// response.in_progress, then SSE comments.
-	return pumpTranslated(g, c, uc, tr, responses.WriteEvents, func(w *sse.Writer) { _ = w.KeepAlive() })
+	return serveTranslated(g, c, dialect[responses.StreamEvent]{
+		toChat: func() (*openai.ChatRequest, []wire.Warning, error) { return responses.ToOpenAIChat(req) },
+		answer: func(resp *openai.ChatResponse) any { return responses.FromOpenAIChat(resp, req) },
+		stream: func() translator[responses.StreamEvent] {
+			return responses.NewStreamTranslator(req, responses.ResponseID(""), g.clock.Now().Unix())
+		},
+		write: responses.WriteEvents,
+		// While the model cold-loads the client sees response.created and
+		// response.in_progress, then SSE comments.
+		ping: func(w *sse.Writer) { _ = w.KeepAlive() },
+	})
 }

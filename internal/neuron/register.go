@@ -224,7 +224,7 @@ func (r *registrar) status(snap neuronapi.ModelsResponse, now time.Time) map[str
 	}
 	models := make([]cortexv1.ResidentModel, 0, len(snap.Models))
 	for _, m := range snap.Models {
-		rm := cortexv1.ResidentModel{Name: m.Name, State: replicaState(m.State), VRAMBytes: m.VRAMBytes, InFlight: int32(m.InFlight)}
+		rm := cortexv1.ResidentModel{Name: m.Name, State: m.State.Replica(), VRAMBytes: m.VRAMBytes, InFlight: int32(m.InFlight)}
 		for _, d := range m.Devices {
 			rm.Devices = append(rm.Devices, int32(d))
 		}
@@ -247,19 +247,6 @@ func (r *registrar) status(snap neuronapi.ModelsResponse, now time.Time) map[str
 		"gpuCount":          gpuCount,
 		"modelCount":        len(snap.Models),
 		"vram":              units.FreeOfTotal(free, total),
-	}
-}
-
-func replicaState(s neuronapi.ModelState) cortexv1.ReplicaState {
-	switch s {
-	case neuronapi.StateReady:
-		return cortexv1.ReplicaReady
-	case neuronapi.StateUnloading:
-		return cortexv1.ReplicaUnloading
-	case neuronapi.StateFailed:
-		return cortexv1.ReplicaFailed
-	default:
-		return cortexv1.ReplicaLoading
 	}
 }
 

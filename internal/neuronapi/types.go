@@ -11,6 +11,8 @@ package neuronapi
 import (
 	"strings"
 	"time"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 )
 
 // DefaultPort is the neuron's default listen port.
@@ -238,4 +240,19 @@ func (e EngineConfig) Equivalent(o EngineConfig) bool {
 	}
 	return a.ContextLength == b.ContextLength && a.Parallel == b.Parallel && gpuA == gpuB &&
 		a.FlashAttention == b.FlashAttention && a.KVCacheType == b.KVCacheType && a.ChatTemplate == b.ChatTemplate
+}
+
+// Replica is the state as Model and NeuronNode status show it: the
+// neuron's lower-case states map to the CRDs' ReplicaState.
+func (s ModelState) Replica() cortexv1.ReplicaState {
+	switch s {
+	case StateReady:
+		return cortexv1.ReplicaReady
+	case StateUnloading:
+		return cortexv1.ReplicaUnloading
+	case StateFailed:
+		return cortexv1.ReplicaFailed
+	default:
+		return cortexv1.ReplicaLoading
+	}
 }

@@ -51,7 +51,7 @@ func (s *Server) Beat(ctx context.Context, c client.Client) error {
 	status["vram"] = units.FreeOfTotal(free, total)
 	var models []map[string]any
 	for _, m := range snap.Models {
-		models = append(models, map[string]any{"name": m.Name, "state": stateOf(m.State), "vramBytes": m.VRAMBytes})
+		models = append(models, map[string]any{"name": m.Name, "state": m.State.Replica(), "vramBytes": m.VRAMBytes})
 	}
 	status["models"] = models
 	patch, err := json.Marshal(map[string]any{"status": status})
@@ -62,19 +62,6 @@ func (s *Server) Beat(ctx context.Context, c client.Client) error {
 		return fmt.Errorf("writing heartbeat of %s: %w", s.cfg.Name, err)
 	}
 	return nil
-}
-
-func stateOf(st any) cortexv1.ReplicaState {
-	switch fmt.Sprint(st) {
-	case "ready":
-		return cortexv1.ReplicaReady
-	case "unloading":
-		return cortexv1.ReplicaUnloading
-	case "failed":
-		return cortexv1.ReplicaFailed
-	default:
-		return cortexv1.ReplicaLoading
-	}
 }
 
 // Heartbeat keeps writing heartbeats every interval until stopped.

@@ -75,7 +75,7 @@ type stubRequest struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	Tools      []struct{ Function struct{ Name string } } `json:"tools"`
-	ToolChoice json.RawMessage                             `json:"tool_choice"`
+	ToolChoice json.RawMessage                            `json:"tool_choice"`
 }
 
 func (s *Server) record(r *http.Request) (*stubRequest, Inference, bool, error) {

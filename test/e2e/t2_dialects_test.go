@@ -166,7 +166,7 @@ func TestAnthropicDialectWithTheOfficialSDK(t *testing.T) {
 }
 
 var weatherSchema = map[string]any{
-	"type":                 "object",
+	"type": "object",
 	// A bounded string: the tiny model knows no cities and would otherwise
 	// ramble inside the quotes until max_tokens.
 	"properties":           map[string]any{"city": map[string]any{"type": "string", "maxLength": 16}},

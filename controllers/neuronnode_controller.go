@@ -92,7 +92,7 @@ func (r *NeuronNodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if !equality.Semantic.DeepEqual(original.Status, nn.Status) {
 		if err := r.Status().Patch(ctx, nn, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
 			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
+				return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 			}
 			return ctrl.Result{}, fmt.Errorf("patching NeuronNode status: %w", err)
 		}

@@ -400,10 +400,6 @@ type ModelList struct {
 	Items           []Model `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&Model{}, &ModelList{})
-}
-
 // Key is the fleet-wide identity of a Model, "<namespace>/<name>": the name
 // neurons load it under and the key the manager and gateway index it by.
 func (m *Model) Key() string { return m.Namespace + "/" + m.Name }

@@ -236,7 +236,3 @@ type NeuronNodeList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []NeuronNode `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&NeuronNode{}, &NeuronNodeList{})
-}

@@ -141,7 +141,7 @@ func TestChatRoutesByServedNameAndRewritesModel(t *testing.T) {
 
 	resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
 	body := readAll(t, resp)
-	if resp.StatusCode != 200 || !strings.Contains(body, "Hello from n1.") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "Hello from n1.") {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 	_, reqs := n.Requests()
@@ -233,14 +233,14 @@ func TestRetryOnAnotherReplicaBeforeFirstByte(t *testing.T) {
 	for i := range 6 {
 		resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", i%2 == 0))
 		body := readAll(t, resp)
-		if resp.StatusCode != 200 || !strings.Contains(body, "n2") {
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "n2") {
 			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
 		}
 	}
 	// A dead replica (connection refused) is retried too.
 	bad.Close()
 	resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
-	if body := readAll(t, resp); resp.StatusCode != 200 {
+	if body := readAll(t, resp); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after close: %d %s", resp.StatusCode, body)
 	}
 }
@@ -294,7 +294,7 @@ func TestColdTimeoutIs503WithRetryAfter(t *testing.T) {
 	h.model("team", "cold", nil)
 	resp := h.post("/v1/chat/completions", "sk-alice", chat("cold", false))
 	body := readAll(t, resp)
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("status %d retry-after %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	msg := map[string]any{"model": "cold", "max_tokens": 20, "stream": true, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
@@ -351,11 +351,11 @@ func TestAnthropicMessagesNonStreamAndCountTokens(t *testing.T) {
 		"messages": []any{map[string]any{"role": "user", "content": "hi"}}}
 	resp := h.post("/v1/messages", "", msg, "x-api-key", "sk-alice", "anthropic-version", "2023-06-01", "anthropic-beta", "some-future-beta")
 	body := readAll(t, resp)
-	if resp.StatusCode != 200 || !strings.Contains(body, `"type":"message"`) || !strings.Contains(body, "Hello from n1.") || !strings.Contains(body, `"stop_reason":"end_turn"`) {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"type":"message"`) || !strings.Contains(body, "Hello from n1.") || !strings.Contains(body, `"stop_reason":"end_turn"`) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 	resp = h.post("/v1/messages/count_tokens", "sk-alice", map[string]any{"model": "claude-local", "messages": []any{map[string]any{"role": "user", "content": "hi"}}})
-	if body := readAll(t, resp); resp.StatusCode != 200 || body != "{\"input_tokens\":5}\n" {
+	if body := readAll(t, resp); resp.StatusCode != http.StatusOK || body != "{\"input_tokens\":5}\n" {
 		t.Fatalf("count_tokens: %d %q", resp.StatusCode, body)
 	}
 }
@@ -369,7 +369,7 @@ func TestResponsesAPI(t *testing.T) {
 		"tools": []any{map[string]any{"type": "web_search"}}}
 	resp := h.post("/v1/responses", "sk-alice", req)
 	body := readAll(t, resp)
-	if resp.StatusCode != 200 || !strings.Contains(body, `"object":"response"`) || !strings.Contains(body, `"status":"completed"`) || !strings.Contains(body, "Hello from n1.") {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"object":"response"`) || !strings.Contains(body, `"status":"completed"`) || !strings.Contains(body, "Hello from n1.") {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 	req["stream"] = true
@@ -390,7 +390,7 @@ func TestResponsesAPI(t *testing.T) {
 	}
 	// previous_response_id needs stored state cortex does not keep.
 	resp = h.post("/v1/responses", "sk-alice", map[string]any{"model": "gpt-local", "input": "hi", "previous_response_id": "resp_123"})
-	if body := readAll(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "previous_response_id") {
+	if body := readAll(t, resp); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "previous_response_id") {
 		t.Fatalf("previous_response_id: %d %s", resp.StatusCode, body)
 	}
 }

@@ -145,7 +145,7 @@ func (g *Gateway) recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				if r == http.ErrAbortHandler {
+				if err, ok := r.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 					panic(r)
 				}
 				logr.FromContextOrDiscard(c.Request().Context()).Error(fmt.Errorf("%v", r), "Panic serving request", "path", c.Request().URL.Path)

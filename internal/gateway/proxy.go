@@ -193,7 +193,7 @@ func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall) (*ups
 		headerWait = g.cfg.StreamIdleTimeout
 	}
 	timer := time.AfterFunc(headerWait, cancel)
-	resp, err := g.upstream.Do(req)
+	resp, err := g.upstream.Do(req) //nolint:bodyclose // closed by upstream.close, or below on error answers
 	if err != nil {
 		timer.Stop()
 		cancel()

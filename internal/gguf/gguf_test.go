@@ -344,7 +344,7 @@ func TestHTTPReaderAt(t *testing.T) {
 		t.Errorf("%d requests for a 14 KB header", n)
 	}
 	buf := make([]byte, 10)
-	if n, err := hr.ReadAt(buf, int64(len(data))-4); n != 4 || err != io.EOF || !bytes.Equal(buf[:4], data[len(data)-4:]) {
+	if n, err := hr.ReadAt(buf, int64(len(data))-4); n != 4 || !errors.Is(err, io.EOF) || !bytes.Equal(buf[:4], data[len(data)-4:]) {
 		t.Errorf("read at the end: %d, %v", n, err)
 	}
 

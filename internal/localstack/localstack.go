@@ -297,7 +297,7 @@ func (s *Stack) exited() error {
 	for name, p := range s.procs {
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited: %v (see %s)", name, p.err, p.log)
+			return fmt.Errorf("%s exited: %w (see %s)", name, p.err, p.log)
 		default:
 		}
 	}

@@ -11,7 +11,6 @@ package neurontest
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -207,7 +206,7 @@ func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 			// Drop the connection like a dead process would.
 			if hj, ok := w.(http.Hijacker); ok {
 				if conn, _, err := hj.Hijack(); err == nil {
-					_ = conn.(net.Conn).Close()
+					_ = conn.Close()
 					return
 				}
 			}

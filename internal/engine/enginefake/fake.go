@@ -636,7 +636,7 @@ func (m *Model) poison(cause error) {
 	if !m.poisoned.CompareAndSwap(false, true) {
 		return
 	}
-	err := fmt.Errorf("%w: %v", engine.ErrPoisoned, cause)
+	err := fmt.Errorf("%w: %w", engine.ErrPoisoned, cause)
 	for _, r := range m.queue.Close(err) {
 		r.Fail(err)
 	}

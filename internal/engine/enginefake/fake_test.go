@@ -72,7 +72,7 @@ func TestGenerate(t *testing.T) {
 		tokens int
 	}{
 		{"whole reply", engine.GenerateRequest{}, "Hello there, dear friend.", engine.FinishStop, 7},
-		{"stop across tokens", engine.GenerateRequest{Stop: []string{"e, d"}}, "Hello ther", engine.FinishStop, 0},
+		{"stop across tokens", engine.GenerateRequest{Stop: []string{"e, d"}}, "Hello ther", engine.FinishStop, 0}, //nolint:misspell // "ther": the text cut before the stop "e, d"
 		{"max tokens", engine.GenerateRequest{MaxTokens: 2}, "Hello there", engine.FinishLength, 2},
 	}
 	for _, tc := range tests {
@@ -150,8 +150,11 @@ func TestQueueFullAndCancel(t *testing.T) {
 	}
 	ctxs[1]()
 	ctxs[2]()
-	<-errs
-	<-errs
+	for range 2 {
+		if err := <-errs; err == nil {
+			t.Error("a cancelled request reported no error")
+		}
+	}
 	waitFor(t, func() bool { st := m.Stats(); return st.Active == 0 && st.Queued == 0 })
 }
 

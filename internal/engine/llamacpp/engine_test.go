@@ -180,7 +180,7 @@ func TestCancelFreesSlot(t *testing.T) {
 	}
 	// Cancelling through an onChunk error works the same way.
 	boom := errors.New("client went away")
-	if _, err := m.Generate(context.Background(), engine.GenerateRequest{Prompt: prompt}, func(engine.Chunk) error { return boom }); err != boom {
+	if _, err := m.Generate(context.Background(), engine.GenerateRequest{Prompt: prompt}, func(engine.Chunk) error { return boom }); !errors.Is(err, boom) {
 		t.Errorf("onChunk error: %v", err)
 	}
 	if _, res := generate(t, m, "", engine.GenerateRequest{Prompt: prompt, MaxTokens: 3}); res.CompletionTokens != 3 {

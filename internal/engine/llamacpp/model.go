@@ -281,7 +281,7 @@ func (m *model) checkGrammar(gbnf string) error {
 	return m.withVocab(func() error {
 		g, err := newGrammar(m.cm, gbnf)
 		if err != nil {
-			return fmt.Errorf("%w: %v", engine.ErrInvalidGrammar, err)
+			return fmt.Errorf("%w: %w", engine.ErrInvalidGrammar, err)
 		}
 		g.free()
 		return nil

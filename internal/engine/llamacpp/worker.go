@@ -277,7 +277,7 @@ func (m *model) start(s *slot, r *sched.Request) {
 	if r.Gen.Grammar != "" {
 		g, err := newGrammar(m.cm, r.Gen.Grammar)
 		if err != nil {
-			m.finish(s, engine.FinishStop, fmt.Errorf("%w: %v", engine.ErrInvalidGrammar, err))
+			m.finish(s, engine.FinishStop, fmt.Errorf("%w: %w", engine.ErrInvalidGrammar, err))
 			return
 		}
 		s.grammar = g
@@ -483,7 +483,7 @@ func (m *model) poison(cause error) {
 	if !m.poisoned.CompareAndSwap(false, true) {
 		return
 	}
-	err := fmt.Errorf("%w: %v", engine.ErrPoisoned, cause)
+	err := fmt.Errorf("%w: %w", engine.ErrPoisoned, cause)
 	m.poisonErr = err
 	m.log.Error("Model poisoned; it must be reloaded", "path", m.cfg.Path, "error", cause)
 	for _, r := range m.queue.Close(err) {
@@ -525,7 +525,7 @@ func (m *model) embed(s *slot, tokens []int) ([]float32, error) {
 		if err := m.lc.Decode(m.batch); err != nil {
 			if !errors.Is(err, llama.ErrKvCacheFull) {
 				m.poison(fmt.Errorf("decoding for embeddings: %w", err))
-				return nil, fmt.Errorf("%w: %v", engine.ErrPoisoned, err)
+				return nil, fmt.Errorf("%w: %w", engine.ErrPoisoned, err)
 			}
 			return nil, fmt.Errorf("embedding: %w", err)
 		}

@@ -155,7 +155,7 @@ func TestIDs(t *testing.T) {
 	if got := ToolUseID("", "msg_x", 12); got != "toolu_x_12" {
 		t.Errorf("ToolUseID derived = %s", got)
 	}
-	if ThinkingSignature("a") == ThinkingSignature("b") || ThinkingSignature("a") != ThinkingSignature("a") || ThinkingSignature("") == "" {
+	if a1, a2 := ThinkingSignature("a"), ThinkingSignature("a"); a1 == ThinkingSignature("b") || a1 != a2 || ThinkingSignature("") == "" {
 		t.Error("ThinkingSignature is not a stable non-empty digest")
 	}
 }

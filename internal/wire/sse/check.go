@@ -17,7 +17,7 @@ func decodeObj(data string) (obj, error) {
 	var o obj
 	dec := json.NewDecoder(bytes.NewReader([]byte(data)))
 	if err := dec.Decode(&o); err != nil {
-		return nil, fmt.Errorf("data is not a JSON object: %v", err)
+		return nil, fmt.Errorf("data is not a JSON object: %w", err)
 	}
 	if o == nil {
 		return nil, errors.New("data is null, want a JSON object")

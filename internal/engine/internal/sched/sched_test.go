@@ -97,7 +97,7 @@ func TestQueueAdmission(t *testing.T) {
 		}
 		rs = append(rs, r)
 	}
-	if err := q.Admit(NewGenerate(engine.GenerateRequest{}, time.Now()), full); err != full {
+	if err := q.Admit(NewGenerate(engine.GenerateRequest{}, time.Now()), full); !errors.Is(err, full) {
 		t.Fatalf("4th request: err = %v, want full", err)
 	}
 	// A cancelled waiting request is skipped by Take and leaves its place.
@@ -113,7 +113,7 @@ func TestQueueAdmission(t *testing.T) {
 	if w := q.Close(closed); len(w) != 1 {
 		t.Fatalf("Close returned %d waiting, want 1", len(w))
 	}
-	if err := q.Admit(NewGenerate(engine.GenerateRequest{}, time.Now()), full); err != closed {
+	if err := q.Admit(NewGenerate(engine.GenerateRequest{}, time.Now()), full); !errors.Is(err, closed) {
 		t.Fatalf("after close: %v", err)
 	}
 }
@@ -138,7 +138,7 @@ func TestRequestWait(t *testing.T) {
 		r.Emit(engine.Chunk{Text: "a"}, 1)
 		boom := errors.New("boom")
 		res, err := r.Wait(context.Background(), func(engine.Chunk) error { return boom })
-		if err != boom || res.FinishReason != engine.FinishCancelled || !r.Cancelled() {
+		if !errors.Is(err, boom) || res.FinishReason != engine.FinishCancelled || !r.Cancelled() {
 			t.Fatalf("Wait = %+v, %v", res, err)
 		}
 	})

@@ -33,7 +33,7 @@
 # libraries it has no DT_NEEDED on libggml-base.so: it binds to the ggml
 # the neuron has compiled in. See docs/gpu.md.
 #
-# Progress goes to stderr; the last line of stdout names each library written.
+# Progress goes to stderr; stdout lists the libraries written, one a line.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -74,6 +74,17 @@ cpu_variant_flags() {
 	esac
 }
 
+# pinned_version prints go.mod's version of the module, read with Go when
+# it is there and from the file when not (the GPU machine has no Go).
+pinned_version() {
+	if command -v go >/dev/null 2>&1; then
+		(cd "${ROOT}" && GOFLAGS=-mod=mod go list -m -f '{{.Version}}' "${MODULE}" 2>/dev/null) || true
+	else
+		awk -v m="${MODULE}" '$1 == m && $2 ~ /^v/ { print $2; exit }
+			$1 == "require" && $2 == m && $3 ~ /^v/ { print $3; exit }' "${ROOT}/go.mod"
+	fi
+}
+
 # resolve_sources sets SRC (the module root) and SRC_VERSION.
 resolve_sources() {
 	if [[ -n "${GGML_SOURCE_DIR:-}" ]]; then
@@ -93,6 +104,7 @@ resolve_sources() {
 			(cd "${ROOT}" && GOFLAGS=-mod=mod go mod download "${MODULE}") || die "go mod download ${MODULE} failed"
 			SRC=$(cd "${ROOT}" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' "${MODULE}")
 		fi
+		SRC_FROM_GO=1
 		log "sources: ${MODULE}@${SRC_VERSION} in ${SRC}"
 	elif [[ -f "${ROOT}/hack/gpu/carry/ollama/CMakeLists.txt" ]]; then
 		SRC=${ROOT}/hack/gpu/carry/ollama
@@ -104,11 +116,13 @@ resolve_sources() {
 	[[ -f "${SRC}/CMakeLists.txt" && -f "${SRC}/ml/backend/ggml/ggml/src/CMakeLists.txt" ]] ||
 		die "${SRC} does not hold ${MODULE}'s CMakeLists.txt and ml/backend/ggml/ggml"
 	# A carried copy that went stale would build a library for other ggml
-	# sources than the neuron's; with Go at hand that is checkable.
-	if [[ -n "${GGML_SOURCE_DIR:-}" && "${SRC_VERSION}" != unknown ]] && command -v go >/dev/null 2>&1; then
+	# sources than the neuron's.
+	if [[ "${SRC_FROM_GO:-}" != 1 ]]; then
 		local pinned
-		pinned=$(cd "${ROOT}" && GOFLAGS=-mod=mod go list -m -f '{{.Version}}' "${MODULE}" 2>/dev/null) || pinned=
-		if [[ -n "${pinned}" && "${SRC_VERSION}" != *"${pinned}"* ]]; then
+		pinned=$(pinned_version)
+		if [[ -z "${pinned}" || "${SRC_VERSION}" == unknown ]]; then
+			log "warning: cannot tell whether ${SRC} matches go.mod's ${MODULE} ${pinned:-(not found)}"
+		elif [[ "${SRC_VERSION}" != *" ${pinned}" ]]; then
 			die "sources are ${SRC_VERSION} but go.mod pins ${MODULE} ${pinned}; rerun hack/gpu/prepare.sh"
 		fi
 	fi
@@ -150,7 +164,12 @@ CONFIG=(-DOLLAMA_SOURCE_DIR="${SRC}" -DCMAKE_BUILD_TYPE=Release
 TARGETS=()
 case "${KIND}" in
 cuda)
-	command -v nvcc >/dev/null 2>&1 || die "nvcc is not on PATH (CUDA toolkit; e.g. export PATH=/usr/local/cuda/bin:\$PATH)"
+	# The CUDA images and the toolkit's installer put nvcc here without
+	# always adding it to PATH.
+	if ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+		export PATH=/usr/local/cuda/bin:${PATH}
+	fi
+	command -v nvcc >/dev/null 2>&1 || die "nvcc is not on PATH (install the CUDA toolkit, or export PATH=<cuda>/bin:\$PATH)"
 	ARCHS=${CUDA_ARCHITECTURES:-${CMAKE_CUDA_ARCHITECTURES:-}}
 	[[ -n "${ARCHS}" ]] || ARCHS=$(default_cuda_architectures)
 	log "nvcc $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), CUDA architectures ${ARCHS}"

@@ -5,7 +5,8 @@
 // unchanged, and decode throughput is measured with and without them.
 //
 // The test is skipped unless CORTEX_BACKENDS_DIR names a folder of built
-// libraries, so `make test` neither needs CMake nor gets slower:
+// libraries, so `make test` needs no CMake and spends nothing here beyond
+// building the test binary. To run it:
 //
 //	hack/build-backends.sh cpu /tmp/ggml native
 //	CORTEX_BACKENDS_DIR=/tmp/ggml go test -v -run Backends ./test/backends/

@@ -225,6 +225,21 @@ start_neuron() {
 	die "the ${run} neuron did not become ready in 30s"
 }
 
+# diagnose_load <library>: the folder loader is silent about a library it
+# cannot load; ggml's GGML_BACKEND_PATH loader is not. Start a neuron with
+# it for a few seconds and show what ggml said.
+diagnose_load() {
+	local pid
+	env -u CORTEX_LIBRARY_PATH -u OLLAMA_LIBRARY_PATH GGML_BACKEND_PATH="$1" \
+		"${NEURON}" --addr "127.0.0.1:${PORT}" --allow-unauthenticated --disable-registration \
+		--node-name gpu-check --cache-dir "${WORK}/cache" --zap-log-level=4 >"${WORK}/logs/diagnose.log" 2>&1 &
+	pid=$!
+	sleep 5
+	kill "${pid}" 2>/dev/null || true
+	wait "${pid}" 2>/dev/null || true
+	grep -o 'load_backend: [^"]*\|ggml_cuda_init: [^"]*\|INFO system .*' "${WORK}/logs/diagnose.log" | sed 's/^/gpu-check:   /' >&2 || true
+}
+
 # json_string <json> <field>: the first "<field>":"…" value, still
 # JSON-escaped (which is fine for comparing).
 json_string() {
@@ -324,7 +339,8 @@ if [[ "${BACKEND}" == cuda ]]; then
 	log "discovery: ${discovery}"
 	grep -o 'load_backend: loaded CUDA backend from [^"]*' "${WORK}/logs/backend.log" | sed 's/^/gpu-check:   /' >&2 || true
 	[[ "${discovery}" == *'"cuda"'* ]] || {
-		grep -i 'load_backend\|cuda' "${WORK}/logs/backend.log" | tail -10 >&2
+		stop_neuron
+		diagnose_load "${LIBDIR}/libggml-cuda.so"
 		die "the neuron did not load libggml-cuda.so (backends in /discovery lack cuda)"
 	}
 	run_models backend '{"contextLength":1024,"parallel":1,"gpuLayers":-1}' '[0]'

@@ -13,7 +13,7 @@ FROM golang:${GO_VERSION}-bookworm AS go
 
 FROM nvidia/cuda:${CUDA_VERSION}-devel-ubuntu${UBUNTU_VERSION} AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends make git ca-certificates cmake nlohmann-json3-dev libstb-dev \
+ && apt-get install -y --no-install-recommends make git ca-certificates cmake ninja-build nlohmann-json3-dev libstb-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=go /usr/local/go /usr/local/go
 ENV PATH=/usr/local/go/bin:/root/go/bin:${PATH} GOTOOLCHAIN=local
@@ -22,8 +22,8 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/root/go/pkg/mod go mod download
 COPY . .
 ARG VERSION=dev
-# CUDA architectures for the backend; hack/build-cuda.sh documents the
-# default (every architecture the toolkit supports).
+# CUDA architectures for the backend; empty takes hack/build-cuda.sh's
+# default (75;80;86;89;90-real, plus 100;120-real on CUDA 12.8 and newer).
 ARG CUDA_ARCHITECTURES=""
 RUN --mount=type=cache,target=/root/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     make build-neuron BIN=/out VERSION=${VERSION}

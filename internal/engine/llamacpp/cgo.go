@@ -1,6 +1,11 @@
 package llamacpp
 
 /*
+// Backend libraries loaded at run time (libggml-cuda.so, CPU variants)
+// resolve ggml's symbols against the binary, so the binary must export
+// them; Go's linker exports almost nothing by default.
+#cgo linux LDFLAGS: -Wl,--export-dynamic
+
 #include <stdlib.h>
 #include <stdint.h>
 #include <stdbool.h>

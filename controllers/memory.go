@@ -141,8 +141,11 @@ func (r *ModelReconciler) ensureEstimate(ctx context.Context, model *cortexv1.Mo
 	if done && prev.err != nil {
 		return fmt.Sprintf("memory need unknown: %v", prev.err)
 	}
-	return "estimating memory need from the model header"
+	return estimatingMsg
 }
+
+// estimatingMsg is ensureEstimate's answer while a neuron reads the header.
+const estimatingMsg = "estimating memory need from the model header"
 
 // estimateNode picks the Ready node to read the model header on: one the
 // Model may be placed on (a file:// source exists only where the operator

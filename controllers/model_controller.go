@@ -553,7 +553,13 @@ func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Mod
 	}
 
 	unsched, isUnsched := plan.Unschedulable[key]
-	if estimateMsg != "" && st.VRAMBytes == 0 && st.DesiredReplicas > 0 {
+	// While the memory need is being read from the header the Model is
+	// Pending, not Unschedulable; only a failed estimate is a reason a
+	// human must act on.
+	estimating := estimateMsg == estimatingMsg && st.VRAMBytes == 0 && st.DesiredReplicas > 0
+	if estimating {
+		isUnsched = false
+	} else if estimateMsg != "" && st.VRAMBytes == 0 && st.DesiredReplicas > 0 {
 		unsched, isUnsched = estimateMsg, true
 	}
 	switch {
@@ -596,6 +602,9 @@ func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Mod
 	default:
 		ready.Status, ready.Reason = metav1.ConditionFalse, cortexv1.ReasonPending
 		ready.Message = "waiting for placement"
+		if estimating {
+			ready.Message = estimatingMsg
+		}
 	}
 	scheduled := metav1.Condition{Type: cortexv1.ModelConditionScheduled, ObservedGeneration: model.Generation,
 		Status: metav1.ConditionTrue, Reason: cortexv1.ReasonPlaced, Message: "every wanted replica has a node"}

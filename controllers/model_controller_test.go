@@ -19,13 +19,29 @@ import (
 
 func TestApplyGoesLoadingThenReady(t *testing.T) {
 	f := newFixture(t)
-	n := f.addNeuronWith("a", neurontest.Config{Devices: []int64{8 * gib}, LoadDelay: 1500 * time.Millisecond, DefaultSize: 3 * gib})
+	n := f.addNeuronWith("a", neurontest.Config{Devices: []int64{8 * gib}, LoadDelay: 1500 * time.Millisecond, DefaultSize: 3 * gib,
+		EstimateDelay: time.Second})
 	f.startManager()
 
 	// No VRAM override: the manager asks a neuron to estimate from the
-	// model header (the simulated neuron answers 3 GiB).
+	// model header (the simulated neuron answers 3 GiB, after a second).
+	// Meanwhile the Model is Pending, saying so — not Unschedulable.
 	f.apply("llama", withMin(1))
-	m := f.waitPhase("llama", cortexv1.ModelPhaseLoading, 20*time.Second)
+	m := f.waitPhase("llama", cortexv1.ModelPhasePending, 20*time.Second)
+	if c := condition(m, cortexv1.ModelConditionReady); c == nil || !strings.Contains(c.Message, "estimating memory need") {
+		t.Fatalf("while estimating: %s", describe(m))
+	}
+	var phases []cortexv1.ModelPhase
+	eventually(t, 20*time.Second, "llama to start loading", func() (bool, string) {
+		m = f.get("llama")
+		if len(phases) == 0 || phases[len(phases)-1] != m.Status.Phase {
+			phases = append(phases, m.Status.Phase)
+		}
+		return m.Status.Phase == cortexv1.ModelPhaseLoading, describe(m)
+	})
+	if slices.Contains(phases, cortexv1.ModelPhaseUnschedulable) {
+		t.Fatalf("phases %v: an estimate in progress is not a scheduling failure", phases)
+	}
 	if got := condition(m, cortexv1.ModelConditionReady); got == nil || got.Status != metav1.ConditionFalse || got.Reason != cortexv1.ReasonReplicasLoading {
 		t.Fatalf("while loading, Ready condition = %+v", got)
 	}

@@ -36,6 +36,9 @@ type Config struct {
 	// listed need DefaultSize.
 	Sizes       map[string]int64
 	DefaultSize int64
+	// EstimateDelay is how long POST /models/estimate takes (a remote
+	// header read).
+	EstimateDelay time.Duration
 	// FailSources lists source URIs whose loads fail.
 	FailSources map[string]string
 }
@@ -245,6 +248,7 @@ func (s *Server) handleEstimate(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, neuronapi.CodeInvalidRequest, err.Error())
 		return
 	}
+	time.Sleep(s.cfg.EstimateDelay)
 	total := s.size(req.Source.URI)
 	writeJSON(w, http.StatusOK, neuronapi.Estimate{TotalBytes: total, WeightsBytes: total * 3 / 4, KVCacheBytes: total / 4, Layers: 32})
 }

@@ -1,10 +1,10 @@
 package anthropic
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
+	"github.com/helexa-ai/cortex/internal/wire/internal/toolcalls"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
 )
@@ -17,20 +17,6 @@ const (
 	thinkingBlock
 	toolBlock
 )
-
-type streamToolCall struct {
-	id, name string
-	args     strings.Builder
-	// sent counts the bytes of args already sent as input_json_delta.
-	sent int
-	// buffered is set when the arguments do not start as a JSON object:
-	// they are held back and sent once, wrapped by ToolInput, at the end.
-	buffered bool
-	opened   bool
-	closed   bool
-	// pos is the call's position among the message's tool calls.
-	pos int
-}
 
 // StreamTranslator turns an OpenAI chat completion chunk stream into the
 // Anthropic Messages event stream, exactly as the API sends it:
@@ -65,11 +51,9 @@ type StreamTranslator struct {
 	openIndex     int
 	thinking      strings.Builder
 
-	calls    map[int]*streamToolCall
-	order    []*streamToolCall
-	current  *streamToolCall
-	held     []*streamToolCall
-	lastCall int
+	calls *toolcalls.Sequencer
+	// evs collects the events the sequencer's callbacks render.
+	evs []StreamEvent
 
 	anyBlock     bool
 	finish       string
@@ -83,7 +67,7 @@ type StreamTranslator struct {
 // counted before the request; the upstream usage chunk, when it comes,
 // corrects it in message_delta).
 func NewStreamTranslator(model, messageID string, inputTokens int) *StreamTranslator {
-	return &StreamTranslator{model: model, id: messageID, inputTokens: inputTokens, calls: map[int]*streamToolCall{}, lastCall: -1}
+	return &StreamTranslator{model: model, id: messageID, inputTokens: inputTokens, calls: toolcalls.New("block")}
 }
 
 // Started reports whether message_start was produced.
@@ -191,13 +175,13 @@ func (t *StreamTranslator) closeBlock(evs []StreamEvent) []StreamEvent {
 	case thinkingBlock:
 		evs = append(evs, t.delta(BlockDelta{Type: DeltaSignature, Signature: ThinkingSignature(t.thinking.String())}))
 	case toolBlock:
-		tc := t.current
-		if tc.buffered {
-			evs = append(evs, t.delta(BlockDelta{Type: DeltaInputJSON, PartialJSON: string(ToolInput(tc.args.String()))}))
-			tc.sent = tc.args.Len()
+		tc := t.calls.Current
+		if tc.Buffered {
+			evs = append(evs, t.delta(BlockDelta{Type: DeltaInputJSON, PartialJSON: string(ToolInput(tc.Args.String()))}))
+			tc.Sent = tc.Args.Len()
 		}
-		tc.closed = true
-		t.current = nil
+		tc.Closed = true
+		t.calls.Current = nil
 	}
 	evs = append(evs, ContentBlockStopEvent{Type: "content_block_stop", Index: t.openIndex})
 	t.open = noBlock
@@ -205,111 +189,53 @@ func (t *StreamTranslator) closeBlock(evs []StreamEvent) []StreamEvent {
 }
 
 func (t *StreamTranslator) toolCall(evs []StreamEvent, tc openai.ToolCall) ([]StreamEvent, error) {
-	idx := t.lastCall
-	switch {
-	case tc.Index != nil:
-		idx = *tc.Index
-	case idx < 0 || (tc.ID != "" && t.calls[idx] != nil && t.calls[idx].id != "" && tc.ID != t.calls[idx].id):
-		// Servers that omit the index send calls one after another; a new id
-		// means a new call.
-		idx = len(t.order)
-	}
-	st := t.calls[idx]
-	isNew := st == nil
-	if isNew {
-		st = &streamToolCall{pos: len(t.order)}
-		t.calls[idx] = st
-		t.order = append(t.order, st)
-	}
-	t.lastCall = idx
-	if st.closed {
-		if strings.TrimSpace(tc.Function.Arguments) == "" && tc.Function.Name == "" {
-			return evs, nil
-		}
-		return evs, protocolError("tool call %d resumed after its block was closed", idx)
-	}
-	if tc.ID != "" && st.id == "" {
-		st.id = tc.ID
-	}
-	if tc.Function.Name != "" && st.name == "" {
-		st.name = tc.Function.Name
-	}
-	st.args.WriteString(tc.Function.Arguments)
-	switch {
-	case st == t.current:
-		evs = t.flushTool(evs, st)
-	case isNew && t.current != nil && !t.current.complete():
-		// The open call is still mid-arguments: a server interleaving
-		// parallel calls. Hold this one until the open call completes.
-		t.held = append(t.held, st)
-		return evs, nil
-	case !isNew:
-		// A held call: it stays held.
-		return evs, nil
-	default:
-		if t.current != nil && !t.current.opened {
-			return evs, protocolError("tool call %q never named its function", t.current.id)
-		}
-		evs = t.closeBlock(evs)
-		t.current = st
-		evs = t.flushTool(evs, st)
-	}
-	return t.releaseHeld(evs)
+	t.evs = evs
+	err := t.calls.Add(tc, renderer{t})
+	evs, t.evs = t.evs, nil
+	return evs, err
 }
 
-// complete reports whether the call's arguments already form a whole JSON
-// value, so nothing more is expected for it.
-func (st *streamToolCall) complete() bool {
-	a := strings.TrimSpace(st.args.String())
-	return a != "" && json.Valid([]byte(a))
-}
+// renderer renders the sequenced tool calls as tool_use blocks.
+type renderer struct{ t *StreamTranslator }
 
-// releaseHeld moves on to held calls once the open one is complete.
-func (t *StreamTranslator) releaseHeld(evs []StreamEvent) ([]StreamEvent, error) {
-	for len(t.held) > 0 && (t.current == nil || t.current.complete()) {
-		if t.current != nil && !t.current.opened {
-			return evs, protocolError("tool call %q never named its function", t.current.id)
-		}
-		next := t.held[0]
-		t.held = t.held[1:]
-		evs = t.closeBlock(evs)
-		t.current = next
-		evs = t.flushTool(evs, next)
-	}
-	return evs, nil
-}
+// Switch closes the open block before another call's begins.
+func (r renderer) Switch() { r.t.evs = r.t.closeBlock(r.t.evs) }
 
-// flushTool opens st's block once its name is known and sends the
+// Flush opens a call's tool_use block once its name is known and sends the
 // arguments that arrived since the last flush.
-func (t *StreamTranslator) flushTool(evs []StreamEvent, st *streamToolCall) []StreamEvent {
-	if !st.opened {
-		if st.name == "" {
+func (r renderer) Flush(st *toolcalls.Call) { r.t.evs = r.t.flushTool(r.t.evs, st) }
+
+func (renderer) ProtocolError(format string, args ...any) error { return protocolError(format, args...) }
+
+func (t *StreamTranslator) flushTool(evs []StreamEvent, st *toolcalls.Call) []StreamEvent {
+	if !st.Opened {
+		if st.Name == "" {
 			return evs
 		}
 		if t.open != noBlock {
 			evs = t.closeBlock(evs)
-			t.current = st
+			t.calls.Current = st
 		}
-		st.opened = true
-		evs = t.openBlock(evs, toolBlock, ContentBlock{Type: BlockToolUse, ID: ToolUseID(st.id, t.id, st.pos), Name: st.name})
+		st.Opened = true
+		evs = t.openBlock(evs, toolBlock, ContentBlock{Type: BlockToolUse, ID: ToolUseID(st.ID, t.id, st.Pos), Name: st.Name})
 	}
-	if st.buffered {
+	if st.Buffered {
 		return evs
 	}
-	args := st.args.String()
-	if st.sent == 0 {
+	args := st.Args.String()
+	if st.Sent == 0 {
 		trimmed := strings.TrimLeft(args, " \t\r\n")
 		if trimmed == "" {
 			return evs
 		}
 		if trimmed[0] != '{' {
-			st.buffered = true
+			st.Buffered = true
 			return evs
 		}
 	}
-	if len(args) > st.sent {
-		evs = append(evs, t.delta(BlockDelta{Type: DeltaInputJSON, PartialJSON: args[st.sent:]}))
-		st.sent = len(args)
+	if len(args) > st.Sent {
+		evs = append(evs, t.delta(BlockDelta{Type: DeltaInputJSON, PartialJSON: args[st.Sent:]}))
+		st.Sent = len(args)
 	}
 	return evs
 }
@@ -322,23 +248,21 @@ func (t *StreamTranslator) Finish() []StreamEvent {
 		return nil
 	}
 	evs := t.Start()
-	for _, st := range append([]*streamToolCall{t.current}, t.held...) {
-		if st != nil && st.name == "" {
-			return append(evs, t.Fail(protocolError("tool call %q never named its function", st.id))...)
-		}
+	if st := t.calls.Unnamed(); st != nil {
+		return append(evs, t.Fail(protocolError("tool call %q never named its function", st.ID))...)
 	}
 	evs = t.closeBlock(evs)
-	for _, st := range t.held {
-		t.current = st
+	for _, st := range t.calls.Held {
+		t.calls.Current = st
 		evs = t.flushTool(evs, st)
 		evs = t.closeBlock(evs)
 	}
-	t.held = nil
+	t.calls.Held = nil
 	if !t.anyBlock {
 		evs = t.openBlock(evs, textBlock, ContentBlock{Type: BlockText})
 		evs = t.closeBlock(evs)
 	}
-	reason, seq := StopReason(t.finish, t.stopSequence, len(t.order) > 0)
+	reason, seq := StopReason(t.finish, t.stopSequence, len(t.calls.Order) > 0)
 	usage := Usage{InputTokens: t.inputTokens, OutputTokens: t.deltaChunks}
 	if t.usage != nil {
 		usage.InputTokens = t.usage.PromptTokens

@@ -1,11 +1,11 @@
 package responses
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/helexa-ai/cortex/internal/wire/internal/toolcalls"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 )
 
@@ -18,15 +18,7 @@ type openItem struct {
 	part  string
 	text  strings.Builder
 	parts []OutputContent
-	call  *streamCall
-}
-
-type streamCall struct {
-	id, name string
-	args     strings.Builder
-	sent     int
-	opened   bool
-	closed   bool
+	call  *toolcalls.Call
 }
 
 // StreamTranslator turns an OpenAI chat completion chunk stream into the
@@ -67,11 +59,9 @@ type StreamTranslator struct {
 	nextIndex     int
 	open          *openItem
 
-	calls    map[int]*streamCall
-	order    []*streamCall
-	current  *streamCall
-	held     []*streamCall
-	lastCall int
+	calls *toolcalls.Sequencer
+	// evs collects the events the sequencer's callbacks render.
+	evs []StreamEvent
 
 	finish      string
 	usage       *openai.Usage
@@ -84,8 +74,7 @@ func NewStreamTranslator(req *Request, responseID string, createdAt int64) *Stre
 	return &StreamTranslator{
 		resp:     newResponse(req, responseID, createdAt),
 		summary:  req.Reasoning.WantsSummary(),
-		calls:    map[int]*streamCall{},
-		lastCall: -1,
+		calls:   toolcalls.New("item"),
 	}
 }
 
@@ -281,11 +270,11 @@ func (t *StreamTranslator) closeItem(evs []StreamEvent, status string) []StreamE
 		}
 	case OutputFunctionCall:
 		c := it.call
-		item.CallID, item.Name, item.Arguments = c.id, c.name, c.args.String()
+		item.CallID, item.Name, item.Arguments = c.ID, c.Name, c.Args.String()
 		evs = t.emit(evs, &FunctionArgumentsDoneEvent{eventBase: base(EventFunctionArgumentsDone), ItemID: it.id, OutputIndex: it.index, Arguments: item.Arguments})
-		c.closed = true
-		if t.current == c {
-			t.current = nil
+		c.Closed = true
+		if t.calls.Current == c {
+			t.calls.Current = nil
 		}
 	}
 	t.resp.Output = append(t.resp.Output, item)
@@ -294,104 +283,57 @@ func (t *StreamTranslator) closeItem(evs []StreamEvent, status string) []StreamE
 }
 
 func (t *StreamTranslator) toolCall(evs []StreamEvent, tc openai.ToolCall) ([]StreamEvent, error) {
-	idx := t.lastCall
-	switch {
-	case tc.Index != nil:
-		idx = *tc.Index
-	case idx < 0 || (tc.ID != "" && t.calls[idx] != nil && t.calls[idx].id != "" && tc.ID != t.calls[idx].id):
-		idx = len(t.order)
-	}
-	st := t.calls[idx]
-	isNew := st == nil
-	if isNew {
-		st = &streamCall{}
-		t.calls[idx] = st
-		t.order = append(t.order, st)
-	}
-	t.lastCall = idx
-	if st.closed {
-		if strings.TrimSpace(tc.Function.Arguments) == "" && tc.Function.Name == "" {
-			return evs, nil
-		}
-		return evs, protocolError("tool call %d resumed after its item was closed", idx)
-	}
-	if tc.ID != "" && st.id == "" {
-		st.id = tc.ID
-	}
-	if tc.Function.Name != "" && st.name == "" {
-		st.name = tc.Function.Name
-	}
-	st.args.WriteString(tc.Function.Arguments)
-	switch {
-	case st == t.current:
-		evs = t.flushCall(evs, st)
-	case isNew && t.current != nil && !t.current.complete():
-		t.held = append(t.held, st)
-		return evs, nil
-	case !isNew:
-		return evs, nil
-	default:
-		if t.current != nil && !t.current.opened {
-			return evs, protocolError("tool call %q never named its function", t.current.id)
-		}
-		if t.open != nil && t.open.kind == OutputFunctionCall {
-			evs = t.closeItem(evs, StatusCompleted)
-		}
-		t.current = st
-		evs = t.flushCall(evs, st)
-	}
-	return t.releaseHeld(evs)
+	t.evs = evs
+	err := t.calls.Add(tc, renderer{t})
+	evs, t.evs = t.evs, nil
+	return evs, err
 }
 
-func (st *streamCall) complete() bool {
-	a := strings.TrimSpace(st.args.String())
-	return a != "" && json.Valid([]byte(a))
+// renderer renders the sequenced tool calls as function_call items.
+type renderer struct{ t *StreamTranslator }
+
+// Switch closes the open function_call item before another call's begins
+// (a message item closes when the call's item opens).
+func (r renderer) Switch() {
+	if r.t.open != nil && r.t.open.kind == OutputFunctionCall {
+		r.t.evs = r.t.closeItem(r.t.evs, StatusCompleted)
+	}
 }
 
-func (t *StreamTranslator) releaseHeld(evs []StreamEvent) ([]StreamEvent, error) {
-	for len(t.held) > 0 && (t.current == nil || t.current.complete()) {
-		if t.current != nil && !t.current.opened {
-			return evs, protocolError("tool call %q never named its function", t.current.id)
-		}
-		next := t.held[0]
-		t.held = t.held[1:]
-		if t.open != nil && t.open.kind == OutputFunctionCall {
-			evs = t.closeItem(evs, StatusCompleted)
-		}
-		t.current = next
-		evs = t.flushCall(evs, next)
-	}
-	return evs, nil
-}
+// Flush opens a call's item once its name is known and sends the arguments
+// that arrived since.
+func (r renderer) Flush(st *toolcalls.Call) { r.t.evs = r.t.flushCall(r.t.evs, st) }
+
+func (renderer) ProtocolError(format string, args ...any) error { return protocolError(format, args...) }
 
 // flushCall opens st's item once its name is known and sends the
 // arguments that arrived since.
-func (t *StreamTranslator) flushCall(evs []StreamEvent, st *streamCall) []StreamEvent {
-	if !st.opened {
-		if st.name == "" {
+func (t *StreamTranslator) flushCall(evs []StreamEvent, st *toolcalls.Call) []StreamEvent {
+	if !st.Opened {
+		if st.Name == "" {
 			return evs
 		}
-		st.opened = true
-		if st.id == "" {
-			st.id = CallID("", t.resp.ID, t.nextIndex)
+		st.Opened = true
+		if st.ID == "" {
+			st.ID = CallID("", t.resp.ID, t.nextIndex)
 		}
 		evs = t.closeItem(evs, StatusCompleted)
 		evs = t.openCallItem(evs, st)
 	}
-	args := st.args.String()
-	if len(args) > st.sent {
-		evs = t.emit(evs, &FunctionArgumentsDeltaEvent{eventBase: base(EventFunctionArgumentsDelta), ItemID: t.open.id, OutputIndex: t.open.index, Delta: args[st.sent:]})
-		st.sent = len(args)
+	args := st.Args.String()
+	if len(args) > st.Sent {
+		evs = t.emit(evs, &FunctionArgumentsDeltaEvent{eventBase: base(EventFunctionArgumentsDelta), ItemID: t.open.id, OutputIndex: t.open.index, Delta: args[st.Sent:]})
+		st.Sent = len(args)
 	}
 	return evs
 }
 
-func (t *StreamTranslator) openCallItem(evs []StreamEvent, st *streamCall) []StreamEvent {
+func (t *StreamTranslator) openCallItem(evs []StreamEvent, st *toolcalls.Call) []StreamEvent {
 	t.nextIndex++
 	it := &openItem{kind: OutputFunctionCall, index: t.nextIndex - 1, call: st}
 	it.id = ItemID(t.resp.ID, OutputFunctionCall, it.index)
 	t.open = it
-	added := OutputItem{Type: OutputFunctionCall, ID: it.id, Status: StatusInProgress, CallID: st.id, Name: st.name}
+	added := OutputItem{Type: OutputFunctionCall, ID: it.id, Status: StatusInProgress, CallID: st.ID, Name: st.Name}
 	return t.emit(evs, &OutputItemEvent{eventBase: base(EventOutputItemAdded), OutputIndex: it.index, Item: added})
 }
 
@@ -404,19 +346,17 @@ func (t *StreamTranslator) Finish() []StreamEvent {
 		return nil
 	}
 	evs := t.Start()
-	for _, st := range append([]*streamCall{t.current}, t.held...) {
-		if st != nil && st.name == "" {
-			return append(evs, t.Fail(protocolError("tool call %q never named its function", st.id))...)
-		}
+	if st := t.calls.Unnamed(); st != nil {
+		return append(evs, t.Fail(protocolError("tool call %q never named its function", st.ID))...)
 	}
 	status, details := finishStatus(t.finish)
 	last := itemStatus(status)
-	for _, st := range t.held {
+	for _, st := range t.calls.Held {
 		// flushCall closes the item before it.
-		t.current = st
+		t.calls.Current = st
 		evs = t.flushCall(evs, st)
 	}
-	t.held = nil
+	t.calls.Held = nil
 	evs = t.closeItem(evs, last)
 	if len(t.resp.Output) == 0 {
 		evs = t.messageDelta(evs, PartOutputText, "")

@@ -205,7 +205,9 @@ func (r renderer) Switch() { r.t.evs = r.t.closeBlock(r.t.evs) }
 // arguments that arrived since the last flush.
 func (r renderer) Flush(st *toolcalls.Call) { r.t.evs = r.t.flushTool(r.t.evs, st) }
 
-func (renderer) ProtocolError(format string, args ...any) error { return protocolError(format, args...) }
+func (renderer) ProtocolError(format string, args ...any) error {
+	return protocolError(format, args...)
+}
 
 func (t *StreamTranslator) flushTool(evs []StreamEvent, st *toolcalls.Call) []StreamEvent {
 	if !st.Opened {

@@ -72,8 +72,8 @@ type StreamTranslator struct {
 // (see ResponseID) to req, created at createdAt (Unix seconds).
 func NewStreamTranslator(req *Request, responseID string, createdAt int64) *StreamTranslator {
 	return &StreamTranslator{
-		resp:     newResponse(req, responseID, createdAt),
-		summary:  req.Reasoning.WantsSummary(),
+		resp:    newResponse(req, responseID, createdAt),
+		summary: req.Reasoning.WantsSummary(),
 		calls:   toolcalls.New("item"),
 	}
 }
@@ -304,7 +304,9 @@ func (r renderer) Switch() {
 // that arrived since.
 func (r renderer) Flush(st *toolcalls.Call) { r.t.evs = r.t.flushCall(r.t.evs, st) }
 
-func (renderer) ProtocolError(format string, args ...any) error { return protocolError(format, args...) }
+func (renderer) ProtocolError(format string, args ...any) error {
+	return protocolError(format, args...)
+}
 
 // flushCall opens st's item once its name is known and sends the
 // arguments that arrived since.

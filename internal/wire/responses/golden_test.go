@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -121,49 +120,8 @@ func streamRequest(name string) *Request {
 // way the gateway does and returns the Responses SSE it writes.
 func runStream(t *testing.T, req *Request, upstream []byte) []byte {
 	t.Helper()
-	var out bytes.Buffer
-	w := sse.NewWriter(&out)
-	tr := NewStreamTranslator(req, "resp_test", 1700000000)
-	write := func(evs []StreamEvent) {
-		if err := WriteEvents(w, evs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(tr.Start())
-	_ = w.KeepAlive()
-	r := sse.NewReader(bytes.NewReader(upstream))
-	for {
-		ev, err := r.Next()
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				t.Fatal(err)
-			}
-			write(tr.Fail(openai.ServerError("The model server closed the stream before it finished.")))
-			break
-		}
-		if ev.IsDone() {
-			write(tr.Finish())
-			break
-		}
-		c, err := openai.DecodeChunk([]byte(ev.Data))
-		if err != nil {
-			write(tr.Fail(err))
-			break
-		}
-		evs, err := tr.Chunk(c)
-		write(evs)
-		if err != nil {
-			write(tr.Fail(err))
-			break
-		}
-	}
-	if !tr.Done() {
-		t.Fatal("translator not done after the stream")
-	}
-	if evs := append(tr.Finish(), tr.Fail(errors.New("late"))...); len(evs) != 0 {
-		t.Fatalf("events after the end: %v", evs)
-	}
-	return out.Bytes()
+	return golden.Translate(t, upstream, NewStreamTranslator(req, "resp_test", 1700000000), WriteEvents,
+		func(w *sse.Writer) error { return w.KeepAlive() })
 }
 
 func TestStreamGolden(t *testing.T) {

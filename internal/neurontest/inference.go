@@ -99,6 +99,24 @@ func (s *Server) record(r *http.Request) (*stubRequest, Inference, bool, error) 
 	return &req, in, ready, nil
 }
 
+// accept records an inference request and answers the errors a neuron
+// would: a malformed body, a model not loaded here, and (when failable) the
+// simulated failure. ok is false when it answered.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, failable bool) (*stubRequest, Inference, bool) {
+	req, in, ready, err := s.record(r)
+	switch {
+	case err != nil:
+		writeErr(w, http.StatusBadRequest, neuronapi.CodeInvalidRequest, err.Error())
+	case !ready:
+		writeErr(w, http.StatusNotFound, neuronapi.CodeModelNotFound, fmt.Sprintf("model %q is not loaded here", req.Model))
+	case failable && in.FailStatus != 0:
+		writeErr(w, in.FailStatus, neuronapi.CodeInternal, "simulated failure")
+	default:
+		return req, in, true
+	}
+	return nil, Inference{}, false
+}
+
 func pieces(text string, n int) []string {
 	words := strings.SplitAfter(text, " ")
 	out := make([]string, 0, n)
@@ -110,17 +128,8 @@ func pieces(text string, n int) []string {
 }
 
 func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
-	req, in, ready, err := s.record(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, neuronapi.CodeInvalidRequest, err.Error())
-		return
-	}
-	if !ready {
-		writeErr(w, http.StatusNotFound, neuronapi.CodeModelNotFound, fmt.Sprintf("model %q is not loaded here", req.Model))
-		return
-	}
-	if in.FailStatus != 0 {
-		writeErr(w, in.FailStatus, neuronapi.CodeInternal, "simulated failure")
+	req, in, ok := s.accept(w, r, true)
+	if !ok {
 		return
 	}
 	forced := in.ToolArguments != "" && len(req.Tools) > 0 && len(req.ToolChoice) > 0 && string(req.ToolChoice) != `"none"` && string(req.ToolChoice) != `"auto"`
@@ -192,17 +201,8 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
-	req, in, ready, err := s.record(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, neuronapi.CodeInvalidRequest, err.Error())
-		return
-	}
-	if !ready {
-		writeErr(w, http.StatusNotFound, neuronapi.CodeModelNotFound, fmt.Sprintf("model %q is not loaded here", req.Model))
-		return
-	}
-	if in.FailStatus != 0 {
-		writeErr(w, in.FailStatus, neuronapi.CodeInternal, "simulated failure")
+	req, _, ok := s.accept(w, r, true)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -213,13 +213,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
-	req, _, ready, err := s.record(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, neuronapi.CodeInvalidRequest, err.Error())
-		return
-	}
-	if !ready {
-		writeErr(w, http.StatusNotFound, neuronapi.CodeModelNotFound, fmt.Sprintf("model %q is not loaded here", req.Model))
+	if _, _, ok := s.accept(w, r, false); !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, neuronapi.TokenizeResponse{Tokens: []int{1, 2, 3, 4, 5}, Count: 5})

@@ -512,32 +512,19 @@ func (m *Model) assign() {
 			r.FinishEmbed(embedding(r.EmbedTokens, m.opts.EmbeddingLength), nil)
 			continue
 		}
-		best, bestN := 0, -1
-		for i, f := range free {
-			n := commonPrefix(f.cache, r.Gen.Prompt)
-			if n > bestN || (n == bestN && f.lastUsed < free[best].lastUsed) {
-				best, bestN = i, n
-			}
-		}
+		best := sched.PickSlot(free, r.Gen.Prompt)
 		s := free[best]
 		free = append(free[:best], free[best+1:]...)
 		m.start(s, r)
 	}
 }
 
-func commonPrefix(a, b []int) int {
-	n := min(len(a), len(b))
-	for i := 0; i < n; i++ {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return n
-}
+func (s *slot) CachedTokens() []int { return s.cache }
+func (s *slot) LastUse() uint64     { return s.lastUsed }
 
 func (m *Model) start(s *slot, r *sched.Request) {
 	prompt := r.Gen.Prompt
-	keep := min(commonPrefix(s.cache, prompt), len(prompt)-1)
+	keep := min(sched.CommonPrefix(s.cache, prompt), len(prompt)-1)
 	text, _ := m.Detokenize(prompt)
 	reply := m.opts.Respond(Prompt{Text: text, Tokens: prompt, Grammar: r.Gen.Grammar})
 	out := m.vocab.tokenize(reply, false, false)

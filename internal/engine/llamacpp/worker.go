@@ -228,35 +228,22 @@ func (m *model) assign() {
 			r.FinishEmbed(v, err)
 			continue
 		}
-		best, bestN := 0, -1
-		for i, f := range free {
-			n := commonPrefix(f.cache, r.Gen.Prompt)
-			if n > bestN || (n == bestN && f.lastUsed < free[best].lastUsed) {
-				best, bestN = i, n
-			}
-		}
+		best := sched.PickSlot(free, r.Gen.Prompt)
 		s := free[best]
 		free = slices.Delete(free, best, best+1)
 		m.start(s, r)
 	}
 }
 
-func commonPrefix(a, b []int) int {
-	n := min(len(a), len(b))
-	for i := 0; i < n; i++ {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return n
-}
+func (s *slot) CachedTokens() []int { return s.cache }
+func (s *slot) LastUse() uint64     { return s.lastUsed }
 
 // start binds a request to a sequence, keeping the cached prefix it shares
 // with the prompt. At least the last prompt token is always decoded again,
 // since its logits are needed.
 func (m *model) start(s *slot, r *sched.Request) {
 	prompt := r.Gen.Prompt
-	keep := min(commonPrefix(s.cache, prompt), len(prompt)-1)
+	keep := min(sched.CommonPrefix(s.cache, prompt), len(prompt)-1)
 	if keep < len(s.cache) {
 		if !m.lc.KvCacheSeqRm(s.id, keep, -1) {
 			// Some memory types (recurrent, sliding window) cannot drop a

@@ -104,8 +104,14 @@ func TestConcurrentMatchesAlone(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
-	m := loadStories(t, engine.LoadParams{Parallel: 2, QueueSize: 1})
+	m := loadStories(t, engine.LoadParams{Parallel: 2, QueueSize: 1, ContextLength: 1024})
 	prompt, _ := m.Tokenize("Once upon a time", true, false)
+	// A stalled client does not stall the engine, so the two admitted
+	// requests must stay busy on their own while the test fills the queue:
+	// a grammar that never completes rules out an early end-of-sequence,
+	// and they run for 400 tokens (a few hundred milliseconds, where the
+	// checks below take microseconds).
+	long := engine.GenerateRequest{Prompt: prompt, MaxTokens: 400, Grammar: `root ::= [a-z ] root`}
 	release := make(chan struct{})
 	started := make(chan struct{}, 3)
 	var wg sync.WaitGroup
@@ -114,7 +120,7 @@ func TestQueueFull(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			first := true
-			_, err := m.Generate(context.Background(), engine.GenerateRequest{Prompt: prompt, MaxTokens: 8}, func(engine.Chunk) error {
+			_, err := m.Generate(context.Background(), long, func(engine.Chunk) error {
 				if first {
 					first = false
 					started <- struct{}{}

@@ -59,10 +59,16 @@ type ModelReconciler struct {
 	Metrics  *Metrics
 	// StaleAfter is the NeuronNode heartbeat bound (see NeuronNodeReconciler).
 	StaleAfter time.Duration
+	// WaitingWindow is how fresh a Model's demand annotation must be for
+	// the Model to count as having requests held at the gateway (the
+	// gateway rewrites it every --demand-interval while requests wait).
+	// 0 means DefaultWaitingWindow.
+	WaitingWindow time.Duration
 
 	mu        sync.Mutex
 	estimates estimates
 	failures  failures
+	evictions evictions
 	loading   map[replicaKey]time.Time // load order sent, waiting for Ready
 	events    chan event.GenericEvent
 }
@@ -202,6 +208,7 @@ func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, nodes []placement.
 		MaxReplicas:    int(m.Spec.Replicas.Max),
 		KeepAlive:      keepAlive(m),
 		LastDemand:     lastDemand(m, nodes),
+		Waiting:        r.waiting(m, nodes, now),
 		TargetInFlight: parallel(m),
 		BytesNeeded:    r.bytesNeeded(m),
 		NodeSelector:   m.Spec.Placement.NodeSelector,
@@ -229,15 +236,57 @@ func parallel(m *cortexv1.Model) int {
 	return defaultParallel
 }
 
+// DefaultWaitingWindow is WaitingWindow's default: three times the
+// gateway's default demand interval (5 s), so one lost or late write does
+// not end the wait.
+const DefaultWaitingWindow = 15 * time.Second
+
+// waiting reports whether the gateway holds requests for m now: its demand
+// annotation, rewritten every few seconds while requests wait, is younger
+// than the waiting window, and newer than anything that would have
+// answered it — a replica becoming Ready or serving, or the Model's last
+// eviction. Without the last part, a Model evicted a second after its own
+// cold request was served would look as if that request still waited, and
+// evict the next Model in turn.
+func (r *ModelReconciler) waiting(m *cortexv1.Model, nodes []placement.Node, now time.Time) bool {
+	t, ok := demandAnnotation(m)
+	if !ok {
+		return false
+	}
+	window := r.WaitingWindow
+	if window <= 0 {
+		window = DefaultWaitingWindow
+	}
+	if age := now.Sub(t); age >= window || age <= -window {
+		return false
+	}
+	if e, ok := r.evictions.get(m.Key(), now); ok && !t.After(e.at) {
+		return false
+	}
+	key := m.Key()
+	for _, n := range nodes {
+		for _, res := range n.Residents {
+			if res.Model == key && (!t.After(res.LoadedAt) || !t.After(res.LastUsed)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func demandAnnotation(m *cortexv1.Model) (time.Time, bool) {
+	v, ok := m.Annotations[cortexv1.DemandAnnotation]
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
 // lastDemand is the newest of the gateway's demand annotation and the last
 // use of any replica.
 func lastDemand(m *cortexv1.Model, nodes []placement.Node) time.Time {
-	var t time.Time
-	if v, ok := m.Annotations[cortexv1.DemandAnnotation]; ok {
-		if parsed, err := time.Parse(time.RFC3339Nano, v); err == nil {
-			t = parsed
-		}
-	}
+	t, _ := demandAnnotation(m)
 	key := m.Key()
 	for _, n := range nodes {
 		for _, res := range n.Residents {
@@ -332,6 +381,9 @@ func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, sn
 		}
 		r.Fleet.Upsert(u.Node, u.Model, nil)
 		r.Metrics.Evictions.WithLabelValues(string(u.Reason)).Inc()
+		if u.Reason == placement.ReasonEvicted {
+			r.evictions.record(u.Model, u.Node, u.ForModel, r.Clock.Now())
+		}
 		if u.Model != key {
 			r.wake(u.Model)
 			if victim := findModel(snap.models, u.Model); victim != nil {
@@ -562,8 +614,18 @@ func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Mod
 	} else if estimateMsg != "" && st.VRAMBytes == 0 && st.DesiredReplicas > 0 {
 		unsched, isUnsched = estimateMsg, true
 	}
+	// A Model whose last replica was evicted for another one, with no
+	// request waiting for it, is Idle: it loads again on its next request.
+	// It still wants a replica (it is within its keep-alive), so the
+	// planner's message stays on the Scheduled condition.
+	evicted, wasEvicted := r.evictions.get(key, now)
+	if st.ReadyReplicas > 0 || loading > 0 {
+		r.evictions.forget(key)
+		wasEvicted = false
+	}
+	wasEvicted = wasEvicted && len(st.Replicas) == 0 && !r.waiting(model, snap.input.Nodes, now)
 	switch {
-	case st.DesiredReplicas == 0 && len(st.Replicas) == 0:
+	case wasEvicted || st.DesiredReplicas == 0 && len(st.Replicas) == 0:
 		st.Phase = cortexv1.ModelPhaseIdle
 	case st.DesiredReplicas > 0 && st.ReadyReplicas >= st.DesiredReplicas:
 		st.Phase = cortexv1.ModelPhaseReady
@@ -587,6 +649,11 @@ func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Mod
 	case cortexv1.ModelPhaseIdle:
 		ready.Status, ready.Reason = metav1.ConditionFalse, cortexv1.ReasonNoDemand
 		ready.Message = "no replica wanted: the first request loads one"
+		if wasEvicted {
+			ready.Reason = cortexv1.ReasonEvicted
+			ready.Message = fmt.Sprintf("evicted from %s at %s to make room for %s; the next request loads it again",
+				evicted.node, evicted.at.UTC().Format(time.RFC3339), evicted.forModel)
+		}
 	case cortexv1.ModelPhaseDegraded:
 		ready.Status, ready.Reason = metav1.ConditionTrue, cortexv1.ReasonPartiallyReady
 		ready.Message = fmt.Sprintf("%d of %d replicas ready", st.ReadyReplicas, st.DesiredReplicas)
@@ -786,6 +853,7 @@ func (r *ModelReconciler) reconcileDelete(ctx context.Context, model, original *
 	}
 	r.estimates.forget(estimateKeyOf(model))
 	r.failures.forget(key)
+	r.evictions.forget(key)
 	patch := client.MergeFrom(model.DeepCopy())
 	controllerutil.RemoveFinalizer(model, cortexv1.ModelFinalizer)
 	if err := r.Patch(ctx, model, patch); err != nil && !apierrors.IsNotFound(err) {

@@ -87,6 +87,9 @@ const (
 	ReasonPlaced          = "Placed"
 	ReasonLoadFailed      = "LoadFailed"
 	ReasonPending         = "Pending"
+	// ReasonEvicted: the Model's last replica was unloaded to make room for
+	// another Model; the message names it. The next request loads it again.
+	ReasonEvicted = "Evicted"
 )
 
 // ModelSource says where the GGUF file comes from.
@@ -225,7 +228,9 @@ type ModelSpec struct {
 	Replicas ReplicaRange `json:"replicas,omitempty"`
 
 	// priority orders Models when memory is short: a higher-priority Model may
-	// evict lower-priority idle ones, never the reverse.
+	// evict lower-priority idle ones, never the reverse; a Model with a
+	// request waiting and no replica may also evict idle ones of equal
+	// priority.
 	// +optional
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=-1000

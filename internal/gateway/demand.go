@@ -61,6 +61,19 @@ func (d *Demand) Signal(ctx context.Context, key string) {
 	}()
 }
 
+// Served ends a wait for the Model key: the next request that finds no
+// ready replica signals at once instead of within Interval of the last
+// wait's signal, so a Model evicted shortly after it served is asked for
+// again without delay. The throttle only exists to coalesce the writes of
+// requests that wait together.
+func (d *Demand) Served(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.busy[key] {
+		delete(d.last, key)
+	}
+}
+
 func (d *Demand) write(ctx context.Context, key string, at time.Time) error {
 	ns, name, ok := splitKey(key)
 	if !ok {
@@ -98,6 +111,7 @@ func (g *Gateway) waitReady(ctx context.Context, key string, timeout time.Durati
 		// Register before looking, so a change in between is not missed.
 		changed := g.catalog.Wait(key)
 		if reps := g.catalog.Replicas(key); len(reps) > 0 {
+			g.demand.Served(key)
 			return reps, nil
 		}
 		if _, ok := g.catalog.Model(key); !ok {

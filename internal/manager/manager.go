@@ -51,6 +51,11 @@ type Config struct {
 	PollInterval time.Duration
 	// NeuronTimeout bounds one control call to a neuron.
 	NeuronTimeout time.Duration
+	// WaitingWindow is how fresh a Model's demand annotation must be for
+	// requests to count as waiting for it at the gateway; a waiting Model
+	// with no replica may evict idle replicas of equal priority. Keep it
+	// above the gateway's --demand-interval.
+	WaitingWindow time.Duration
 }
 
 // DefaultConfig returns the defaults the flags start from.
@@ -61,6 +66,7 @@ func DefaultConfig() Config {
 		StaleAfter:    30 * time.Second,
 		PollInterval:  5 * time.Second,
 		NeuronTimeout: 10 * time.Second,
+		WaitingWindow: controllers.DefaultWaitingWindow,
 	}
 }
 
@@ -75,6 +81,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.StaleAfter, "heartbeat-stale-after", "a NeuronNode whose heartbeat is older turns NotReady")
 	envflag.DurationVar(fs, &c.PollInterval, "poll-interval", "how often each Ready neuron is polled")
 	envflag.DurationVar(fs, &c.NeuronTimeout, "neuron-timeout", "timeout of one control call to a neuron")
+	envflag.DurationVar(fs, &c.WaitingWindow, "waiting-window", "a Model whose demand signal is younger has requests waiting at the gateway")
 }
 
 // Validate checks the configuration once.
@@ -88,6 +95,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NeuronTimeout <= 0 {
 		errs = append(errs, errors.New("neuron-timeout must be positive"))
+	}
+	if c.WaitingWindow <= 0 {
+		errs = append(errs, errors.New("waiting-window must be positive"))
 	}
 	if c.PollInterval > c.StaleAfter {
 		errs = append(errs, fmt.Errorf("poll-interval (%s) must not exceed heartbeat-stale-after (%s)", c.PollInterval, c.StaleAfter))
@@ -162,13 +172,14 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 	metrics := controllers.NewMetrics(ctrlmetrics.Registry)
 	fleet := controllers.NewFleet()
 	models := &controllers.ModelReconciler{
-		Client:     mgr.GetClient(),
-		Neurons:    neurons,
-		Fleet:      fleet,
-		Clock:      clk,
-		Recorder:   mgr.GetEventRecorder("cortex-manager"),
-		Metrics:    metrics,
-		StaleAfter: cfg.StaleAfter,
+		Client:        mgr.GetClient(),
+		Neurons:       neurons,
+		Fleet:         fleet,
+		Clock:         clk,
+		Recorder:      mgr.GetEventRecorder("cortex-manager"),
+		Metrics:       metrics,
+		StaleAfter:    cfg.StaleAfter,
+		WaitingWindow: cfg.WaitingWindow,
 	}
 	if err := models.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Model controller: %w", err)

@@ -29,6 +29,8 @@ func randomFleet(seed uint64, nModels, nNodes, gpusPerNode int) Input {
 		switch x := r.IntN(100); {
 		case x < 25:
 			m.LastDemand = now.Add(-time.Duration(r.IntN(300)) * time.Second)
+			// requests held at the gateway for some of those
+			m.Waiting = x < 10
 		case x < 60:
 			m.LastDemand = now.Add(-time.Duration(r.IntN(7200)) * time.Second)
 		}

@@ -137,6 +137,11 @@ func demandAgo(d time.Duration) modelOpt {
 // wanted is in demand right now.
 func wanted() modelOpt { return demandAgo(time.Second) }
 
+// waiting has requests held at the gateway right now.
+func waiting() modelOpt {
+	return func(m *Model) { m.LastDemand, m.Waiting = now.Add(-time.Second), true }
+}
+
 func selector(kv ...string) modelOpt {
 	return func(m *Model) {
 		m.NodeSelector = map[string]string{}
@@ -235,6 +240,18 @@ func checkInvariants(t *testing.T, in Input, p Plan) {
 		}
 	}
 
+	counted := map[string]int{}
+	for _, n := range nodes {
+		if !n.Ready {
+			continue
+		}
+		for _, r := range n.Residents {
+			if r.State == StateReady || r.State == StateLoading {
+				counted[r.Model]++
+			}
+		}
+	}
+
 	touched := map[string]bool{}
 	for _, u := range p.Unload {
 		id := u.Model + "@" + u.Node
@@ -281,8 +298,15 @@ func checkInvariants(t *testing.T, in Input, p Plan) {
 			if m.Pinned {
 				t.Errorf("invariant: pinned %s evicted", id)
 			}
-			if f == nil || m.Priority >= f.Priority {
-				t.Errorf("invariant: %s evicted for %s of no higher priority", id, u.ForModel)
+			switch {
+			case f == nil || m.Priority > f.Priority:
+				t.Errorf("invariant: %s evicted for %s of lower priority", id, u.ForModel)
+			case m.Priority == f.Priority && !f.Waiting:
+				t.Errorf("invariant: %s evicted for %s of equal priority with no request waiting", id, u.ForModel)
+			case m.Priority == f.Priority && counted[u.ForModel] > 0:
+				t.Errorf("invariant: %s evicted for %s of equal priority, which already has a replica", id, u.ForModel)
+			case m.Priority == f.Priority && !r.LoadedAt.IsZero() && r.LastUsed.Before(r.LoadedAt) && in.Now.Sub(r.LoadedAt) < FreshGrace:
+				t.Errorf("invariant: %s evicted for %s of equal priority before serving its first request", id, u.ForModel)
 			}
 			if r.InFlight > 0 {
 				t.Errorf("invariant: %s evicted with requests in flight", id)
@@ -366,17 +390,6 @@ func checkInvariants(t *testing.T, in Input, p Plan) {
 			t.Errorf("invariant: keep %s of no replica", id)
 		}
 		kept[k.Model]++
-	}
-	counted := map[string]int{}
-	for _, n := range nodes {
-		if !n.Ready {
-			continue
-		}
-		for _, r := range n.Residents {
-			if r.State == StateReady || r.State == StateLoading {
-				counted[r.Model]++
-			}
-		}
 	}
 	for key, m := range models {
 		if m.Deleting {

@@ -30,7 +30,10 @@
 // A model is in demand while a replica has requests in flight, while a
 // replica is loading (its load was started for a reason), or within its
 // keep-alive of the latest of LastDemand and its replicas' LastUsed and
-// LoadedAt. Keep-alive is raised to MinKeepAlive.
+// LoadedAt. Keep-alive is raised to MinKeepAlive. Keep-alive says when an
+// idle replica is unloaded even if nobody needs the room; it does not
+// protect an idle replica from a waiting request of equal priority (see
+// Eviction).
 //
 // # Unloading what is not wanted
 //
@@ -83,10 +86,22 @@
 // Replicas idle past keep-alive were already unloaded, so their memory is
 // free before any eviction is considered. Beyond that a model may evict, on
 // the node it is placed on, a replica that is Ready, has nothing in flight,
-// belongs to a model of strictly lower priority that is not pinned, is not
-// loaded by this plan, and whose model keeps replicas.min without it.
-// Replicas of equal or higher priority are never evicted, in demand or not,
-// and a replica serving requests is never evicted (that would fail them).
+// is not of a pinned model, is not loaded by this plan, whose model keeps
+// replicas.min without it, and that belongs to a model of
+//
+//   - strictly lower priority, or
+//   - equal priority, when the model being placed is Waiting (requests are
+//     held for it at the gateway) and had no replica when the pass began:
+//     demand beats idleness, as on any server that loads models on demand.
+//     Such a victim must have served since it was loaded, or have been
+//     loaded at least FreshGrace ago: a replica just loaded for a waiting
+//     request is not taken before it served it, so two models with waiting
+//     requests on one GPU take turns, each serving, instead of evicting
+//     each other unserved. A model that loses its replica in a pass does
+//     not evict others in the same pass (no cascade).
+//
+// Replicas of higher priority are never evicted, and a replica serving
+// requests is never evicted (that would fail them).
 //
 // Victims are taken lowest priority first, then cheapest to reload, where
 // the cost of evicting a replica is its bytes divided by the seconds since
@@ -124,8 +139,15 @@
 // node-b (8 GPUs)". Memory figures are usable memory (after the reserve),
 // counting what the model could evict, which is then named: "(including
 // 2.2 GiB evictable)"; "needs 80.0 GiB on one node; no candidate node has
-// free memory" when none has any. A model with BytesNeeded 0 is not placed:
-// "memory need unknown (no VRAM estimate yet)". A model this plan evicted
-// and could not place again says so first: "evicted from n1 for ns/high;
-// …".
+// free memory" when none has any. Sizes below 1 GiB are in MiB, and two
+// different amounts are shown with as many decimals as it takes to tell
+// them apart ("needs 128.004 MiB; best is 128.000 MiB"). A memory message
+// then says what the best node's other replicas are waiting for: "waiting
+// for ns/a to finish 2 requests, ns/b to serve the request it was loaded
+// for, ns/c to idle out (in 14m)"; or, for a model with no request
+// waiting, "the next request for it may evict 1 idle replica of equal
+// priority"; or who holds the rest for good: "held by ns/p (pinned), ns/m
+// (replicas.min)". A model with BytesNeeded 0 is not placed: "memory need
+// unknown (no VRAM estimate yet)". A model this plan evicted and could not
+// place again says so first: "evicted from n1 for ns/high; …".
 package placement

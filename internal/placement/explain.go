@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // explain says why no node can take a new replica of m, naming the first
@@ -67,38 +68,42 @@ func (p *planner) why(m *modelState) string {
 		return fmt.Sprintf("needs %s on one node; matching nodes have at most %s",
 			gpus(m.in.Devices), gpus(maxDevices))
 	}
-	need := gib(m.in.BytesNeeded)
+	need, have := sizes(m.in.BytesNeeded, best.total)
 	if best.total == 0 {
+		wait := p.waitingFor(m, best.node)
+		if wait != "" {
+			wait = "; on " + best.node + "," + wait[1:]
+		}
 		switch m.in.Devices {
 		case 0:
-			return fmt.Sprintf("needs %s on one node; no candidate node has free memory", need)
+			return fmt.Sprintf("needs %s on one node; no candidate node has free memory%s", need, wait)
 		case 1:
-			return fmt.Sprintf("needs %s on one GPU; no candidate node has free memory", need)
+			return fmt.Sprintf("needs %s on one GPU; no candidate node has free memory%s", need, wait)
 		default:
-			return fmt.Sprintf("needs %s across %s; no candidate node has free memory", need, gpus(m.in.Devices))
+			return fmt.Sprintf("needs %s across %s; no candidate node has free memory%s", need, gpus(m.in.Devices), wait)
 		}
 	}
 	evictable := ""
 	if e := best.total - best.now; e > 0 {
-		evictable = "including " + gib(e) + " evictable"
+		evictable = "including " + fmtSize(e) + " evictable"
 	}
 	switch m.in.Devices {
 	case 1:
 		if evictable != "" {
 			evictable = " (" + evictable + ")"
 		}
-		return fmt.Sprintf("needs %s on one GPU; largest free is %s on %s%s", need, gib(best.total), best.node, evictable)
+		return fmt.Sprintf("needs %s on one GPU; largest free is %s on %s%s%s", need, have, best.node, evictable, p.waitingFor(m, best.node))
 	case 0:
 		if evictable != "" {
 			evictable = ", " + evictable
 		}
-		return fmt.Sprintf("needs %s on one node; best is %s on %s (%s%s)", need, gib(best.total), best.node, gpus(best.gpus), evictable)
+		return fmt.Sprintf("needs %s on one node; best is %s on %s (%s%s)%s", need, have, best.node, gpus(best.gpus), evictable, p.waitingFor(m, best.node))
 	default:
 		if evictable != "" {
 			evictable = ", " + evictable
 		}
-		return fmt.Sprintf("needs %s across %s; best is %s on %s (%s%s)",
-			need, gpus(m.in.Devices), gib(best.total), best.node, gpus(best.gpus), evictable)
+		return fmt.Sprintf("needs %s across %s; best is %s on %s (%s%s)%s",
+			need, gpus(m.in.Devices), have, best.node, gpus(best.gpus), evictable, p.waitingFor(m, best.node))
 	}
 }
 
@@ -167,8 +172,127 @@ func selectorText(m *Model) string {
 	return " matches " + strings.Join(parts, " and ")
 }
 
-// gib formats bytes as GiB with one decimal.
-func gib(b int64) string { return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30)) }
+// waitingFor says what the replicas holding memory on the named node are
+// waiting for before m could take it: requests to finish, a fresh replica
+// to serve the request it was loaded for, a keep-alive to run out. It names
+// at most three and counts the rest; replicas that nothing will free
+// (pinned, replicas.min, higher priority in use) are summed up. A model
+// with no request waiting is told that one may evict idle replicas of its
+// priority.
+func (p *planner) waitingFor(m *modelState, node string) string {
+	i, ok := slices.BinarySearchFunc(p.nodes, node, func(n *nodeState, name string) int { return strings.Compare(n.name, name) })
+	if !ok {
+		return ""
+	}
+	n := p.nodes[i]
+	var items, held []string
+	onDemand := 0
+	// A replica this plan loads frees nothing soon, except for a waiting
+	// model of its priority: it may be evicted once it has served.
+	for _, l := range p.loads {
+		if v := p.byKey[l.Model]; l.Node == n.name && m.in.Waiting && v.in.Priority == m.in.Priority {
+			items = append(items, l.Model+" to load and serve the request it is loaded for")
+		}
+	}
+	for _, ri := range n.res {
+		rs := &p.res[ri]
+		v := rs.model
+		if v == nil || v == m || !rs.counted || rs.gone {
+			continue
+		}
+		switch {
+		case p.evictable(ri, m):
+			// Counted as evictable in the figure above.
+		case rs.r.InFlight > 0:
+			items = append(items, fmt.Sprintf("%s to finish %s", v.in.Key, plural(rs.r.InFlight, "request")))
+		case rs.r.State == StateLoading && v.in.Priority < m.in.Priority:
+			items = append(items, v.in.Key+" to finish loading")
+		case rs.r.State == StateLoading && v.in.Priority == m.in.Priority && m.in.Waiting:
+			items = append(items, v.in.Key+" to load and serve the request it is loaded for")
+		case v.in.Priority == m.in.Priority && p.fresh(rs) && m.in.Waiting:
+			items = append(items, v.in.Key+" to serve the request it was loaded for")
+		case v.in.Pinned:
+			held = append(held, v.in.Key+" (pinned)")
+		case v.live() <= v.in.MinReplicas:
+			held = append(held, v.in.Key+" (replicas.min)")
+		case v.in.Priority == m.in.Priority && !m.in.Waiting && !p.fresh(rs):
+			onDemand++
+		default:
+			if d := rs.lastActive.Add(v.ka).Sub(p.now); d > 0 {
+				items = append(items, fmt.Sprintf("%s to idle out (in %s)", v.in.Key, shortDuration(d)))
+			} else {
+				held = append(held, v.in.Key+" (higher priority)")
+			}
+		}
+	}
+	var parts []string
+	if len(items) > 0 {
+		if len(items) > 3 {
+			items = append(items[:3], fmt.Sprintf("%d more", len(items)-3))
+		}
+		parts = append(parts, "waiting for "+strings.Join(items, ", "))
+	}
+	if onDemand > 0 {
+		parts = append(parts, fmt.Sprintf("the next request for it may evict %s of equal priority", plural(onDemand, "idle replica")))
+	}
+	if len(held) > 0 && len(items) == 0 && onDemand == 0 {
+		if len(held) > 3 {
+			held = append(held[:3], fmt.Sprintf("%d more", len(held)-3))
+		}
+		parts = append(parts, "held by "+strings.Join(held, ", "))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(parts, "; ")
+}
+
+// shortDuration renders d to the second below a minute and to the minute
+// above: "45s", "14m", "2h5m".
+func shortDuration(d time.Duration) string {
+	if d < time.Minute {
+		return d.Round(time.Second).String()
+	}
+	s := d.Round(time.Minute).String()
+	return strings.TrimSuffix(s, "0s")
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// fmtSize formats bytes for a message: GiB from 1 GiB up, MiB from 1 MiB up,
+// with one decimal.
+func fmtSize(b int64) string { return sizeN(b, 1) }
+
+func sizeN(b int64, decimals int) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.*f GiB", decimals, float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.*f MiB", decimals, float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.*f KiB", decimals, float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", b)
+}
+
+// sizes formats what a model needs next to what it can have, with as many
+// decimals as it takes for two different amounts to read differently
+// ("needs 130.2 MiB; best is 130.0 MiB", never "0.1 GiB vs 0.1 GiB"), down
+// to exact bytes.
+func sizes(need, have int64) (string, string) {
+	for d := 1; d <= 3; d++ {
+		a, b := sizeN(need, d), sizeN(have, d)
+		if a != b || need == have {
+			return a, b
+		}
+	}
+	return fmt.Sprintf("%d bytes", need), fmt.Sprintf("%d bytes", have)
+}
 
 func gpus(n int) string {
 	if n == 1 {

@@ -355,6 +355,7 @@ func (p *planner) bestEviction(m *modelState, nodes []int, avoided bool) (choice
 // planner's epoch).
 type evictionKey struct {
 	prio    int32
+	equal   bool // equal priority may be evicted (demandEvicts)
 	bytes   int64
 	devices int
 	version uint64
@@ -374,7 +375,7 @@ type cachedEviction struct {
 // changes one node. It returns nil without looking further when no
 // eviction on n can beat best.
 func (p *planner) cachedEvictOn(m *modelState, n *nodeState, best *eviction) *eviction {
-	key := evictionKey{m.in.Priority, m.in.BytesNeeded, m.in.Devices, n.version, p.epoch}
+	key := evictionKey{m.in.Priority, m.demandEvicts(), m.in.BytesNeeded, m.in.Devices, n.version, p.epoch}
 	live := n.evictions[:0]
 	for _, c := range n.evictions {
 		if c.key == key {
@@ -469,8 +470,9 @@ func (p *planner) victims(m *modelState, n *nodeState) []victim {
 		n.victimsSorted = true
 	}
 	vs := p.scratch.victims[:0]
+	equal := m.demandEvicts()
 	for _, v := range n.victimOrder {
-		if v.prio >= m.in.Priority {
+		if v.prio > m.in.Priority || v.prio == m.in.Priority && !equal {
 			break
 		}
 		if p.evictable(v.ri, m) {
@@ -481,18 +483,41 @@ func (p *planner) victims(m *modelState, n *nodeState) []victim {
 	return vs
 }
 
-// evictable reports whether m may evict resident ri: a Ready replica of a
-// model of strictly lower priority, not pinned, serving nothing, not loaded
-// or evicted by this plan, whose model keeps replicas.min without it.
+// evictable reports whether m may evict resident ri: a Ready replica,
+// not pinned, serving nothing, not loaded or evicted by this plan, whose
+// model keeps replicas.min without it, and of a model of strictly lower
+// priority, or of equal priority when requests wait for m's first replica
+// (demandEvicts) and the replica has served since it was loaded (fresh).
 // Replicas idle past keep-alive are already unloaded by the time placement
 // runs, so their memory is free before any eviction is considered.
 func (p *planner) evictable(ri int, m *modelState) bool {
 	rs := &p.res[ri]
 	v := rs.model
-	return v != nil && rs.counted && !rs.gone &&
-		rs.r.State == StateReady && rs.r.InFlight <= 0 &&
-		!v.in.Pinned && v.in.Priority < m.in.Priority &&
-		v.live()-1 >= v.in.MinReplicas
+	if v == nil || v == m || !rs.counted || rs.gone ||
+		rs.r.State != StateReady || rs.r.InFlight > 0 ||
+		v.in.Pinned || v.live()-1 < v.in.MinReplicas {
+		return false
+	}
+	if v.in.Priority < m.in.Priority {
+		return true
+	}
+	return v.in.Priority == m.in.Priority && m.demandEvicts() && !p.fresh(rs)
+}
+
+// FreshGrace is how long a replica that has not served a request since it
+// became Ready is protected from eviction by a model of equal priority.
+// Such a replica was most likely loaded for a request that is about to
+// reach it; evicting it first would let two models that both have waiting
+// requests take each other's memory in turn without either being served.
+// The grace is bounded so that a replica whose request went away (the
+// client gave up) does not hold its memory for a whole keep-alive.
+const FreshGrace = MinKeepAlive
+
+// fresh reports whether a Ready replica has not served since it was loaded
+// and was loaded within FreshGrace.
+func (p *planner) fresh(rs *resState) bool {
+	l := rs.r.LoadedAt
+	return !l.IsZero() && rs.r.LastUsed.Before(l) && p.now.Sub(l) < FreshGrace
 }
 
 // reloadCost is what evicting a replica is expected to cost: the time to

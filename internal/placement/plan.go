@@ -107,6 +107,15 @@ type modelState struct {
 // included: what replicas.min protects against eviction.
 func (m *modelState) live() int { return m.keptGood + m.keptBad + m.loads }
 
+// demandEvicts reports whether requests wait for m and it had no replica
+// (Loading or Ready) when the pass began and got none yet: then it may
+// evict idle replicas of equal priority, as a user of a single GPU would
+// expect of any server that loads models on demand. A model that lost its
+// replica in this pass does not cascade into evicting others.
+func (m *modelState) demandEvicts() bool {
+	return m.in.Waiting && len(m.replicas) == 0 && m.loads == 0
+}
+
 func (m *modelState) touches(node int) bool { return slices.Contains(m.touched, node) }
 
 func newPlanner(in Input) *planner {

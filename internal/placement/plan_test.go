@@ -427,12 +427,12 @@ func TestCompute(t *testing.T) {
 			desired: map[string]int{"ns/high": 1, "ns/low": 1},
 		},
 		{
-			name:   "equal priority in demand is never evicted",
+			name:   "equal priority in demand, no request waiting: never evicted",
 			nodes:  []Node{mkNode("n1", holds("ns/b", size(70)))},
 			models: []Model{mkModel("ns/a", needs(40), wanted()), mkModel("ns/b", wanted())},
 			keep:   []string{"ns/b@n1"},
 			unsched: map[string]string{
-				"ns/a": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU)",
+				"ns/a": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU); the next request for it may evict 1 idle replica of equal priority",
 			},
 		},
 		{
@@ -449,7 +449,7 @@ func TestCompute(t *testing.T) {
 			models: []Model{mkModel("ns/high", needs(40), prio(10), wanted()), mkModel("ns/pin", pinned(), prio(-5))},
 			keep:   []string{"ns/pin@n1"},
 			unsched: map[string]string{
-				"ns/high": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU)",
+				"ns/high": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU); held by ns/pin (pinned)",
 			},
 		},
 		{
@@ -458,7 +458,7 @@ func TestCompute(t *testing.T) {
 			models: []Model{mkModel("ns/high", needs(40), prio(10), wanted()), mkModel("ns/low", wanted())},
 			keep:   []string{"ns/low@n1"},
 			unsched: map[string]string{
-				"ns/high": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU)",
+				"ns/high": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU); waiting for ns/low to finish 1 request",
 			},
 		},
 		{
@@ -470,7 +470,128 @@ func TestCompute(t *testing.T) {
 			unload: []string{"ns/low2@n2 Evicted for ns/high"},
 			keep:   []string{"ns/low@n1", "ns/low2@n3"},
 			unsched: map[string]string{
-				"ns/high": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU)",
+				"ns/high": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU); held by ns/low (replicas.min)",
+			},
+		},
+		// ---- demand beats idleness ----
+		{
+			name: "a waiting request evicts the cheapest idle replica of equal priority",
+			nodes: []Node{mkNode("n1", holds("ns/a", size(40), idleFor(2*time.Minute)),
+				holds("ns/b", size(40), idleFor(time.Minute)))},
+			models: []Model{mkModel("ns/c", needs(40), waiting()),
+				mkModel("ns/a", demandAgo(2*time.Minute)), mkModel("ns/b", demandAgo(time.Minute))},
+			// cost a = 40 GiB / 120 s, b = 40 GiB / 60 s: a goes
+			load:   []string{"ns/c@n1[0]"},
+			unload: []string{"ns/a@n1 Evicted for ns/c"},
+			keep:   []string{"ns/b@n1"},
+			unsched: map[string]string{
+				"ns/a": "evicted from n1 for ns/c; the only schedulable node n1 is still unloading a replica",
+			},
+		},
+		{
+			name: "a waiting request takes lower priority before equal priority",
+			nodes: []Node{mkNode("n1", holds("ns/eq", size(40), idleFor(time.Hour-time.Minute)), used(0, 40)),
+				mkNode("n2", holds("ns/low", size(40), usedAgo(time.Second)), used(0, 40))},
+			models: []Model{mkModel("ns/c", needs(40), prio(5), waiting()),
+				mkModel("ns/eq", prio(5), keepAlive(2*time.Hour), demandAgo(time.Hour)), mkModel("ns/low", prio(1), wanted())},
+			load:   []string{"ns/c@n2[0]"},
+			unload: []string{"ns/low@n2 Evicted for ns/c"},
+			keep:   []string{"ns/eq@n1"},
+			unsched: map[string]string{
+				"ns/low": "evicted from n2 for ns/c; needs 10.0 GiB on one node; no candidate node has free memory; on n1, waiting for ns/eq to idle out (in 1h1m)",
+			},
+		},
+		{
+			name:   "a waiting request never evicts higher priority",
+			nodes:  []Node{mkNode("n1", holds("ns/high", size(80), idleFor(10*time.Minute)))},
+			models: []Model{mkModel("ns/c", needs(40), waiting()), mkModel("ns/high", prio(1), demandAgo(10*time.Minute))},
+			keep:   []string{"ns/high@n1"},
+			unsched: map[string]string{
+				"ns/c": "needs 40.0 GiB on one node; no candidate node has free memory; on n1, waiting for ns/high to idle out (in 5m)",
+			},
+		},
+		{
+			name: "a waiting request never evicts a busy, pinned or replicas.min replica",
+			nodes: []Node{mkNode("n1", holds("ns/busy", size(30), busy(2)), holds("ns/pin", size(25)),
+				holds("ns/min", size(25)))},
+			models: []Model{mkModel("ns/c", needs(40), waiting()), mkModel("ns/busy", wanted()), mkModel("ns/pin", pinned()),
+				mkModel("ns/min", minR(1))},
+			keep: []string{"ns/busy@n1", "ns/min@n1", "ns/pin@n1"},
+			unsched: map[string]string{
+				"ns/c": "needs 40.0 GiB on one node; no candidate node has free memory; on n1, waiting for ns/busy to finish 2 requests",
+			},
+		},
+		{
+			name: "a replica loaded for a request is not evicted by equal priority before it served it",
+			nodes: []Node{mkNode("n1", holds("ns/fresh", size(40), loadedAgo(5*time.Second), usedAgo(time.Hour)),
+				holds("ns/old", size(40), idleFor(20*time.Second)))},
+			models: []Model{mkModel("ns/c", needs(40), waiting()), mkModel("ns/fresh", waiting()), mkModel("ns/old", wanted())},
+			// fresh is the cheaper victim by idle time since load, but it has
+			// not served the request it was loaded for
+			load:   []string{"ns/c@n1[0]"},
+			unload: []string{"ns/old@n1 Evicted for ns/c"},
+			keep:   []string{"ns/fresh@n1"},
+			unsched: map[string]string{
+				"ns/old": "evicted from n1 for ns/c; the only schedulable node n1 is still unloading a replica",
+			},
+		},
+		{
+			name:   "a fresh replica's protection ends after FreshGrace",
+			nodes:  []Node{mkNode("n1", holds("ns/fresh", size(80), loadedAgo(FreshGrace+time.Second), usedAgo(time.Hour)))},
+			models: []Model{mkModel("ns/c", needs(40), waiting()), mkModel("ns/fresh", wanted())},
+			load:   []string{"ns/c@n1[0]"},
+			unload: []string{"ns/fresh@n1 Evicted for ns/c"},
+			unsched: map[string]string{
+				"ns/fresh": "evicted from n1 for ns/c; the only schedulable node n1 is still unloading a replica",
+			},
+		},
+		{
+			name:   "only a fresh replica: the waiting request says what it waits for",
+			nodes:  []Node{mkNode("n1", holds("ns/fresh", size(80), loadedAgo(5*time.Second), usedAgo(time.Hour)))},
+			models: []Model{mkModel("ns/c", needs(40), waiting()), mkModel("ns/fresh", wanted())},
+			keep:   []string{"ns/fresh@n1"},
+			unsched: map[string]string{
+				"ns/c": "needs 40.0 GiB on one node; no candidate node has free memory; on n1, waiting for ns/fresh to serve the request it was loaded for",
+			},
+		},
+		{
+			name: "equal priority is not evicted to scale out a model that has a replica",
+			nodes: []Node{mkNode("n1", holds("ns/c", size(40), busy(8)), holds("ns/x", size(40), idleFor(time.Minute))),
+				mkNode("n2", holds("ns/y", size(80), idleFor(time.Minute)))},
+			models: []Model{mkModel("ns/c", needs(40), waiting(), perReplica(4), maxR(2)),
+				mkModel("ns/x", demandAgo(time.Minute)), mkModel("ns/y", demandAgo(time.Minute))},
+			keep: []string{"ns/c@n1", "ns/x@n1", "ns/y@n2"},
+			unsched: map[string]string{
+				"ns/c": "needs 40.0 GiB on one node; no candidate node has free memory; on n2, waiting for ns/y to idle out (in 14m)",
+			},
+		},
+		{
+			name:  "two waiting models, one GPU: the older request goes first, the other waits for it to be served",
+			nodes: []Node{mkNode("n1", holds("ns/idle", size(80), idleFor(time.Minute)))},
+			models: []Model{mkModel("ns/b", needs(80), waiting(), demandAgo(2*time.Second)), mkModel("ns/a", needs(80), waiting(), demandAgo(time.Second)),
+				mkModel("ns/idle", demandAgo(time.Minute))},
+			load:   []string{"ns/b@n1[0]"},
+			unload: []string{"ns/idle@n1 Evicted for ns/b"},
+			unsched: map[string]string{
+				"ns/a":    "needs 80.0 GiB on one node; no candidate node has free memory; on n1, waiting for ns/b to load and serve the request it is loaded for",
+				"ns/idle": "evicted from n1 for ns/b; the only schedulable node n1 is still unloading a replica",
+			},
+		},
+		{
+			name:   "small sizes are shown in MiB",
+			nodes:  []Node{mkNode("n1", withGPUs(0.5), used(0, 0.25), holds("ns/pin", size(0.125)))},
+			models: []Model{mkModel("ns/a", needs(0.25), waiting()), mkModel("ns/pin", pinned())},
+			keep:   []string{"ns/pin@n1"},
+			unsched: map[string]string{
+				"ns/a": "needs 256.0 MiB on one node; best is 128.0 MiB on n1 (1 GPU); held by ns/pin (pinned)",
+			},
+		},
+		{
+			name:   "nearly equal sizes are shown with the precision that tells them apart",
+			nodes:  []Node{mkNode("n1", withGPUs(0.5), used(0, 0.375))},
+			models: []Model{mkModel("ns/a", func(m *Model) { m.BytesNeeded = 128<<20 + 4<<10 }, wanted())},
+			unsched: map[string]string{
+				"ns/a": "needs 128.004 MiB on one node; best is 128.000 MiB on n1 (1 GPU)",
 			},
 		},
 		{
@@ -481,7 +602,7 @@ func TestCompute(t *testing.T) {
 				mkModel("ns/low", wanted()), mkModel("ns/pin", pinned()), mkModel("ns/same", prio(10), wanted())},
 			keep: []string{"ns/low@n1", "ns/pin@n1", "ns/same@n2"},
 			unsched: map[string]string{
-				"ns/high": "needs 50.0 GiB on one GPU; largest free is 35.0 GiB on n1 (including 30.0 GiB evictable)",
+				"ns/high": "needs 50.0 GiB on one GPU; largest free is 35.0 GiB on n1 (including 30.0 GiB evictable); held by ns/pin (pinned)",
 			},
 		},
 		{
@@ -502,7 +623,7 @@ func TestCompute(t *testing.T) {
 			unload: []string{"ns/p0@n2 Evicted for ns/high"},
 			keep:   []string{"ns/p1@n1"},
 			unsched: map[string]string{
-				"ns/p0": "evicted from n2 for ns/high; needs 60.0 GiB on one node; best is 20.0 GiB on n1 (1 GPU)",
+				"ns/p0": "evicted from n2 for ns/high; needs 60.0 GiB on one node; best is 20.0 GiB on n1 (1 GPU); waiting for ns/p1 to idle out (in 14m)",
 			},
 		},
 		{

@@ -35,8 +35,9 @@ const (
 	ReasonIdle UnloadReason = "Idle"
 	// ReasonSurplus: the model has more replicas than replicas.max.
 	ReasonSurplus UnloadReason = "Surplus"
-	// ReasonEvicted: a higher-priority model needs the memory (see
-	// Unload.ForModel).
+	// ReasonEvicted: another model needs the memory (see Unload.ForModel):
+	// one of higher priority, or one of equal priority with requests
+	// waiting for its first replica.
 	ReasonEvicted UnloadReason = "Evicted"
 	// ReasonDeleted: the Model is being deleted.
 	ReasonDeleted UnloadReason = "Deleted"
@@ -128,8 +129,10 @@ type Resident struct {
 type Model struct {
 	// Key is the Model key, "<namespace>/<name>".
 	Key string
-	// Priority orders models when memory is short: a model may evict
-	// replicas of strictly lower priority, never of equal or higher.
+	// Priority orders models when memory is short: a model may evict idle
+	// replicas of strictly lower priority, and, while requests wait for its
+	// first replica (Waiting), idle replicas of equal priority; never of
+	// higher priority.
 	Priority int32
 	// Pinned keeps at least one replica loaded at all times, and no replica
 	// of a pinned model is ever evicted.
@@ -146,6 +149,10 @@ type Model struct {
 	// LastDemand is the newest of the gateway's demand signal and the
 	// replicas' last use; zero if never.
 	LastDemand time.Time
+	// Waiting is set while requests for the model are held at the gateway
+	// (its demand signal is fresh). The first replica of a waiting model may
+	// evict idle replicas of equal priority, not only of lower priority.
+	Waiting bool
 	// TargetInFlight is the in-flight requests one replica should carry
 	// before another is added (e.g. the engine's parallel sequences). While
 	// the model is in demand it wants ceil(sum of InFlight over its replicas

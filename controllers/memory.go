@@ -11,25 +11,22 @@ import (
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/placement"
 )
 
-// estimateKey identifies what a memory estimate depends on.
+// estimateKey identifies what a memory estimate depends on: the source
+// and the engine settings in the contract's normal form (so a new engine
+// setting is part of it without being listed here).
 type estimateKey struct {
-	uri, sha256    string
-	ctx, parallel  int32
-	kvCache, flash string
+	source neuronapi.Source
+	engine string
 }
 
 func estimateKeyOf(m *cortexv1.Model) estimateKey {
-	k := estimateKey{
-		uri: m.Spec.Source.URI, sha256: m.Spec.Source.SHA256,
-		parallel: m.Spec.Engine.Parallel,
-		kvCache:  string(m.Spec.Engine.KVCacheType), flash: string(m.Spec.Engine.FlashAttention),
+	return estimateKey{
+		source: neuronapi.Source{URI: m.Spec.Source.URI, SHA256: m.Spec.Source.SHA256},
+		engine: engineConfig(m.Spec.Engine).MemoryKey(),
 	}
-	if m.Spec.Engine.ContextLength != nil {
-		k.ctx = *m.Spec.Engine.ContextLength
-	}
-	return k
 }
 
 type estimate struct {
@@ -169,15 +166,7 @@ func estimateNode(model *cortexv1.Model, snap *snapshot) string {
 
 // placeableOn reports whether the Model's placement rules admit the node.
 func placeableOn(model *cortexv1.Model, nn *cortexv1.NeuronNode) bool {
-	if names := model.Spec.Placement.NodeNames; len(names) > 0 && !slices.Contains(names, nn.Name) {
-		return false
-	}
-	for k, v := range model.Spec.Placement.NodeSelector {
-		if nn.Labels[k] != v {
-			return false
-		}
-	}
-	return true
+	return placement.NodeAdmits(model.Spec.Placement.NodeSelector, model.Spec.Placement.NodeNames, nn.Name, nn.Labels)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/placement"
 )
 
 // Catalog is the gateway's read model of the fleet: which names resolve to
@@ -38,18 +39,8 @@ func (a nodeState) equal(b nodeState) bool {
 // placeable reports whether a new replica of m could go to this node (its
 // memory aside, which only the manager knows).
 func (a nodeState) placeable(name string, m *cortexv1.Model) bool {
-	if !a.ready || a.cordoned {
-		return false
-	}
-	if nn := m.Spec.Placement.NodeNames; len(nn) > 0 && !slices.Contains(nn, name) {
-		return false
-	}
-	for k, v := range m.Spec.Placement.NodeSelector {
-		if a.labels[k] != v {
-			return false
-		}
-	}
-	return true
+	return a.ready && !a.cordoned &&
+		placement.NodeAdmits(m.Spec.Placement.NodeSelector, m.Spec.Placement.NodeNames, name, a.labels)
 }
 
 // entry is one Model as the gateway routes it.

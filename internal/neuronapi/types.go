@@ -9,6 +9,9 @@
 package neuronapi
 
 import (
+	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -215,31 +218,75 @@ const (
 	CodeInternal              = "internal_error"
 )
 
+// Normalize returns e in canonical form, the one the neuron loads with and
+// echoes back: names in lower case, the neuron's defaults written out
+// ("auto" flash attention, an "f16" KV cache), and a negative or unset
+// gpuLayers both meaning "every layer" (nil). Two configurations load a
+// model the same way exactly when their normal forms are equal.
+func (e EngineConfig) Normalize() EngineConfig {
+	e.FlashAttention = strings.ToLower(strings.TrimSpace(e.FlashAttention))
+	if e.FlashAttention == "" {
+		e.FlashAttention = "auto"
+	}
+	e.KVCacheType = strings.ToLower(strings.TrimSpace(e.KVCacheType))
+	if e.KVCacheType == "" {
+		e.KVCacheType = "f16"
+	}
+	if e.GPULayers != nil {
+		if *e.GPULayers < 0 {
+			e.GPULayers = nil
+		} else {
+			g := *e.GPULayers
+			e.GPULayers = &g
+		}
+	}
+	return e
+}
+
+// FieldError is an invalid field of a request: Field is its JSON path,
+// Message says what is wrong in a sentence a client can show.
+type FieldError struct {
+	Field, Message string
+}
+
+func (e *FieldError) Error() string { return e.Message }
+
+// Validate checks a normalized configuration's ranges and names (the chat
+// template, which needs the template engine, is checked by the neuron).
+func (e EngineConfig) Validate() error {
+	switch {
+	case e.ContextLength < 0 || e.ContextLength > 1<<22:
+		return &FieldError{"engine.contextLength", fmt.Sprintf("Invalid 'engine.contextLength': %d is out of range.", e.ContextLength)}
+	case e.Parallel < 0 || e.Parallel > 256:
+		return &FieldError{"engine.parallel", fmt.Sprintf("Invalid 'engine.parallel': %d is out of range.", e.Parallel)}
+	}
+	switch e.FlashAttention {
+	case "auto", "enabled", "disabled":
+	default:
+		return &FieldError{"engine.flashAttention", fmt.Sprintf("Invalid 'engine.flashAttention': %q; use auto, enabled or disabled.", e.FlashAttention)}
+	}
+	switch e.KVCacheType {
+	case "f16", "q8_0", "q4_0":
+	default:
+		return &FieldError{"engine.kvCacheType", fmt.Sprintf("Invalid 'engine.kvCacheType': %q; use f16, q8_0 or q4_0.", e.KVCacheType)}
+	}
+	return nil
+}
+
 // Equivalent reports whether two engine configurations load a model the
-// same way: the same values once the neuron's defaults ("auto" flash
-// attention, an "f16" KV cache) and letter case are applied.
+// same way: their normal forms are equal, field by field, so a new engine
+// setting takes part without being listed here.
 func (e EngineConfig) Equivalent(o EngineConfig) bool {
-	norm := func(c EngineConfig) EngineConfig {
-		c.FlashAttention = strings.ToLower(c.FlashAttention)
-		if c.FlashAttention == "" {
-			c.FlashAttention = "auto"
-		}
-		c.KVCacheType = strings.ToLower(c.KVCacheType)
-		if c.KVCacheType == "" {
-			c.KVCacheType = "f16"
-		}
-		return c
-	}
-	a, b := norm(e), norm(o)
-	gpuA, gpuB := -1, -1
-	if a.GPULayers != nil {
-		gpuA = *a.GPULayers
-	}
-	if b.GPULayers != nil {
-		gpuB = *b.GPULayers
-	}
-	return a.ContextLength == b.ContextLength && a.Parallel == b.Parallel && gpuA == gpuB &&
-		a.FlashAttention == b.FlashAttention && a.KVCacheType == b.KVCacheType && a.ChatTemplate == b.ChatTemplate
+	return reflect.DeepEqual(e.Normalize(), o.Normalize())
+}
+
+// MemoryKey identifies what a memory estimate of a model loaded with e
+// depends on: every setting but the chat template, in normal form.
+func (e EngineConfig) MemoryKey() string {
+	n := e.Normalize()
+	n.ChatTemplate = ""
+	b, _ := json.Marshal(n)
+	return string(b)
 }
 
 // Replica is the state as Model and NeuronNode status show it: the

@@ -264,12 +264,22 @@ func (p *planner) classifyResidents() {
 // matches reports whether m may be placed on n by its nodeSelector and
 // nodeNames (readiness and cordon aside).
 func matches(m *Model, n *nodeState) bool {
-	for k, v := range m.NodeSelector {
-		if lv, ok := n.labels[k]; !ok || lv != v {
+	return NodeAdmits(m.NodeSelector, m.NodeNames, n.name, n.labels)
+}
+
+// NodeAdmits reports whether a Model's placement rules admit a node by its
+// name and labels: every nodeSelector key present on the node with an equal
+// value (a missing label never matches, even a selector value of ""), and
+// the node among nodeNames when any are given. It is the one definition of
+// node matching: the planner, the manager's choice of a node to estimate
+// on and the gateway's "could load here" all use it.
+func NodeAdmits(selector map[string]string, names []string, node string, labels map[string]string) bool {
+	for k, v := range selector {
+		if lv, ok := labels[k]; !ok || lv != v {
 			return false
 		}
 	}
-	return len(m.NodeNames) == 0 || slices.Contains(m.NodeNames, n.name)
+	return len(names) == 0 || slices.Contains(names, node)
 }
 
 // unload records an unload of resident ri and frees its memory for the rest

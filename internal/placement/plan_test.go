@@ -926,3 +926,26 @@ func apply(in Input, p Plan) Input {
 	}
 	return out
 }
+
+func TestNodeAdmits(t *testing.T) {
+	labels := map[string]string{"gpu": "h100", "empty": ""}
+	for _, tc := range []struct {
+		selector map[string]string
+		names    []string
+		want     bool
+	}{
+		{nil, nil, true},
+		{map[string]string{"gpu": "h100"}, nil, true},
+		{map[string]string{"gpu": "a100"}, nil, false},
+		{map[string]string{"empty": ""}, nil, true},
+		// a missing label never matches, not even an empty value
+		{map[string]string{"zone": ""}, nil, false},
+		{nil, []string{"n2", "n1"}, true},
+		{nil, []string{"n2"}, false},
+		{map[string]string{"gpu": "h100"}, []string{"n2"}, false},
+	} {
+		if got := NodeAdmits(tc.selector, tc.names, "n1", labels); got != tc.want {
+			t.Errorf("NodeAdmits(%v, %v) = %v, want %v", tc.selector, tc.names, got, tc.want)
+		}
+	}
+}

@@ -86,12 +86,20 @@ type replicaKey struct{ model, node string }
 func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
 	defer func() {
 		if err != nil {
-			r.Metrics.ReconcileErrors.WithLabelValues("model").Inc()
+			r.Metrics.ObserveReconcileError(ControllerModel)
 		}
 	}()
 	model := &cortexv1.Model{}
 	if err := r.Get(ctx, req.NamespacedName, model); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
+		// No such Model (any more): whatever a neuron still holds under its
+		// name is an orphan, and so is anything left by other deleted
+		// Models. The planner decides; executeUnload does it.
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return ctrl.Result{}, r.sweepOrphans(ctx)
 	}
 	logger := log.FromContext(ctx).WithValues("model", klogRef(model))
 	ctx = log.IntoContext(ctx, logger)
@@ -133,6 +141,10 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 		return nil, fmt.Errorf("listing NeuronNodes: %w", err)
 	}
 	s := &snapshot{models: models.Items, nodes: map[string]*cortexv1.NeuronNode{}, ready: map[string]bool{}, input: placement.Input{Now: now}}
+	specs := make(map[string]*cortexv1.Model, len(models.Items))
+	for i := range models.Items {
+		specs[models.Items[i].Key()] = &models.Items[i]
+	}
 	for i := range nodes.Items {
 		nn := &nodes.Items[i]
 		s.nodes[nn.Name] = nn
@@ -146,7 +158,7 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 			s.unwatched = append(s.unwatched, nn.Name)
 		}
 		s.ready[nn.Name] = ready
-		s.input.Nodes = append(s.input.Nodes, toPlacementNode(nn, obs, ready))
+		s.input.Nodes = append(s.input.Nodes, toPlacementNode(nn, obs, ready, specs))
 	}
 	for i := range s.models {
 		m := &s.models[i]
@@ -160,7 +172,10 @@ func (r *ModelReconciler) heartbeatFresh(nn *cortexv1.NeuronNode, now time.Time)
 	return hb != nil && now.Sub(hb.Time) <= r.StaleAfter
 }
 
-func toPlacementNode(nn *cortexv1.NeuronNode, obs Observation, ready bool) placement.Node {
+// toPlacementNode maps a NeuronNode and what its neuron reported to the
+// planner's node; a resident loaded with a source or engine settings its
+// Model's spec no longer has is marked Outdated.
+func toPlacementNode(nn *cortexv1.NeuronNode, obs Observation, ready bool, specs map[string]*cortexv1.Model) placement.Node {
 	n := placement.Node{
 		Name:          nn.Name,
 		Labels:        nn.Labels,
@@ -187,6 +202,9 @@ func toPlacementNode(nn *cortexv1.NeuronNode, obs Observation, ready bool) place
 		}
 		if m.LoadedAt != nil {
 			res.LoadedAt = *m.LoadedAt
+		}
+		if spec := specs[m.Name]; spec != nil {
+			res.Outdated = m.Source != sourceOf(spec) || !m.Engine.Equivalent(engineConfig(spec.Spec.Engine))
 		}
 		n.Residents = append(n.Residents, res)
 	}
@@ -326,15 +344,6 @@ func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortex
 		return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
 	}
 
-	// A replica loaded with an older source or engine settings is replaced,
-	// one at a time so a Model with several replicas keeps serving.
-	if requeue, err := r.replaceOutdated(ctx, model, snap); err != nil || requeue {
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		return ctrl.Result{RequeueAfter: loadingRecheck}, nil
-	}
-
 	estimateMsg := r.ensureEstimate(ctx, model, snap)
 	plan := placement.Compute(snap.input)
 
@@ -354,50 +363,26 @@ func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortex
 	return ctrl.Result{RequeueAfter: r.nextLook(model, snap, now)}, nil
 }
 
-// execute performs the actions of the plan that belong to this Model.
+// execute performs the actions of the plan that belong to this Model —
+// its own loads and unloads and the evictions its loads need — and the
+// plan's orphan unloads, which belong to no Model and so to every pass.
 func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, snap *snapshot, plan placement.Plan) error {
 	logger := log.FromContext(ctx)
 	key := model.Key()
 	var errs []error
 	blocked := map[string]bool{} // nodes where an eviction failed: no load there
 	for _, u := range plan.Unload {
-		if u.Model != key && u.ForModel != key {
+		if u.Model != key && u.ForModel != key && u.Reason != placement.ReasonOrphaned {
 			continue
 		}
-		nn := snap.nodes[u.Node]
-		if nn == nil || !snap.ready[u.Node] {
-			continue
-		}
-		if u.Reason == placement.ReasonFailed {
-			// Remember why before the unload clears the evidence: back-off
-			// and status read it.
-			r.recordFailure(u.Model, u.Node, r.Clock.Now())
-		}
-		logger.Info("Unloading replica", "node", u.Node, "victim", u.Model, "reason", u.Reason)
-		if err := r.Neurons.Unload(ctx, nn.Status.Endpoint, u.Model); err != nil {
+		if err := r.executeUnload(ctx, snap, u); err != nil {
 			errs = append(errs, err)
 			blocked[u.Node] = true
-			continue
-		}
-		r.Fleet.Upsert(u.Node, u.Model, nil)
-		r.Metrics.Evictions.WithLabelValues(string(u.Reason)).Inc()
-		if u.Reason == placement.ReasonEvicted {
-			r.evictions.record(u.Model, u.Node, u.ForModel, r.Clock.Now())
-		}
-		if u.Model != key {
-			r.wake(u.Model)
-			if victim := findModel(snap.models, u.Model); victim != nil {
-				r.event(victim, corev1.EventTypeNormal, "Evicted", "Unload",
-					"Unloaded from %s to make room for %s", u.Node, key)
-			}
-		} else if u.Reason == placement.ReasonIdle {
-			r.event(model, corev1.EventTypeNormal, "IdleUnload", "Unload",
-				"Unloaded from %s after %s without requests", u.Node, keepAlive(model))
 		}
 	}
 	if len(plan.Unschedulable) > 0 {
 		if _, bad := plan.Unschedulable[key]; bad {
-			r.Metrics.Placements.WithLabelValues("unschedulable").Inc()
+			r.Metrics.ObservePlacement(false)
 		}
 	}
 	now := r.Clock.Now()
@@ -416,13 +401,13 @@ func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, sn
 		logger.Info("Loading replica", "node", l.Node, "devices", l.Devices, "bytes", l.Bytes)
 		st, err := r.Neurons.Load(ctx, nn.Status.Endpoint, req)
 		if err != nil {
-			r.Metrics.Loads.WithLabelValues("refused").Inc()
+			r.Metrics.ObserveLoad(LoadRefused)
 			r.failures.record(key, l.Node, now, err.Error())
 			errs = append(errs, err)
 			continue
 		}
-		r.Metrics.Loads.WithLabelValues("accepted").Inc()
-		r.Metrics.Placements.WithLabelValues("placed").Inc()
+		r.Metrics.ObserveLoad(LoadAccepted)
+		r.Metrics.ObservePlacement(true)
 		if st.VRAMBytes == 0 {
 			st.VRAMBytes = l.Bytes
 		}
@@ -441,61 +426,80 @@ func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, sn
 	return errors.Join(errs...)
 }
 
-// replaceOutdated unloads one replica whose source or engine settings no
-// longer match the spec, unless a replica of the Model is still loading
-// (then it asks to be called again). After an unload the snapshot is taken
-// again, so the planner places a fresh replica in the same pass.
-func (r *ModelReconciler) replaceOutdated(ctx context.Context, model *cortexv1.Model, snap *snapshot) (bool, error) {
-	key := model.Key()
-	want := neuronapi.Source{URI: model.Spec.Source.URI, SHA256: model.Spec.Source.SHA256}
-	wantEngine := engineConfig(model.Spec.Engine)
-	var outdated []string
-	loading := false
-	for _, name := range r.Fleet.Nodes() {
-		if !snap.ready[name] {
-			continue
-		}
-		obs, _ := r.Fleet.Get(name)
-		for _, m := range obs.Models {
-			if m.Name != key {
-				continue
-			}
-			switch {
-			case m.State == neuronapi.StateLoading || m.State == neuronapi.StateUnloading:
-				loading = true
-			case m.Source != want || !m.Engine.Equivalent(wantEngine):
-				outdated = append(outdated, name)
-			}
-		}
-	}
-	if len(outdated) == 0 {
-		return false, nil
-	}
-	if loading {
-		return true, nil
-	}
-	node := outdated[0]
-	obs, _ := r.Fleet.Get(node)
-	log.FromContext(ctx).Info("Replacing a replica loaded with older settings", "node", node)
-	if err := r.Neurons.Unload(ctx, obs.Endpoint, key); err != nil {
-		return false, err
-	}
-	r.Fleet.Upsert(node, key, nil)
-	r.Metrics.Evictions.WithLabelValues("Outdated").Inc()
-	r.event(model, corev1.EventTypeNormal, "Reloading", "Unload", "Unloaded from %s to reload with the new spec", node)
-	fresh, err := r.takeSnapshot(ctx, r.Clock.Now())
+// sweepOrphans plans the fleet and carries out only the plan's orphan
+// unloads. It runs when a pass is asked for a Model that does not exist:
+// the node poller wakes the name of every model whose residency changed,
+// so a model left on a neuron by a Model deleted while the node was
+// unreachable (or no manager ran) is found even when no other Model
+// exists to plan with.
+func (r *ModelReconciler) sweepOrphans(ctx context.Context) error {
+	snap, err := r.takeSnapshot(ctx, r.Clock.Now())
 	if err != nil {
-		return false, err
+		return err
 	}
-	*snap = *fresh
-	return false, nil
+	if len(snap.unwatched) > 0 {
+		return nil // the first poll of those nodes wakes the names again
+	}
+	var errs []error
+	for _, u := range placement.Compute(snap.input).Unload {
+		if u.Reason == placement.ReasonOrphaned {
+			errs = append(errs, r.executeUnload(ctx, snap, u))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// executeUnload carries out one unload of the plan: the only place the
+// manager unloads a replica, whatever the planner's reason. It records
+// what status and back-off need, counts the reason and tells the Model.
+func (r *ModelReconciler) executeUnload(ctx context.Context, snap *snapshot, u placement.Unload) error {
+	nn := snap.nodes[u.Node]
+	if nn == nil || !snap.ready[u.Node] {
+		return nil
+	}
+	now := r.Clock.Now()
+	if u.Reason == placement.ReasonFailed {
+		// Remember why before the unload clears the evidence: back-off and
+		// status read it.
+		r.recordFailure(u.Model, u.Node, now)
+	}
+	log.FromContext(ctx).Info("Unloading replica", "node", u.Node, "replica", u.Model, "reason", u.Reason, "for", u.ForModel)
+	if err := r.Neurons.Unload(ctx, nn.Status.Endpoint, u.Model); err != nil {
+		return fmt.Errorf("unloading %s from %s: %w", u.Model, u.Node, err)
+	}
+	r.Fleet.Upsert(u.Node, u.Model, nil)
+	r.Metrics.ObserveEviction(u.Reason)
+	m := findModel(snap.models, u.Model)
+	switch u.Reason {
+	case placement.ReasonEvicted:
+		r.evictions.record(u.Model, u.Node, u.ForModel, now)
+		r.wake(u.Model)
+		if m != nil {
+			r.event(m, corev1.EventTypeNormal, "Evicted", "Unload", "Unloaded from %s to make room for %s", u.Node, u.ForModel)
+		}
+	case placement.ReasonIdle:
+		if m != nil {
+			r.event(m, corev1.EventTypeNormal, "IdleUnload", "Unload",
+				"Unloaded from %s after %s without requests", u.Node, keepAlive(m))
+		}
+	case placement.ReasonOutdated:
+		if m != nil {
+			r.event(m, corev1.EventTypeNormal, "Reloading", "Unload", "Unloaded from %s to reload with the new spec", u.Node)
+		}
+	}
+	return nil
+}
+
+// sourceOf is the Model's source in the contract's terms.
+func sourceOf(m *cortexv1.Model) neuronapi.Source {
+	return neuronapi.Source{URI: m.Spec.Source.URI, SHA256: m.Spec.Source.SHA256}
 }
 
 func loadRequest(m *cortexv1.Model, l placement.Load) neuronapi.LoadRequest {
 	e := m.Spec.Engine
 	req := neuronapi.LoadRequest{
 		Name:    m.Key(),
-		Source:  neuronapi.Source{URI: m.Spec.Source.URI, SHA256: m.Spec.Source.SHA256},
+		Source:  sourceOf(m),
 		Engine:  engineConfig(e),
 		Devices: l.Devices,
 	}
@@ -578,8 +582,7 @@ func (r *ModelReconciler) rebuildStatus(ctx context.Context, model *cortexv1.Mod
 			st.ReadyReplicas++
 			nodes = append(nodes, name)
 			if started, ok := r.loading[replicaKey{key, name}]; ok {
-				r.Metrics.LoadDuration.Observe(now.Sub(started).Seconds())
-				r.Metrics.Loads.WithLabelValues("ready").Inc()
+				r.Metrics.ObserveLoadReady(now.Sub(started))
 				r.failures.clear(key, name)
 				delete(r.loading, replicaKey{key, name})
 			}
@@ -693,7 +696,7 @@ func (r *ModelReconciler) recordFailure(model, node string, now time.Time) {
 	k := replicaKey{model, node}
 	if _, ok := r.loading[k]; ok {
 		delete(r.loading, k)
-		r.Metrics.Loads.WithLabelValues("failed").Inc()
+		r.Metrics.ObserveLoad(LoadFailed)
 	} else if r.failures.backingOff(model, node, now) {
 		// Already counted (or a failure a restarted manager found).
 		return
@@ -729,7 +732,6 @@ func (r *ModelReconciler) patchStatus(ctx context.Context, model, original *cort
 
 // updateFleetGauges refreshes the fleet-wide gauges from this pass's view.
 func (r *ModelReconciler) updateFleetGauges(model *cortexv1.Model, snap *snapshot, plan placement.Plan) {
-	r.Metrics.UnschedulableModels.Set(float64(len(plan.Unschedulable)))
 	counts := map[cortexv1.ModelPhase]int{}
 	for i := range snap.models {
 		phase := snap.models[i].Status.Phase
@@ -741,11 +743,7 @@ func (r *ModelReconciler) updateFleetGauges(model *cortexv1.Model, snap *snapsho
 		}
 		counts[phase]++
 	}
-	for _, p := range []cortexv1.ModelPhase{cortexv1.ModelPhasePending, cortexv1.ModelPhaseLoading, cortexv1.ModelPhaseReady,
-		cortexv1.ModelPhaseDegraded, cortexv1.ModelPhaseIdle, cortexv1.ModelPhaseUnschedulable, cortexv1.ModelPhaseFailed,
-		cortexv1.ModelPhaseTerminating} {
-		r.Metrics.ModelsByPhase.WithLabelValues(string(p)).Set(float64(counts[p]))
-	}
+	r.Metrics.SetFleet(counts, len(plan.Unschedulable))
 }
 
 // recordTransitions emits the rare, meaningful events.
@@ -817,39 +815,35 @@ func (r *ModelReconciler) nextLook(model *cortexv1.Model, snap *snapshot, now ti
 	return next
 }
 
+// reconcileDelete unloads a deleted Model everywhere reachable — the
+// planner's Deleted unloads, carried out by executeUnload — and removes the
+// finalizer once no Ready node holds it. A node that is not Ready is
+// skipped: its poller finds the model an orphan when it comes back.
 func (r *ModelReconciler) reconcileDelete(ctx context.Context, model, original *cortexv1.Model) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
 	key := model.Key()
-	now := r.Clock.Now()
-	snap, err := r.takeSnapshot(ctx, now)
+	snap, err := r.takeSnapshot(ctx, r.Clock.Now())
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	plan := placement.Compute(snap.input)
 	var errs []error
-	remaining := 0
-	for _, name := range r.Fleet.Nodes() {
-		obs, _ := r.Fleet.Get(name)
-		if !slices.ContainsFunc(obs.Models, func(m neuronapi.ModelStatus) bool { return m.Name == key }) {
-			continue
+	for _, u := range plan.Unload {
+		if u.Model == key || u.Reason == placement.ReasonOrphaned {
+			if err := r.executeUnload(ctx, snap, u); err != nil {
+				errs = append(errs, err)
+			}
 		}
-		if !snap.ready[name] {
-			// Unreachable: the node's poller unloads it as an orphan when
-			// the node comes back.
-			continue
-		}
-		logger.Info("Unloading deleted model", "node", name)
-		if err := r.Neurons.Unload(ctx, obs.Endpoint, key); err != nil {
-			errs = append(errs, err)
-			remaining++
-			continue
-		}
-		r.Fleet.Upsert(name, key, nil)
-		r.Metrics.Evictions.WithLabelValues(string(placement.ReasonDeleted)).Inc()
 	}
-	if remaining > 0 {
+	if remaining := r.heldOnReadyNodes(key, snap); remaining > 0 || len(errs) > 0 {
+		// Unloading, or an unload failed: Terminating until it is gone.
 		model.Status.Phase = cortexv1.ModelPhaseTerminating
-		_ = r.patchStatus(ctx, model, original)
-		return ctrl.Result{}, errors.Join(errs...)
+		if err := r.patchStatus(ctx, model, original); err != nil {
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			return ctrl.Result{}, errors.Join(errs...)
+		}
+		return ctrl.Result{RequeueAfter: loadingRecheck}, nil
 	}
 	r.estimates.forget(estimateKeyOf(model))
 	r.failures.forget(key)
@@ -860,6 +854,19 @@ func (r *ModelReconciler) reconcileDelete(ctx context.Context, model, original *
 		return ctrl.Result{}, fmt.Errorf("removing finalizer: %w", err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// heldOnReadyNodes counts the Ready nodes whose last observation (with the
+// manager's own unloads applied) still holds the model.
+func (r *ModelReconciler) heldOnReadyNodes(key string, snap *snapshot) int {
+	n := 0
+	for _, name := range r.Fleet.Nodes() {
+		obs, _ := r.Fleet.Get(name)
+		if snap.ready[name] && slices.ContainsFunc(obs.Models, func(m neuronapi.ModelStatus) bool { return m.Name == key }) {
+			n++
+		}
+	}
+	return n
 }
 
 func (r *ModelReconciler) event(obj *cortexv1.Model, typ, reason, action, note string, args ...any) {

@@ -111,8 +111,13 @@ func TestThirdModelEvictsTheRightVictim(t *testing.T) {
 	if n.Unloads(f.key("b")) != 1 || n.Unloads(f.key("a")) != 0 {
 		t.Fatalf("unloads: a=%d b=%d", n.Unloads(f.key("a")), n.Unloads(f.key("b")))
 	}
-	// B still wants a replica and cannot have one: a human-readable reason.
-	b := f.waitPhase("b", cortexv1.ModelPhaseUnschedulable, 20*time.Second)
+	// B is Idle (its next request loads it again) and says why; it still
+	// wants a replica within its keep-alive and cannot have one: a
+	// human-readable reason.
+	b := f.waitPhase("b", cortexv1.ModelPhaseIdle, 20*time.Second)
+	if r := condition(b, cortexv1.ModelConditionReady); r == nil || r.Reason != cortexv1.ReasonEvicted || !strings.Contains(r.Message, f.key("c")) {
+		t.Fatalf("Ready condition of b = %+v", r)
+	}
 	c := condition(b, cortexv1.ModelConditionScheduled)
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != cortexv1.ReasonUnschedulable || !strings.Contains(c.Message, "4.0 GiB") {
 		t.Fatalf("Scheduled condition of b = %+v", c)

@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -54,7 +53,7 @@ type NeuronNodeReconciler struct {
 func (r *NeuronNodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
 	defer func() {
 		if err != nil {
-			r.Metrics.ReconcileErrors.WithLabelValues("neuronnode").Inc()
+			r.Metrics.ObserveReconcileError(ControllerNeuronNode)
 		}
 	}()
 	nn := &cortexv1.NeuronNode{}
@@ -126,8 +125,12 @@ func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronN
 		return notReady(cortexv1.ReasonUnreachable, truncate(err.Error(), 512)), requeue
 	}
 	changed := r.Fleet.Set(nn.Name, Observation{Endpoint: nn.Status.Endpoint, At: now, Models: resp.Models, Devices: resp.Devices})
-	r.Notify(changed...)
-	r.unloadOrphans(ctx, nn, resp.Models)
+	// Woken Models re-plan; a woken name with no Model sweeps orphans
+	// (ModelReconciler.sweepOrphans), so the planner decides those too. A
+	// model the node holds that no Model describes is woken on every poll
+	// until it is gone: it may be left from before the node was unreachable,
+	// when no residency change is seen.
+	r.Notify(append(changed, r.orphans(ctx, resp.Models)...)...)
 	return metav1.Condition{
 		Type: cortexv1.NeuronNodeConditionReady, Status: metav1.ConditionTrue, Reason: cortexv1.ReasonHeartbeatFresh,
 		// No ages or counters here: the message must stay put between polls
@@ -136,29 +139,20 @@ func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronN
 	}, requeue
 }
 
-// unloadOrphans unloads models no Model object describes: what a Model
-// deleted while its node was unreachable (or while no manager ran) left
-// behind.
-func (r *NeuronNodeReconciler) unloadOrphans(ctx context.Context, nn *cortexv1.NeuronNode, models []neuronapi.ModelStatus) {
-	logger := log.FromContext(ctx)
+// orphans returns the names of models no Model in the cache describes.
+func (r *NeuronNodeReconciler) orphans(ctx context.Context, models []neuronapi.ModelStatus) []string {
+	var out []string
 	for _, m := range models {
 		ns, name, ok := splitKey(m.Name)
 		if !ok {
 			continue
 		}
 		var model cortexv1.Model
-		err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &model)
-		if err == nil || !apierrors.IsNotFound(err) {
-			continue
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &model); apierrors.IsNotFound(err) {
+			out = append(out, m.Name)
 		}
-		logger.Info("Unloading orphaned model", "model", m.Name)
-		if err := r.Neurons.Unload(ctx, nn.Status.Endpoint, m.Name); err != nil {
-			logger.Error(err, "Unloading orphaned model", "model", m.Name)
-			continue
-		}
-		r.Metrics.Evictions.WithLabelValues("Orphaned").Inc()
-		r.Fleet.Upsert(nn.Name, m.Name, nil)
 	}
+	return out
 }
 
 // SetupWithManager registers the controller.

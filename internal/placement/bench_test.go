@@ -153,6 +153,8 @@ func randomFleet(seed uint64, nModels, nNodes, gpusPerNode int) Input {
 			case x < 25:
 				res.InFlight = r.IntN(12)
 				res.LastUsed = now
+			case x < 28:
+				res.Outdated = true // a spec change not yet rolled out
 			}
 			held[key] = true
 			replicas[key]++

@@ -96,6 +96,7 @@ type resOpt func(*Resident)
 func size(g float64) resOpt            { return func(r *Resident) { r.Bytes = gb(g) } }
 func on(devs ...int) resOpt            { return func(r *Resident) { r.Devices = devs } }
 func state(s State) resOpt             { return func(r *Resident) { r.State = s } }
+func outdated() resOpt                 { return func(r *Resident) { r.Outdated = true } }
 func busy(n int) resOpt                { return func(r *Resident) { r.InFlight = n } }
 func usedAgo(d time.Duration) resOpt   { return func(r *Resident) { r.LastUsed = now.Add(-d) } }
 func loadedAgo(d time.Duration) resOpt { return func(r *Resident) { r.LoadedAt = now.Add(-d) } }
@@ -253,6 +254,7 @@ func checkInvariants(t *testing.T, in Input, p Plan) {
 	}
 
 	touched := map[string]bool{}
+	outdated := map[string]int{}
 	for _, u := range p.Unload {
 		id := u.Model + "@" + u.Node
 		if touched[id] {
@@ -313,6 +315,15 @@ func checkInvariants(t *testing.T, in Input, p Plan) {
 			}
 			if !slices.ContainsFunc(p.Load, func(l Load) bool { return l.Model == u.ForModel && l.Node == u.Node }) {
 				t.Errorf("invariant: %s evicted for %s, which is not loaded there", id, u.ForModel)
+			}
+		}
+		if u.Reason == ReasonOutdated {
+			if !r.Outdated || r.State != StateReady {
+				t.Errorf("invariant: %s replaced as outdated while %s, outdated=%v", id, r.State, r.Outdated)
+			}
+			outdated[u.Model]++
+			if outdated[u.Model] > 1 {
+				t.Errorf("invariant: %s: more than one replica of the model replaced in one plan", id)
 			}
 		}
 		if u.Reason == ReasonIdle && (r.InFlight > 0 || r.State != StateReady) {
@@ -395,10 +406,12 @@ func checkInvariants(t *testing.T, in Input, p Plan) {
 		if m.Deleting {
 			continue
 		}
-		if floor := min(m.MinReplicas, counted[key]); kept[key] < floor {
+		// replacing an outdated replica may take the model below its floor
+		// for one load's time
+		if floor := min(m.MinReplicas, counted[key]) - outdated[key]; kept[key] < floor {
 			t.Errorf("invariant: %s keeps %d replicas, below min(%d, %d)", key, kept[key], m.MinReplicas, counted[key])
 		}
-		if m.Pinned && counted[key] > 0 && kept[key] == 0 {
+		if m.Pinned && counted[key] > 0 && kept[key] == 0 && outdated[key] == 0 {
 			t.Errorf("invariant: pinned %s lost its last replica", key)
 		}
 	}

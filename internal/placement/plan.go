@@ -101,6 +101,12 @@ type modelState struct {
 	// evictedFrom and evictedFor name this plan's first eviction of the
 	// model, for its message if it cannot be placed again.
 	evictedFrom, evictedFor string
+	// changing is set when a resident of the model is Loading or Unloading
+	// on a Ready node: no outdated replica is replaced meanwhile.
+	changing bool
+	// hadReplica is set when the model had a replica (Loading or Ready on a
+	// Ready node) when the pass began.
+	hadReplica bool
 }
 
 // live is how many replicas the model has after the plan, misplaced ones
@@ -113,7 +119,7 @@ func (m *modelState) live() int { return m.keptGood + m.keptBad + m.loads }
 // expect of any server that loads models on demand. A model that lost its
 // replica in this pass does not cascade into evicting others.
 func (m *modelState) demandEvicts() bool {
-	return m.in.Waiting && len(m.replicas) == 0 && m.loads == 0
+	return m.in.Waiting && !m.hadReplica && m.loads == 0
 }
 
 func (m *modelState) touches(node int) bool { return slices.Contains(m.touched, node) }
@@ -242,9 +248,11 @@ func (p *planner) classifyResidents() {
 				continue
 			}
 			m.touched = append(m.touched, n.idx)
+			m.changing = m.changing || rs.r.State == StateLoading || rs.r.State == StateUnloading
 			switch rs.r.State {
 			case StateLoading, StateReady:
 				rs.counted = true
+				m.hadReplica = true
 				rs.matching = matches(m.in, n)
 				m.replicas = append(m.replicas, ri)
 			case StateFailed:
@@ -303,6 +311,8 @@ func (p *planner) decideModel(m *modelState) {
 		}
 		return
 	}
+
+	p.replaceOutdated(m)
 
 	lastActive := m.in.LastDemand
 	busy, loading, inFlight := false, false, 0
@@ -367,6 +377,31 @@ func (p *planner) decideModel(m *modelState) {
 			m.keptBad++
 		}
 	}
+}
+
+// replaceOutdated unloads one Ready replica loaded with older settings
+// (ReasonOutdated), the one on the first node by name, unless a replica of
+// the model is loading or unloading: replacing one at a time keeps a model
+// with several replicas serving. The unloaded replica no longer counts, so
+// the model's target places a fresh one in the same plan (on another node:
+// a plan touches a model once per node; on the same node in the next pass).
+func (p *planner) replaceOutdated(m *modelState) {
+	if m.changing {
+		return
+	}
+	best := -1
+	for j, ri := range m.replicas {
+		rs := &p.res[ri]
+		if rs.r.Outdated && rs.r.State == StateReady &&
+			(best < 0 || p.nodes[rs.node].name < p.nodes[p.res[m.replicas[best]].node].name) {
+			best = j
+		}
+	}
+	if best < 0 {
+		return
+	}
+	p.unload(m.replicas[best], ReasonOutdated, "")
+	m.replicas = slices.Delete(m.replicas, best, best+1)
 }
 
 // keepOrder sorts a model's replicas most worth keeping first: serving

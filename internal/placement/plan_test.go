@@ -473,6 +473,38 @@ func TestCompute(t *testing.T) {
 				"ns/high": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU); held by ns/low (replicas.min)",
 			},
 		},
+		// ---- outdated replicas ----
+		{
+			name:   "an outdated replica is replaced, elsewhere in the same plan",
+			nodes:  []Node{mkNode("n1", holds("ns/a", outdated())), mkNode("n2")},
+			models: []Model{mkModel("ns/a", minR(1))},
+			load:   []string{"ns/a@n2[0]"},
+			unload: []string{"ns/a@n1 Outdated"},
+		},
+		{
+			name:   "on a single node the replacement waits for the next pass",
+			nodes:  []Node{mkNode("n1", holds("ns/a", outdated()))},
+			models: []Model{mkModel("ns/a", wanted())},
+			unload: []string{"ns/a@n1 Outdated"},
+			unsched: map[string]string{
+				"ns/a": "the only schedulable node n1 is still unloading a replica",
+			},
+		},
+		{
+			name:   "outdated replicas are replaced one at a time, first node first",
+			nodes:  []Node{mkNode("n1", holds("ns/a", outdated())), mkNode("n2", holds("ns/a", outdated())), mkNode("n3")},
+			models: []Model{mkModel("ns/a", minR(2), maxR(2))},
+			load:   []string{"ns/a@n3[0]"},
+			unload: []string{"ns/a@n1 Outdated"},
+			keep:   []string{"ns/a@n2"},
+		},
+		{
+			name:   "no replacement while a replica of the model is loading",
+			nodes:  []Node{mkNode("n1", holds("ns/a", outdated())), mkNode("n2", holds("ns/a", state(StateLoading)))},
+			models: []Model{mkModel("ns/a", minR(2), maxR(2))},
+			keep:   []string{"ns/a@n1", "ns/a@n2"},
+		},
+
 		// ---- demand beats idleness ----
 		{
 			name: "a waiting request evicts the cheapest idle replica of equal priority",

@@ -48,7 +48,14 @@ const (
 	// ReasonMisplaced: the node no longer matches the model's nodeSelector or
 	// nodeNames, and enough Ready replicas run on matching nodes.
 	ReasonMisplaced UnloadReason = "Misplaced"
+	// ReasonOutdated: the replica was loaded with an older source or engine
+	// settings (Resident.Outdated); it is replaced, one at a time.
+	ReasonOutdated UnloadReason = "Outdated"
 )
+
+// Reasons lists every UnloadReason, for metrics that must show each one.
+var Reasons = []UnloadReason{ReasonIdle, ReasonSurplus, ReasonEvicted, ReasonDeleted, ReasonFailed,
+	ReasonOrphaned, ReasonMisplaced, ReasonOutdated}
 
 // Input is one snapshot of the fleet. The planner reads it and never
 // modifies it.
@@ -123,6 +130,9 @@ type Resident struct {
 	// replica's keep-alive runs from the later of LastUsed and LoadedAt, so a
 	// fresh replica gets a full keep-alive even if nobody used it yet.
 	LoadedAt time.Time
+	// Outdated is set when the replica was loaded with a source or engine
+	// settings that no longer match its Model's spec.
+	Outdated bool
 }
 
 // Model is one Model, reduced to what placement needs.

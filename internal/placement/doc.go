@@ -16,8 +16,14 @@
 // plan, so a failing node is not retried at once (Model.AvoidNodes carries
 // longer back-off). An Unloading resident holds its memory until it is
 // gone. A resident of a model that is not in Input.Models is unloaded
-// (ReasonOrphaned). A node holds at most one replica of a model (spread),
-// and the plan touches a model at most once per node.
+// (ReasonOrphaned). A Ready replica loaded with a source or engine
+// settings its Model no longer has (Resident.Outdated) is unloaded
+// (ReasonOutdated), one per model and plan, and only while no replica of
+// the model is loading or unloading, so a model with several replicas
+// keeps serving; the replacement is placed like any missing replica (on
+// another node in the same plan, or on the same node in the next). A node
+// holds at most one replica of a model (spread), and the plan touches a
+// model at most once per node.
 //
 // # Desired replicas
 //

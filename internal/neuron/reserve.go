@@ -1,9 +1,9 @@
 package neuron
 
 import (
+	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/helexa-ai/cortex/internal/devices"
 )
@@ -13,7 +13,8 @@ func (r *registry) reserveLocked(m *model, devs []devices.Device) error {
 	mem := r.devMemLocked(devs, m)
 	res, err := place(m.need, mem, m.req.Devices)
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "needs ") {
+		var sf *shortfallError
+		if errors.As(err, &sf) {
 			return errInsufficientMemory(fmt.Sprintf("Model '%s' %s.", m.name, err.Error()))
 		}
 		return errInvalid("devices", "Invalid 'devices': %s.", err.Error())

@@ -18,6 +18,7 @@ import (
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 const (
@@ -92,7 +93,7 @@ func TestChatWithDefaultTemplate(t *testing.T) {
 	}
 	raw, _ := io.ReadAll(sresp.Body)
 	sresp.Body.Close()
-	if err := sse.CheckOpenAIChatStream(strings.NewReader(string(raw))); err != nil {
+	if err := ssecheck.OpenAIChatStream(strings.NewReader(string(raw))); err != nil {
 		t.Fatalf("%v\n%s", err, raw)
 	}
 	evs, _ := sse.ReadAll(strings.NewReader(string(raw)))
@@ -254,7 +255,7 @@ func TestForcedToolCall(t *testing.T) {
 			}
 			raw, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if err := sse.CheckOpenAIChatStream(strings.NewReader(string(raw))); err != nil {
+			if err := ssecheck.OpenAIChatStream(strings.NewReader(string(raw))); err != nil {
 				t.Fatalf("%v\n%s", err, raw)
 			}
 			evs, _ := sse.ReadAll(strings.NewReader(string(raw)))

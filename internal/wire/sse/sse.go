@@ -1,8 +1,6 @@
 // Package sse reads and writes Server-Sent Events (text/event-stream) the
-// way the OpenAI and Anthropic APIs use them, and checks that a stream
-// follows each dialect's event grammar (CheckOpenAIChatStream,
-// CheckAnthropicStream, CheckResponsesStream) so any test in the repository
-// can assert a stream is exactly what the official SDKs expect.
+// way the OpenAI and Anthropic APIs use them. The checkers of each
+// dialect's event grammar, for tests, are in package ssecheck.
 package sse
 
 import (

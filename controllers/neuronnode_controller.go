@@ -142,7 +142,7 @@ func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronN
 func (r *NeuronNodeReconciler) unloadOrphans(ctx context.Context, nn *cortexv1.NeuronNode, models []neuronapi.ModelStatus) {
 	logger := log.FromContext(ctx)
 	for _, m := range models {
-		ns, name, ok := splitKey(m.Name)
+		ns, name, ok := cortexv1.ParseModelKey(m.Name)
 		if !ok {
 			continue
 		}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -266,11 +265,6 @@ func (g *Gateway) onNode(obj any, deleted bool) {
 		return
 	}
 	g.catalog.UpsertNode(nn)
-}
-
-func splitKey(key string) (ns, name string, ok bool) {
-	ns, name, ok = strings.Cut(key, "/")
-	return ns, name, ok && ns != "" && name != ""
 }
 
 // Handler returns the API handler.

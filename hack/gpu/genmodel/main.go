@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
+	"github.com/helexa-ai/cortex/internal/units"
 )
 
 // sizes are the shapes on offer. 100M is BenchmarkEngine's llama100M
@@ -94,6 +95,6 @@ func run(size, out, weights string, seed uint64) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "genmodel: %s: %.1fM parameters, %s weights, %.1f MiB\n", out, float64(n)/1e6, weights, float64(st.Size())/(1<<20))
+	fmt.Fprintf(os.Stderr, "genmodel: %s: %.1fM parameters, %s weights, %s\n", out, float64(n)/1e6, weights, units.IECBytes(st.Size()))
 	return nil
 }

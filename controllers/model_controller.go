@@ -885,7 +885,7 @@ func (r *ModelReconciler) Wake(keys ...string) {
 }
 
 func (r *ModelReconciler) wake(key string) {
-	ns, name, ok := splitKey(key)
+	ns, name, ok := cortexv1.ParseModelKey(key)
 	if !ok || r.events == nil {
 		return
 	}

@@ -143,7 +143,7 @@ func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronN
 func (r *NeuronNodeReconciler) orphans(ctx context.Context, models []neuronapi.ModelStatus) []string {
 	var out []string
 	for _, m := range models {
-		ns, name, ok := splitKey(m.Name)
+		ns, name, ok := cortexv1.ParseModelKey(m.Name)
 		if !ok {
 			continue
 		}

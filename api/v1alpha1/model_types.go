@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"strings"
+
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -408,6 +410,14 @@ type ModelList struct {
 // Key is the fleet-wide identity of a Model, "<namespace>/<name>": the name
 // neurons load it under and the key the manager and gateway index it by.
 func (m *Model) Key() string { return m.Namespace + "/" + m.Name }
+
+// ParseModelKey splits a Model key made by Key into its namespace and name;
+// ok is false for anything Key cannot have made (no "/", more than one, or
+// an empty part).
+func ParseModelKey(key string) (namespace, name string, ok bool) {
+	namespace, name, ok = strings.Cut(key, "/")
+	return namespace, name, ok && namespace != "" && name != "" && !strings.Contains(name, "/")
+}
 
 // Names returns the names clients may use for the Model: servedNames, or
 // metadata.name when none are given.

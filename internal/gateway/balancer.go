@@ -95,13 +95,6 @@ func (b *Balancer) MarkDown(endpoint string, d time.Duration) {
 	b.down[endpoint] = b.now().Add(d)
 }
 
-// InFlight returns the requests in flight to an endpoint.
-func (b *Balancer) InFlight(endpoint string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.inflight[endpoint]
-}
-
 func (b *Balancer) leastLoaded(cands []Replica) Replica {
 	best := cands[0]
 	for _, c := range cands[1:] {

@@ -75,7 +75,7 @@ func (d *Demand) Served(key string) {
 }
 
 func (d *Demand) write(ctx context.Context, key string, at time.Time) error {
-	ns, name, ok := splitKey(key)
+	ns, name, ok := cortexv1.ParseModelKey(key)
 	if !ok {
 		return fmt.Errorf("bad model key %q", key)
 	}

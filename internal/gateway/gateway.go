@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
 
 // Options are the non-flag inputs of Run, set by tests.
@@ -173,13 +172,9 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 // New builds a Gateway without starting anything (tests drive Handler
 // directly with a hand-fed Catalog).
 func New(cfg Config, opts Options) (*Gateway, error) {
-	token := cfg.NeuronToken
-	if cfg.NeuronTokenFile != "" {
-		b, err := os.ReadFile(cfg.NeuronTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading neuron token: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
+	token, err := neuronapi.Token(cfg.NeuronTokenFile, cfg.NeuronToken)
+	if err != nil {
+		return nil, fmt.Errorf("neuron token: %w", err)
 	}
 	keys, err := loadKeyring(cfg.APIKeysFile)
 	if err != nil {
@@ -270,11 +265,6 @@ func (g *Gateway) onNode(obj any, deleted bool) {
 		return
 	}
 	g.catalog.UpsertNode(nn)
-}
-
-func splitKey(key string) (ns, name string, ok bool) {
-	ns, name, ok = strings.Cut(key, "/")
-	return ns, name, ok && ns != "" && name != ""
 }
 
 // Handler returns the API handler.

@@ -21,7 +21,7 @@ import (
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/neurontest"
-	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 // harness is a gateway whose catalog the test feeds by hand, in front of
@@ -160,7 +160,7 @@ func TestStreamPassesThroughAndHidesUsageUnlessAsked(t *testing.T) {
 
 	resp := h.post("/v1/chat/completions", "sk-plain", chat("llama", true))
 	body := readAll(t, resp)
-	if err := sse.CheckOpenAIChatStream(strings.NewReader(body)); err != nil {
+	if err := ssecheck.OpenAIChatStream(strings.NewReader(body)); err != nil {
 		t.Fatalf("stream grammar: %v\n%s", err, body)
 	}
 	if strings.Contains(body, `"usage"`) {
@@ -169,7 +169,7 @@ func TestStreamPassesThroughAndHidesUsageUnlessAsked(t *testing.T) {
 	req := chat("llama", true)
 	req["stream_options"] = map[string]any{"include_usage": true}
 	body = readAll(t, h.post("/v1/chat/completions", "sk-plain", req))
-	if err := sse.CheckOpenAIChatStream(strings.NewReader(body)); err != nil {
+	if err := ssecheck.OpenAIChatStream(strings.NewReader(body)); err != nil {
 		t.Fatalf("stream grammar: %v\n%s", err, body)
 	}
 	if !strings.Contains(body, `"prompt_tokens":7`) {
@@ -255,7 +255,7 @@ func TestMidStreamFailureEndsWithErrorEventInEachDialect(t *testing.T) {
 	if !strings.Contains(body, `"error":{`) || strings.Contains(body, "[DONE]") {
 		t.Fatalf("openai stream after a drop:\n%s", body)
 	}
-	if err := sse.CheckOpenAIChatStream(strings.NewReader(body)); err != nil {
+	if err := ssecheck.OpenAIChatStream(strings.NewReader(body)); err != nil {
 		t.Fatalf("grammar: %v\n%s", err, body)
 	}
 	msg := map[string]any{"model": "llama", "max_tokens": 20, "stream": true, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
@@ -263,7 +263,7 @@ func TestMidStreamFailureEndsWithErrorEventInEachDialect(t *testing.T) {
 	if !strings.Contains(body, "event: error") {
 		t.Fatalf("anthropic stream after a drop:\n%s", body)
 	}
-	if err := sse.CheckAnthropicStream(strings.NewReader(body)); err != nil {
+	if err := ssecheck.AnthropicStream(strings.NewReader(body)); err != nil {
 		t.Fatalf("grammar: %v\n%s", err, body)
 	}
 }
@@ -281,7 +281,7 @@ func TestColdModelIsHeldUntilReady(t *testing.T) {
 		h.g.catalog.UpsertModel(ready)
 	}()
 	body := readAll(t, h.post("/v1/chat/completions", "sk-alice", chat("cold", true)))
-	if err := sse.CheckOpenAIChatStream(strings.NewReader(body)); err != nil {
+	if err := ssecheck.OpenAIChatStream(strings.NewReader(body)); err != nil {
 		t.Fatalf("grammar: %v\n%s", err, body)
 	}
 	if !strings.Contains(body, ": ping") || !strings.Contains(body, "n1.") {
@@ -299,7 +299,7 @@ func TestColdTimeoutIs503WithRetryAfter(t *testing.T) {
 	}
 	msg := map[string]any{"model": "cold", "max_tokens": 20, "stream": true, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
 	body = readAll(t, h.post("/v1/messages", "sk-alice", msg))
-	if err := sse.CheckAnthropicStream(strings.NewReader(body)); err != nil || !strings.Contains(body, "overloaded_error") {
+	if err := ssecheck.AnthropicStream(strings.NewReader(body)); err != nil || !strings.Contains(body, "overloaded_error") {
 		t.Fatalf("anthropic cold timeout (%v):\n%s", err, body)
 	}
 }
@@ -374,7 +374,7 @@ func TestResponsesAPI(t *testing.T) {
 	}
 	req["stream"] = true
 	body = readAll(t, h.post("/v1/responses", "sk-alice", req))
-	if err := sse.CheckResponsesStream(strings.NewReader(body)); err != nil {
+	if err := ssecheck.ResponsesStream(strings.NewReader(body)); err != nil {
 		t.Fatalf("grammar: %v\n%s", err, body)
 	}
 	if !strings.Contains(body, "response.completed") {
@@ -385,7 +385,7 @@ func TestResponsesAPI(t *testing.T) {
 	req["tools"] = []any{map[string]any{"type": "function", "name": "get_weather", "parameters": map[string]any{"type": "object"}}}
 	req["tool_choice"] = map[string]any{"type": "function", "name": "get_weather"}
 	body = readAll(t, h.post("/v1/responses", "sk-alice", req))
-	if err := sse.CheckResponsesStream(strings.NewReader(body)); err != nil || !strings.Contains(body, "response.function_call_arguments.done") || !strings.Contains(body, `Paris`) {
+	if err := ssecheck.ResponsesStream(strings.NewReader(body)); err != nil || !strings.Contains(body, "response.function_call_arguments.done") || !strings.Contains(body, `Paris`) {
 		t.Fatalf("tool stream (%v):\n%s", err, body)
 	}
 	// previous_response_id needs stored state cortex does not keep.
@@ -405,7 +405,7 @@ func TestAnthropicStreamWithToolUse(t *testing.T) {
 		"tool_choice": map[string]any{"type": "tool", "name": "get_weather"},
 		"messages":    []any{map[string]any{"role": "user", "content": "weather?"}}}
 	body := readAll(t, h.post("/v1/messages", "sk-alice", msg))
-	if err := sse.CheckAnthropicStream(strings.NewReader(body)); err != nil {
+	if err := ssecheck.AnthropicStream(strings.NewReader(body)); err != nil {
 		t.Fatalf("grammar: %v\n%s", err, body)
 	}
 	for _, want := range []string{`"type":"tool_use"`, `"name":"get_weather"`, "input_json_delta", `"stop_reason":"tool_use"`} {

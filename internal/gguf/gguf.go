@@ -1,8 +1,8 @@
 // Package gguf reads the header of GGUF files (versions 2 and 3): metadata
 // key/values and tensor descriptions, from any io.ReaderAt so that a local
 // file and a remote one read through HTTP range requests are handled alike.
-// It also estimates the memory a model needs in the engine and writes small
-// GGUF files for tests.
+// It also estimates the memory a model needs in the engine. Package ggufgen
+// writes GGUF files (small ones for tests, random-weight llamas).
 package gguf
 
 import (
@@ -30,9 +30,11 @@ const (
 	maxArrayLen   = 1 << 26
 	maxKVCount    = 1 << 20
 	maxTensorCnt  = 1 << 22
-	maxDims       = 4 // GGML_MAX_DIMS
 	maxArrayDepth = 4
 )
+
+// MaxDims is the most dimensions a tensor has (GGML_MAX_DIMS).
+const MaxDims = 4
 
 // ErrNotGGUF is returned when the input does not start with the GGUF magic.
 var ErrNotGGUF = errors.New("not a GGUF file")
@@ -85,7 +87,7 @@ type Value struct {
 	v    any // uint64, int64, float64, bool, string, or a slice of one of them, or []Value
 }
 
-// Scalar constructors, used by the writer.
+// Scalar constructors, used by the writer (package ggufgen).
 
 func Uint8(v uint8) Value     { return Value{Type: TypeUint8, v: uint64(v)} }
 func Uint32(v uint32) Value   { return Value{Type: TypeUint32, v: uint64(v)} }
@@ -99,6 +101,9 @@ func String(v string) Value   { return Value{Type: TypeString, v: v} }
 
 // Strings is an array of strings.
 func Strings(v []string) Value { return Value{Type: TypeArray, Elem: TypeString, v: v} }
+
+// Arrays is an array of arrays.
+func Arrays(v []Value) Value { return Value{Type: TypeArray, Elem: TypeArray, v: v} }
 
 // Float32s is an array of float32.
 func Float32s(v []float32) Value {
@@ -494,7 +499,7 @@ func (p *parser) tensorInfo() (TensorInfo, error) {
 	if err != nil {
 		return t, err
 	}
-	if nd > maxDims {
+	if nd > MaxDims {
 		return t, fmt.Errorf("tensor %s has %d dimensions", t.Name, nd)
 	}
 	t.Shape = make([]uint64, nd)

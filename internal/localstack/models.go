@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 )
 
 // ChatMLTemplate is the chat template written into the generated models, so
@@ -48,14 +48,14 @@ func SeedCache(cacheDir, sharedModel string) ([]LocalModel, error) {
 	}
 	gens := []struct {
 		name, doc, spec string
-		p               gguf.LlamaParams
+		p               ggufgen.LlamaParams
 	}{
 		{"chat-small", "A small generated chat model; scales to zero and loads on the first request.",
 			"  servedNames: [chat-small, gpt-4o-mini]\n  priority: 10\n  keepAlive: 5m\n  replicas: {min: 0, max: 1}\n  engine: {contextLength: 1024, parallel: 2}\n",
-			gguf.LlamaParams{Name: "chat-small", Layers: 4, Embd: 256, Heads: 4, FF: 768, Vocab: 2048, Context: 2048, WeightType: "f16", Seed: 7}},
+			ggufgen.LlamaParams{Name: "chat-small", Layers: 4, Embd: 256, Heads: 4, FF: 768, Vocab: 2048, Context: 2048, WeightType: "f16", Seed: 7}},
 		{"chat-large", "A larger generated chat model that does not fit beside everything else: watch evictions.",
 			"  servedNames: [chat-large]\n  priority: 0\n  keepAlive: 2m\n  replicas: {min: 0, max: 1}\n  engine: {contextLength: 1024, parallel: 2}\n",
-			gguf.LlamaParams{Name: "chat-large", Layers: 8, Embd: 512, Heads: 8, FF: 1536, Vocab: 4096, Context: 2048, WeightType: "f16", Seed: 11}},
+			ggufgen.LlamaParams{Name: "chat-large", Layers: 8, Embd: 512, Heads: 8, FF: 1536, Vocab: 4096, Context: 2048, WeightType: "f16", Seed: 11}},
 	}
 	for _, g := range gens {
 		file := g.name + ".gguf"
@@ -64,7 +64,7 @@ func SeedCache(cacheDir, sharedModel string) ([]LocalModel, error) {
 			g.p.ChatTemplate = ChatMLTemplate
 			g.p.SpecialTokens = []string{"<|im_start|>", "<|im_end|>"}
 			var buf bytes.Buffer
-			if err := gguf.WriteRandomLlama(&buf, g.p); err != nil {
+			if err := ggufgen.WriteRandomLlama(&buf, g.p); err != nil {
 				return nil, fmt.Errorf("generating %s: %w", g.name, err)
 			}
 			if err := writeAtomic(path, buf.Bytes()); err != nil {

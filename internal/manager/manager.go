@@ -7,8 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -136,13 +134,9 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	logger := log.FromContext(ctx)
-	token := cfg.NeuronToken
-	if cfg.NeuronTokenFile != "" {
-		b, err := os.ReadFile(cfg.NeuronTokenFile)
-		if err != nil {
-			return fmt.Errorf("reading neuron token: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
+	token, err := neuronapi.Token(cfg.NeuronTokenFile, cfg.NeuronToken)
+	if err != nil {
+		return fmt.Errorf("neuron token: %w", err)
 	}
 	neurons := opts.Neurons
 	if neurons == nil {

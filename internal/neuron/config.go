@@ -207,22 +207,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// token reads the bearer token.
-func (c *Config) token() (string, error) {
-	if c.TokenFile != "" {
-		b, err := os.ReadFile(c.TokenFile)
-		if err != nil {
-			return "", fmt.Errorf("reading token file: %w", err)
-		}
-		t := strings.TrimSpace(string(b))
-		if t == "" {
-			return "", fmt.Errorf("token file %s is empty", c.TokenFile)
-		}
-		return t, nil
-	}
-	return c.Token, nil
-}
-
 // quantityValue parses Kubernetes quantities (8Gi, 500M, 1073741824).
 type quantityValue struct{ p *int64 }
 

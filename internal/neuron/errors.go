@@ -138,3 +138,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(append(data, '\n'))
 }
+
+// failureReason labels a refused load for metrics.
+func failureReason(err error) string {
+	oe := openai.AsError(err)
+	switch oe.Code {
+	case neuronapi.CodeInsufficientMemory:
+		return "memory"
+	case neuronapi.CodeChecksumMismatch, neuronapi.CodeSourceUnavailable:
+		return "source"
+	case neuronapi.CodeInvalidRequest:
+		return "invalid"
+	}
+	return "other"
+}
+
+// errText is an error's message for a status field: the client-facing
+// message of an API error, the error text otherwise.
+func errText(err error) string {
+	var oe *openai.Error
+	if errors.As(err, &oe) {
+		return oe.Message
+	}
+	return err.Error()
+}

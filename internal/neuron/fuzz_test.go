@@ -12,6 +12,7 @@ import (
 
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 // fuzzHandler sends body to path through the real handler chain (auth,
@@ -48,7 +49,7 @@ func fuzzHandler(f *testing.F, path string, seeds []string) {
 			errorOf(t, out)
 		case strings.HasPrefix(res.Header.Get("Content-Type"), sse.ContentType):
 			if path == neuronapi.PathChatCompletions {
-				if err := sse.CheckOpenAIChatStream(bytes.NewReader(out)); err != nil && !bytes.Contains(out, []byte(`"error"`)) {
+				if err := ssecheck.OpenAIChatStream(bytes.NewReader(out)); err != nil && !bytes.Contains(out, []byte(`"error"`)) {
 					t.Fatalf("invalid stream for %q: %v\n%s", body, err, out)
 				}
 			}

@@ -18,7 +18,7 @@ import (
 	"github.com/helexa-ai/cortex/internal/devices"
 	"github.com/helexa-ai/cortex/internal/engine"
 	"github.com/helexa-ai/cortex/internal/engine/enginefake"
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
 
@@ -203,7 +203,7 @@ func tinyModel(t testing.TB, seed uint64) string {
 		t.Fatal(err)
 	}
 	w := bufio.NewWriter(f)
-	if err := gguf.WriteRandomLlama(w, gguf.LlamaParams{Seed: seed, Context: 1024}); err != nil {
+	if err := ggufgen.WriteRandomLlama(w, ggufgen.LlamaParams{Seed: seed, Context: 1024}); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Flush(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 const modelName = "ns/chat"
@@ -109,7 +110,7 @@ func TestChatStream(t *testing.T) {
 			t.Fatalf("status %d type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 		raw := readSSE(t, resp)
-		if err := sse.CheckOpenAIChatStream(strings.NewReader(raw)); err != nil {
+		if err := ssecheck.OpenAIChatStream(strings.NewReader(raw)); err != nil {
 			t.Fatalf("stream breaks the OpenAI grammar: %v\n%s", err, raw)
 		}
 		if !strings.HasSuffix(raw, "data: [DONE]\n\n") {
@@ -150,7 +151,7 @@ func TestStreamKeepAliveDuringSlowPrefill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sse.CheckOpenAIChatStream(bytes.NewReader(rest)); err != nil {
+	if err := ssecheck.OpenAIChatStream(bytes.NewReader(rest)); err != nil {
 		t.Fatalf("%v\n%s", err, rest)
 	}
 	if acc := openai.Accumulate(chunksOf(t, string(rest))); acc.Choices[0].Message.Content.String() != "Finally." {
@@ -293,7 +294,7 @@ func TestToolCall(t *testing.T) {
 	sresp := h.stream(context.Background(), neuronapi.PathChatCompletions, body)
 	defer sresp.Body.Close()
 	raw := readSSE(t, sresp)
-	if err := sse.CheckOpenAIChatStream(strings.NewReader(raw)); err != nil {
+	if err := ssecheck.OpenAIChatStream(strings.NewReader(raw)); err != nil {
 		t.Fatalf("%v\n%s", err, raw)
 	}
 	acc := openai.Accumulate(chunksOf(t, raw))

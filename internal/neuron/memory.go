@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/helexa-ai/cortex/internal/units"
 )
 
 // devMem is one device's memory as placement sees it: Free already has the
@@ -90,12 +92,24 @@ func split(n need, devs []devMem) (map[int]int64, bool) {
 	return out, true
 }
 
+// shortfallError says a model does not fit in the free memory of the
+// devices it may use. A load answers it with insufficient_memory; every
+// other placement error is a bad request.
+type shortfallError struct {
+	need int64
+	devs []devMem
+}
+
 func shortfall(n need, devs []devMem) error {
-	parts := make([]string, 0, len(devs))
-	for _, d := range devs {
-		parts = append(parts, fmt.Sprintf("device %d has %s free", d.Index, formatBytes(max(d.Free, 0))))
+	return &shortfallError{need: n.total(len(devs)), devs: devs}
+}
+
+func (e *shortfallError) Error() string {
+	parts := make([]string, 0, len(e.devs))
+	for _, d := range e.devs {
+		parts = append(parts, fmt.Sprintf("device %d has %s free", d.Index, units.IECBytes(max(d.Free, 0))))
 	}
-	return fmt.Errorf("needs %s, %s", formatBytes(n.total(len(devs))), strings.Join(parts, ", "))
+	return fmt.Sprintf("needs %s, %s", units.IECBytes(e.need), strings.Join(parts, ", "))
 }
 
 func indexList(devs []devMem) string {
@@ -104,20 +118,4 @@ func indexList(devs []devMem) string {
 		s = append(s, fmt.Sprint(d.Index))
 	}
 	return strings.Join(s, ", ")
-}
-
-// formatBytes writes n in binary units with one decimal: 3.2 GiB.
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	v := float64(n) / unit
-	i := 0
-	for v >= unit && i < len(units)-1 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
 }

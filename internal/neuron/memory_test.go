@@ -1,6 +1,7 @@
 package neuron
 
 import (
+	"errors"
 	"maps"
 	"strings"
 	"testing"
@@ -43,6 +44,12 @@ func TestPlace(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
 				}
+				// Only a lack of memory is a shortfall: the load answers
+				// it with insufficient_memory, the rest as bad requests.
+				var sf *shortfallError
+				if got, want := errors.As(err, &sf), strings.HasPrefix(tt.wantErr, "needs "); got != want {
+					t.Fatalf("errors.As(%v, *shortfallError) = %v, want %v", err, got, want)
+				}
 				return
 			}
 			if err != nil {
@@ -59,14 +66,6 @@ func TestPlace(t *testing.T) {
 				t.Fatalf("reserved %d in all, need %d", sum, tt.need.total(len(got)))
 			}
 		})
-	}
-}
-
-func TestFormatBytes(t *testing.T) {
-	for in, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 3435973837: "3.2 GiB", 1 << 40: "1.0 TiB"} {
-		if got := formatBytes(in); got != want {
-			t.Errorf("formatBytes(%d) = %q, want %q", in, got, want)
-		}
 	}
 }
 

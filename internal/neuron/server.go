@@ -75,7 +75,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	log := logr.FromContextOrDiscard(ctx).WithName("neuron")
 	s := &Server{cfg: cfg, log: log, met: newMetrics(), done: make(chan struct{}), regDone: make(chan struct{})}
 
-	if _, err := cfg.token(); err != nil {
+	if _, err := neuronapi.Token(cfg.TokenFile, cfg.Token); err != nil {
 		return nil, err // the file must be readable at start
 	}
 	s.token = newTokenSource(log, cfg.TokenFile, cfg.Token)

@@ -3,11 +3,12 @@ package neuron
 import (
 	"crypto/sha256"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
 
 // tokenRecheck is how often the token file is looked at again, so a
@@ -15,8 +16,8 @@ import (
 const tokenRecheck = 10 * time.Second
 
 // tokenSource holds the digest of the bearer token, from a fixed value or
-// a file it rereads when the file changes. A file that turns unreadable or
-// empty keeps the last good token.
+// a file it rereads when the file changes. A file that turns unreadable,
+// empty or malformed keeps the last good token.
 type tokenSource struct {
 	log  logr.Logger
 	file string
@@ -49,10 +50,9 @@ func (ts *tokenSource) current(now time.Time) *[sha256.Size]byte {
 	if err != nil || (fi.ModTime().Equal(ts.mod) && fi.Size() == ts.size && ts.digest != nil) {
 		return ts.digest
 	}
-	data, err := os.ReadFile(ts.file)
-	tok := strings.TrimSpace(string(data))
-	if err != nil || tok == "" {
-		ts.log.Info("Token file unreadable or empty; keeping the previous token", "file", ts.file)
+	tok, err := neuronapi.ReadTokenFile(ts.file)
+	if err != nil {
+		ts.log.Info("Token file unusable; keeping the previous token", "file", ts.file, "reason", err.Error())
 		return ts.digest
 	}
 	d := sha256.Sum256([]byte(tok))

@@ -32,12 +32,6 @@ func (e *APIError) Retryable() bool {
 	return e.Status >= 500 && e.Status != http.StatusInsufficientStorage || e.Status == http.StatusTooManyRequests
 }
 
-// IsCode reports whether err is an APIError with the given code.
-func IsCode(err error, code string) bool {
-	var ae *APIError
-	return errors.As(err, &ae) && ae.Code == code
-}
-
 // Client calls neurons' control API. One Client serves every neuron; the
 // endpoint is passed per call.
 type Client struct {

@@ -30,7 +30,7 @@
 //     id, type and function name; stream_options.include_usage honoured;
 //     a failure after the stream began sent as data: {"error": {…}}.
 //
-// sse.CheckOpenAIChatStream checks the stream rules.
+// ssecheck.OpenAIChatStream checks the stream rules.
 package wire
 
 // Warning reports something in a client's request that cortex accepted but

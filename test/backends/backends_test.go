@@ -40,7 +40,7 @@ import (
 
 	"github.com/helexa-ai/cortex/internal/engine"
 	"github.com/helexa-ai/cortex/internal/engine/llamacpp"
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 
 	// The backend libraries bind to the ggml compiled into the executable,
 	// which must therefore export it. The neuron does because go-nvml
@@ -61,7 +61,7 @@ const (
 
 // randomLlama is a ~20M-parameter Q8_0 llama (about 22 MB), large enough
 // that decode speed is the kernels', not the per-token overhead's.
-var randomLlama = gguf.LlamaParams{
+var randomLlama = ggufgen.LlamaParams{
 	Name: "random-llama-20M", Layers: 4, Embd: 512, Heads: 8, HeadsKV: 4, FF: 1536,
 	Vocab: 16000, Context: 1024, WeightType: "q8_0", Seed: 7,
 }
@@ -381,7 +381,7 @@ func writeRandomModel(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := gguf.WriteRandomLlama(f, randomLlama); err != nil {
+	if err := ggufgen.WriteRandomLlama(f, randomLlama); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/openai/openai-go/v3/responses"
 	"github.com/openai/openai-go/v3/shared"
 
-	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 const golden = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
@@ -150,7 +150,7 @@ func TestAnthropicDialectWithTheOfficialSDK(t *testing.T) {
 	// The raw stream obeys the event grammar exactly.
 	_, raw := post(t, "/v1/messages", map[string]any{"model": "stories", "max_tokens": 16, "stream": true,
 		"messages": []any{map[string]any{"role": "user", "content": "Once"}}})
-	if err := sse.CheckAnthropicStream(strings.NewReader(raw)); err != nil {
+	if err := ssecheck.AnthropicStream(strings.NewReader(raw)); err != nil {
 		t.Fatalf("grammar: %v\n%s", err, raw)
 	}
 	count, err := c.Messages.CountTokens(ctx, anthropic.MessageCountTokensParams{

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
-	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 // 3. A cold Model: the first request is held while it loads, then answered.
@@ -144,7 +144,7 @@ func TestKillNeuronMidStream(t *testing.T) {
 	if strings.Contains(stream, "[DONE]") || !strings.Contains(stream, `"error":{`) {
 		t.Fatalf("want an error event and no [DONE] after the kill:\n%s", lastLines(stream, 5))
 	}
-	if err := sse.CheckOpenAIChatStream(strings.NewReader(stream)); err != nil {
+	if err := ssecheck.OpenAIChatStream(strings.NewReader(stream)); err != nil {
 		t.Fatalf("the cut stream breaks the grammar: %v", err)
 	}
 	waitNodeReady(t, victim, false)

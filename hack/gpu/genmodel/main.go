@@ -1,5 +1,5 @@
-// Command genmodel writes a random-weight llama GGUF (internal/gguf's
-// WriteRandomLlama) for throughput checks on machines without Go:
+// Command genmodel writes a random-weight llama GGUF (ggufgen.WriteRandomLlama)
+// for throughput checks on machines without Go:
 // hack/gpu/prepare.sh builds it as a static binary into the carried folder,
 // and hack/gpu-check.sh runs it on the GPU machine, which saves carrying a
 // model of a hundred megabytes or more. The text such a model produces is
@@ -18,14 +18,15 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
+	"github.com/helexa-ai/cortex/internal/units"
 )
 
 // sizes are the shapes on offer. 100M is BenchmarkEngine's llama100M
 // (internal/engine/llamacpp), so GPU numbers compare with the CPU ones in
 // docs/benchmarks.md; 800M is a 1B-class shape (GQA, head dimension 128)
 // where a GPU's memory bandwidth shows.
-var sizes = map[string]gguf.LlamaParams{
+var sizes = map[string]ggufgen.LlamaParams{
 	"20M":  {Layers: 4, Embd: 512, Heads: 8, HeadsKV: 4, FF: 1536, Vocab: 16000},
 	"100M": {Layers: 12, Embd: 768, Heads: 12, HeadsKV: 4, FF: 2048, Vocab: 32000},
 	"800M": {Layers: 16, Embd: 2048, Heads: 16, HeadsKV: 4, FF: 5632, Vocab: 32000},
@@ -64,7 +65,7 @@ func run(size, out, weights string, seed uint64) error {
 	p.Context = 4096
 	p.WeightType = weights
 	p.Seed = seed
-	n, err := gguf.LlamaParameterCount(p)
+	n, err := ggufgen.LlamaParameterCount(p)
 	if err != nil {
 		return fmt.Errorf("shaping the model: %w", err)
 	}
@@ -76,7 +77,7 @@ func run(size, out, weights string, seed uint64) error {
 	}
 	defer func() { _ = os.Remove(tmp.Name()) }()
 	w := bufio.NewWriterSize(tmp, 1<<20)
-	if err := gguf.WriteRandomLlama(w, p); err != nil {
+	if err := ggufgen.WriteRandomLlama(w, p); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("writing the model: %w", err)
 	}
@@ -94,6 +95,6 @@ func run(size, out, weights string, seed uint64) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "genmodel: %s: %.1fM parameters, %s weights, %.1f MiB\n", out, float64(n)/1e6, weights, float64(st.Size())/(1<<20))
+	fmt.Fprintf(os.Stderr, "genmodel: %s: %.1fM parameters, %s weights, %s\n", out, float64(n)/1e6, weights, units.IECBytes(st.Size()))
 	return nil
 }

@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/helexa-ai/cortex/internal/engine"
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 )
 
 // llama100M is a ~100M-parameter llama (tied embeddings, Q8_0 weights,
 // about 106 MB) generated for the benchmark.
-var llama100M = gguf.LlamaParams{
+var llama100M = ggufgen.LlamaParams{
 	Name: "random-llama-100M", Layers: 12, Embd: 768, Heads: 12, HeadsKV: 4, FF: 2048,
 	Vocab: 32000, Context: 2048, WeightType: "q8_0",
 }
@@ -38,7 +38,7 @@ func BenchmarkEngine(b *testing.B) {
 	}{
 		{"stories260K", storiesPath, 64},
 		{"llama100M", func(tb testing.TB) string {
-			if n, err := gguf.LlamaParameterCount(llama100M); err == nil {
+			if n, err := ggufgen.LlamaParameterCount(llama100M); err == nil {
 				tb.Logf("generating a %.1fM-parameter llama", float64(n)/1e6)
 			}
 			return writeRandomModel(tb, llama100M)

@@ -159,7 +159,6 @@ func (m cModel) meta(key string) (string, bool) {
 
 func (m cModel) nCtxTrain() int { return int(C.llama_model_n_ctx_train(m.m)) }
 func (m cModel) nEmbd() int     { return int(C.llama_model_n_embd(m.m)) }
-func (m cModel) nLayer() int    { return int(C.llama_model_n_layer(m.m)) }
 func (m cModel) nHead() int     { return int(C.llama_model_n_head(m.m)) }
 func (m cModel) size() int64    { return int64(C.llama_model_size(m.m)) }
 func (m cModel) hasEncoder() bool {
@@ -229,11 +228,9 @@ func (c cContext) free() {
 		C.llama_free(c.c)
 	}
 }
-func (c cContext) nCtx() int             { return int(C.llama_n_ctx(c.c)) }
 func (c cContext) nCtxSeq() int          { return int(C.llama_n_ctx_seq(c.c)) }
 func (c cContext) nBatch() int           { return int(C.llama_n_batch(c.c)) }
 func (c cContext) nUbatch() int          { return int(C.llama_n_ubatch(c.c)) }
-func (c cContext) nSeqMax() int          { return int(C.llama_n_seq_max(c.c)) }
 func (c cContext) poolingType() int      { return int(C.llama_pooling_type(c.c)) }
 func (c cContext) setEmbeddings(on bool) { C.llama_set_embeddings(c.c, C.bool(on)) }
 

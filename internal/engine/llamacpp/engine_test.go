@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/helexa-ai/cortex/internal/engine"
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 )
 
 // storiesGolden is how llama.cpp greedily continues "Once upon a time"
@@ -497,7 +497,7 @@ func TestModelsShareDevice(t *testing.T) {
 
 func TestRandomModel(t *testing.T) {
 	tmpl := "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-	path := writeRandomModel(t, gguf.LlamaParams{Layers: 2, Embd: 64, Heads: 4, HeadsKV: 2, FF: 128, Vocab: 600,
+	path := writeRandomModel(t, ggufgen.LlamaParams{Layers: 2, Embd: 64, Heads: 4, HeadsKV: 2, FF: 128, Vocab: 600,
 		Context: 1024, ChatTemplate: tmpl, SpecialTokens: []string{"<|im_start|>", "<|im_end|>"}, WeightType: "q8_0"})
 	m := loadModelT(t, engine.LoadParams{Path: path, Parallel: 2})
 	info := m.Info()
@@ -545,7 +545,7 @@ func TestLoadErrors(t *testing.T) {
 		t.Errorf("Load with an ended context: %v", err)
 	}
 	// Other options load and serve.
-	path := writeRandomModel(t, gguf.LlamaParams{Layers: 1, Embd: 128, Heads: 4, FF: 256, Vocab: 300})
+	path := writeRandomModel(t, ggufgen.LlamaParams{Layers: 1, Embd: 128, Heads: 4, FF: 256, Vocab: 300})
 	for _, p := range []engine.LoadParams{
 		{Path: path, FlashAttention: "enabled", KVCacheType: "q8_0", Parallel: 1},
 		{Path: path, FlashAttention: "auto", KVCacheType: "q4_0", Parallel: 2},

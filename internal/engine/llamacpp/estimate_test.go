@@ -8,6 +8,7 @@ import (
 
 	"github.com/helexa-ai/cortex/internal/engine"
 	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 )
 
 var bufferLine = regexp.MustCompile(`\S+\s+(model|KV|output|compute) buffer size =\s+([0-9.]+) MiB`)
@@ -29,12 +30,12 @@ func TestEstimateAgainstLlama(t *testing.T) {
 	logTap.Store(&tap)
 	defer logTap.Store(nil)
 
-	small := gguf.LlamaParams{Layers: 2, Embd: 256, Heads: 8, HeadsKV: 2, FF: 512, Vocab: 4096}
-	bigVocab := gguf.LlamaParams{Layers: 2, Embd: 256, Heads: 8, HeadsKV: 2, FF: 512, Vocab: 32000}
-	wide := gguf.LlamaParams{Layers: 2, Embd: 1024, Heads: 32, HeadsKV: 8, FF: 1024, Vocab: 1000}
+	small := ggufgen.LlamaParams{Layers: 2, Embd: 256, Heads: 8, HeadsKV: 2, FF: 512, Vocab: 4096}
+	bigVocab := ggufgen.LlamaParams{Layers: 2, Embd: 256, Heads: 8, HeadsKV: 2, FF: 512, Vocab: 32000}
+	wide := ggufgen.LlamaParams{Layers: 2, Embd: 1024, Heads: 32, HeadsKV: 8, FF: 1024, Vocab: 1000}
 	tests := []struct {
 		name     string
-		model    *gguf.LlamaParams // nil: stories260K
+		model    *ggufgen.LlamaParams // nil: stories260K
 		ctx, par int
 		flash    bool
 	}{

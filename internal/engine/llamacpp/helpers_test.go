@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/helexa-ai/cortex/internal/engine"
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 )
 
 // storiesPath finds the shared test model. Its absence is a broken test
@@ -77,14 +77,14 @@ func loadModelT(t testing.TB, p engine.LoadParams) engine.Model {
 }
 
 // writeRandomModel writes a generated llama GGUF into the test's temp dir.
-func writeRandomModel(t testing.TB, p gguf.LlamaParams) string {
+func writeRandomModel(t testing.TB, p ggufgen.LlamaParams) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "random.gguf")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := gguf.WriteRandomLlama(f, p); err != nil {
+	if err := ggufgen.WriteRandomLlama(f, p); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/helexa-ai/cortex/internal/devices"
 	"github.com/helexa-ai/cortex/internal/engine"
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 	"github.com/helexa-ai/cortex/internal/neuron"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
@@ -26,7 +26,7 @@ import (
 
 // llama100M is a ~100M-parameter llama (Q8_0, about 106 MB), the shape the
 // engine's own benchmark uses.
-var llama100M = gguf.LlamaParams{
+var llama100M = ggufgen.LlamaParams{
 	Name: "random-llama-100M", Layers: 12, Embd: 768, Heads: 12, HeadsKV: 4, FF: 2048,
 	Vocab: 32000, Context: 2048, WeightType: "q8_0",
 }

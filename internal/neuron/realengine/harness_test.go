@@ -18,7 +18,7 @@ import (
 
 	"github.com/helexa-ai/cortex/internal/devices"
 	"github.com/helexa-ai/cortex/internal/engine/llamacpp"
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 	"github.com/helexa-ai/cortex/internal/neuron"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
@@ -205,7 +205,7 @@ func (h *harness) loadStories(name string, ec neuronapi.EngineConfig) neuronapi.
 }
 
 // randomModel writes a generated llama GGUF and returns its path.
-func randomModel(t testing.TB, p gguf.LlamaParams) string {
+func randomModel(t testing.TB, p ggufgen.LlamaParams) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "random.gguf")
 	f, err := os.Create(path)
@@ -213,7 +213,7 @@ func randomModel(t testing.TB, p gguf.LlamaParams) string {
 		t.Fatal(err)
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	if err := gguf.WriteRandomLlama(w, p); err != nil {
+	if err := ggufgen.WriteRandomLlama(w, p); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.Flush(); err != nil {

@@ -14,10 +14,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/helexa-ai/cortex/internal/gguf"
+	"github.com/helexa-ai/cortex/internal/gguf/ggufgen"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 const (
@@ -92,7 +93,7 @@ func TestChatWithDefaultTemplate(t *testing.T) {
 	}
 	raw, _ := io.ReadAll(sresp.Body)
 	sresp.Body.Close()
-	if err := sse.CheckOpenAIChatStream(strings.NewReader(string(raw))); err != nil {
+	if err := ssecheck.OpenAIChatStream(strings.NewReader(string(raw))); err != nil {
 		t.Fatalf("%v\n%s", err, raw)
 	}
 	evs, _ := sse.ReadAll(strings.NewReader(string(raw)))
@@ -254,7 +255,7 @@ func TestForcedToolCall(t *testing.T) {
 			}
 			raw, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if err := sse.CheckOpenAIChatStream(strings.NewReader(string(raw))); err != nil {
+			if err := ssecheck.OpenAIChatStream(strings.NewReader(string(raw))); err != nil {
 				t.Fatalf("%v\n%s", err, raw)
 			}
 			evs, _ := sse.ReadAll(strings.NewReader(string(raw)))
@@ -369,7 +370,7 @@ func TestSeveralModels(t *testing.T) {
 	var wg sync.WaitGroup
 	paths := make([]string, 2)
 	for i := range paths {
-		paths[i] = randomModel(t, gguf.LlamaParams{Seed: uint64(i + 1), Layers: 2, Embd: 64, Vocab: 600, Context: 512})
+		paths[i] = randomModel(t, ggufgen.LlamaParams{Seed: uint64(i + 1), Layers: 2, Embd: 64, Vocab: 600, Context: 512})
 	}
 	names := []string{"ns/rand-a", "ns/rand-b", stories}
 	uris := []string{"file://" + paths[0], "file://" + paths[1], "file://" + storiesPath(t)}

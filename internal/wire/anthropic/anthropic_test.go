@@ -11,6 +11,7 @@ import (
 
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 func TestErrorMapping(t *testing.T) {
@@ -181,7 +182,7 @@ func TestStreamTranslatorLifecycle(t *testing.T) {
 		t.Fatal("Start twice produced events")
 	}
 	out := streamString(t, start, []StreamEvent{Ping()}, tr.Fail(openai.Unavailable("The model is still loading.")))
-	if err := sse.CheckAnthropicStream(strings.NewReader(out)); err != nil {
+	if err := ssecheck.AnthropicStream(strings.NewReader(out)); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if !strings.Contains(out, `"type":"overloaded_error","message":"The model is still loading."`) {
@@ -194,14 +195,14 @@ func TestStreamTranslatorLifecycle(t *testing.T) {
 	// Failing without Start: the error event is the whole stream.
 	tr = NewStreamTranslator("m", "msg_2", 7)
 	out = streamString(t, tr.Fail(errors.New("secret")))
-	if err := sse.CheckAnthropicStream(strings.NewReader(out)); err != nil || strings.Contains(out, "secret") {
+	if err := ssecheck.AnthropicStream(strings.NewReader(out)); err != nil || strings.Contains(out, "secret") {
 		t.Fatalf("%v\n%s", err, out)
 	}
 
 	// Finishing with no chunks at all still yields a well-formed message.
 	tr = NewStreamTranslator("m", "msg_3", 7)
 	out = streamString(t, tr.Finish())
-	if err := sse.CheckAnthropicStream(strings.NewReader(out)); err != nil {
+	if err := ssecheck.AnthropicStream(strings.NewReader(out)); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if !strings.Contains(out, `"stop_reason":"end_turn"`) || !strings.Contains(out, `"input_tokens":7`) {

@@ -12,6 +12,7 @@ import (
 	"github.com/helexa-ai/cortex/internal/wire/internal/golden"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 // FuzzMessagesRequest decodes and translates arbitrary request bodies: no
@@ -71,7 +72,7 @@ func FuzzStreamTranslator(f *testing.F) {
 			t.Skip()
 		}
 		got := runStream(t, upstream)
-		if err := sse.CheckAnthropicStream(bytes.NewReader(got)); err != nil {
+		if err := ssecheck.AnthropicStream(bytes.NewReader(got)); err != nil {
 			t.Fatalf("translated stream breaks the grammar: %v\n%s", err, got)
 		}
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/helexa-ai/cortex/internal/wire/internal/golden"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 const testModel = "claude-test"
@@ -123,11 +124,11 @@ func TestStreamGolden(t *testing.T) {
 			// broken_ and lenient_ fixtures break the chat stream rules
 			// (lenient_ ones in ways the translator still renders).
 			clean := !strings.HasPrefix(name, "broken_") && !strings.HasPrefix(name, "lenient_") && name != "cut"
-			if err := sse.CheckOpenAIChatStream(bytes.NewReader(upstream)); (err == nil) != clean {
+			if err := ssecheck.OpenAIChatStream(bytes.NewReader(upstream)); (err == nil) != clean {
 				t.Fatalf("upstream fixture check = %v, clean fixture: %v", err, clean)
 			}
 			got := runStream(t, upstream)
-			if err := sse.CheckAnthropicStream(bytes.NewReader(got)); err != nil {
+			if err := ssecheck.AnthropicStream(bytes.NewReader(got)); err != nil {
 				t.Fatalf("translated stream breaks the Anthropic grammar: %v\n%s", err, got)
 			}
 			golden.Compare(t, golden.Path(in), got)

@@ -87,9 +87,6 @@ type Content struct {
 	Blocks []ContentBlock
 }
 
-// TextContent returns a Content holding s.
-func TextContent(s string) Content { return Content{Text: &s} }
-
 // IsNull reports whether the content was absent or null.
 func (c Content) IsNull() bool { return c.Text == nil && c.Blocks == nil }
 

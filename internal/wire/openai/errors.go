@@ -108,11 +108,6 @@ func Unauthorized(format string, args ...any) *Error {
 	return NewError(http.StatusUnauthorized, TypeAuthentication, CodeInvalidAPIKey, "", format, args...)
 }
 
-// Forbidden is a 403 permission_error.
-func Forbidden(format string, args ...any) *Error {
-	return NewError(http.StatusForbidden, TypePermission, CodePermissionDenied, "", format, args...)
-}
-
 // ModelNotFound is the 404 for a model name nothing serves.
 func ModelNotFound(model string) *Error {
 	return NewError(http.StatusNotFound, TypeNotFound, CodeModelNotFound, "model",

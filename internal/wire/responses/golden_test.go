@@ -13,6 +13,7 @@ import (
 	"github.com/helexa-ai/cortex/internal/wire/internal/golden"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 func translateRequest(data []byte) (any, *openai.ChatRequest, error) {
@@ -133,12 +134,12 @@ func TestStreamGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			clean := !strings.HasPrefix(name, "broken_") && !strings.HasPrefix(name, "lenient_") && name != "cut"
-			if err := sse.CheckOpenAIChatStream(bytes.NewReader(upstream)); (err == nil) != clean {
+			if err := ssecheck.OpenAIChatStream(bytes.NewReader(upstream)); (err == nil) != clean {
 				t.Fatalf("upstream fixture check = %v, clean fixture: %v", err, clean)
 			}
 			req := streamRequest(name)
 			got := runStream(t, req, upstream)
-			if err := sse.CheckResponsesStream(bytes.NewReader(got)); err != nil {
+			if err := ssecheck.ResponsesStream(bytes.NewReader(got)); err != nil {
 				t.Fatalf("translated stream breaks the Responses grammar: %v\n%s", err, got)
 			}
 			golden.Compare(t, golden.Path(in), got)

@@ -12,6 +12,7 @@ import (
 	"github.com/helexa-ai/cortex/internal/wire/internal/golden"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 	"github.com/helexa-ai/cortex/internal/wire/sse"
+	"github.com/helexa-ai/cortex/internal/wire/sse/ssecheck"
 )
 
 func writeString(t *testing.T, evs ...[]StreamEvent) string {
@@ -32,7 +33,7 @@ func TestStreamTranslatorLifecycle(t *testing.T) {
 	// in_progress and failed, with the error's code kept.
 	tr := NewStreamTranslator(req, "resp_1", 5)
 	out := writeString(t, tr.Fail(openai.InvalidRequest("", openai.CodeContextLengthExceeded, "The prompt is too long.")))
-	if err := sse.CheckResponsesStream(strings.NewReader(out)); err != nil {
+	if err := ssecheck.ResponsesStream(strings.NewReader(out)); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if !strings.Contains(out, `"error":{"code":"context_length_exceeded","message":"The prompt is too long."}`) {
@@ -45,14 +46,14 @@ func TestStreamTranslatorLifecycle(t *testing.T) {
 	// Plain errors do not leak.
 	tr = NewStreamTranslator(req, "resp_2", 5)
 	out = writeString(t, tr.Start(), tr.Fail(errors.New("dial tcp 10.1.2.3:13131")))
-	if err := sse.CheckResponsesStream(strings.NewReader(out)); err != nil || strings.Contains(out, "10.1.2.3") {
+	if err := ssecheck.ResponsesStream(strings.NewReader(out)); err != nil || strings.Contains(out, "10.1.2.3") {
 		t.Fatalf("%v\n%s", err, out)
 	}
 
 	// Finishing with no chunks yields one empty message.
 	tr = NewStreamTranslator(req, "resp_3", 5)
 	out = writeString(t, tr.Finish())
-	if err := sse.CheckResponsesStream(strings.NewReader(out)); err != nil {
+	if err := ssecheck.ResponsesStream(strings.NewReader(out)); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if got := tr.Response(); got.Status != StatusCompleted || len(got.Output) != 1 || got.Output[0].Type != OutputMessage {
@@ -78,7 +79,7 @@ func TestFailureCode(t *testing.T) {
 	}
 	ev := ErrorEventFor(openai.InvalidRequest("input", openai.CodeInvalidValue, "bad"), 0)
 	out := writeString(t, []StreamEvent{ev})
-	if err := sse.CheckResponsesStream(strings.NewReader(out)); err != nil {
+	if err := ssecheck.ResponsesStream(strings.NewReader(out)); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	if !strings.Contains(out, `"code":"invalid_value","message":"bad","param":"input"`) {
@@ -254,7 +255,7 @@ func FuzzStreamTranslator(f *testing.F) {
 			name = "summary_"
 		}
 		got := runStream(t, streamRequest(name), upstream)
-		if err := sse.CheckResponsesStream(bytes.NewReader(got)); err != nil {
+		if err := ssecheck.ResponsesStream(bytes.NewReader(got)); err != nil {
 			t.Fatalf("translated stream breaks the grammar: %v\n%s", err, got)
 		}
 	})

@@ -1,8 +1,6 @@
 // Package sse reads and writes Server-Sent Events (text/event-stream) the
-// way the OpenAI and Anthropic APIs use them, and checks that a stream
-// follows each dialect's event grammar (CheckOpenAIChatStream,
-// CheckAnthropicStream, CheckResponsesStream) so any test in the repository
-// can assert a stream is exactly what the official SDKs expect.
+// way the OpenAI and Anthropic APIs use them. The checkers of each
+// dialect's event grammar, for tests, are in package ssecheck.
 package sse
 
 import (
@@ -184,12 +182,11 @@ var ErrEventTooLarge = errors.New("sse: event too large")
 // "data" lines join with "\n"; a blank line dispatches; unknown fields are
 // ignored; an event with no data is not dispatched.
 type Reader struct {
-	r        *bufio.Reader
-	max      int
-	lastID   string
-	started  bool
-	comments int
-	pendCR   bool
+	r       *bufio.Reader
+	max     int
+	lastID  string
+	started bool
+	pendCR  bool
 }
 
 // NewReader returns a Reader on r with DefaultMaxEventSize.
@@ -199,9 +196,6 @@ func NewReader(r io.Reader) *Reader { return NewReaderSize(r, DefaultMaxEventSiz
 func NewReaderSize(r io.Reader, max int) *Reader {
 	return &Reader{r: bufio.NewReaderSize(r, 8<<10), max: max}
 }
-
-// Comments counts the comment lines read so far.
-func (r *Reader) Comments() int { return r.comments }
 
 // Next returns the next event. At the end of the stream it returns io.EOF;
 // when the stream ends in the middle of an event (data read but no blank line
@@ -250,8 +244,7 @@ func (r *Reader) Next() (Event, error) {
 			return ev, nil
 		}
 		if line[0] == ':' {
-			r.comments++
-			continue
+			continue // a comment (keep-alive)
 		}
 		partial = true
 		r.field(line, &ev, &data, &hasData)

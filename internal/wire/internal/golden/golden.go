@@ -17,9 +17,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata")
 
-// Updating reports whether -update was given.
-func Updating() bool { return *update }
-
 // Compare checks got against the file at path, or writes it with -update.
 func Compare(t testing.TB, path string, got []byte) {
 	t.Helper()

@@ -1,4 +1,4 @@
-package sse
+package ssecheck
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/helexa-ai/cortex/internal/wire/sse"
 )
 
 var anthropicStopReasons = map[string]bool{
@@ -41,7 +43,7 @@ type anthropicState struct {
 	badInput   error
 }
 
-// CheckAnthropicStream reads a Messages API stream to its end and reports
+// AnthropicStream reads a Messages API stream to its end and reports
 // the first departure from Anthropic's event grammar: every event named
 // (the SDKs skip unnamed ones) with data whose "type" equals the name;
 // message_start first, with an assistant message, empty content, null
@@ -53,8 +55,8 @@ type anthropicState struct {
 // one message_delta with a known stop_reason and usage.output_tokens; then
 // message_stop and nothing else. An error event ends the stream at any
 // point.
-func CheckAnthropicStream(r io.Reader) error {
-	it := &eventIter{r: NewReader(r)}
+func AnthropicStream(r io.Reader) error {
+	it := &eventIter{r: sse.NewReader(r)}
 	var st anthropicState
 	for {
 		ev, err := it.next()

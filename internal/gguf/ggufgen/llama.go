@@ -1,4 +1,4 @@
-package gguf
+package ggufgen
 
 import (
 	"encoding/binary"
@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+
+	"github.com/helexa-ai/cortex/internal/gguf"
 )
 
 // LlamaParams shapes a random-weight llama model written by
@@ -35,7 +37,7 @@ type LlamaParams struct {
 	UntiedOutput bool
 	Seed         uint64
 
-	typ GGMLType
+	typ gguf.GGMLType
 }
 
 func (p LlamaParams) withDefaults() (LlamaParams, error) {
@@ -66,7 +68,7 @@ func (p LlamaParams) withDefaults() (LlamaParams, error) {
 	if p.WeightType == "" {
 		p.WeightType = "f16"
 	}
-	t, err := ParseGGMLType(p.WeightType)
+	t, err := gguf.ParseGGMLType(p.WeightType)
 	if err != nil {
 		return p, err
 	}
@@ -84,8 +86,8 @@ func (p LlamaParams) withDefaults() (LlamaParams, error) {
 		return p, fmt.Errorf("vocab %d is too small (at least %d)", p.Vocab, 260+len(p.SpecialTokens))
 	}
 	switch p.typ {
-	case TypeF32, TypeF16:
-	case TypeQ8_0:
+	case gguf.TypeF32, gguf.TypeF16:
+	case gguf.TypeQ8_0:
 		if p.Embd%32 != 0 || p.FF%32 != 0 {
 			return p, fmt.Errorf("Q8_0 weights need embd and ff to be multiples of 32")
 		}
@@ -123,32 +125,32 @@ func WriteRandomLlama(w io.Writer, p LlamaParams) error {
 	}
 	tokens, scores, types := spmVocab(p.Vocab, p.SpecialTokens)
 	headDim := p.Embd / p.Heads
-	kvs := []KV{
-		{"general.architecture", String("llama")},
-		{"general.name", String(p.Name)},
-		{"general.alignment", Uint32(DefaultAlignment)},
-		{"llama.context_length", Uint32(uint32(p.Context))},
-		{"llama.embedding_length", Uint32(uint32(p.Embd))},
-		{"llama.block_count", Uint32(uint32(p.Layers))},
-		{"llama.feed_forward_length", Uint32(uint32(p.FF))},
-		{"llama.attention.head_count", Uint32(uint32(p.Heads))},
-		{"llama.attention.head_count_kv", Uint32(uint32(p.HeadsKV))},
-		{"llama.rope.dimension_count", Uint32(uint32(headDim))},
-		{"llama.rope.freq_base", Float32(10000)},
-		{"llama.attention.layer_norm_rms_epsilon", Float32(1e-5)},
-		{"llama.vocab_size", Uint32(uint32(p.Vocab))},
-		{"tokenizer.ggml.model", String("llama")},
-		{"tokenizer.ggml.tokens", Strings(tokens)},
-		{"tokenizer.ggml.scores", Float32s(scores)},
-		{"tokenizer.ggml.token_type", Int32s(types)},
-		{"tokenizer.ggml.unknown_token_id", Uint32(0)},
-		{"tokenizer.ggml.bos_token_id", Uint32(1)},
-		{"tokenizer.ggml.eos_token_id", Uint32(2)},
-		{"tokenizer.ggml.add_bos_token", Bool(true)},
-		{"tokenizer.ggml.add_eos_token", Bool(false)},
+	kvs := []gguf.KV{
+		{Key: "general.architecture", Value: gguf.String("llama")},
+		{Key: "general.name", Value: gguf.String(p.Name)},
+		{Key: "general.alignment", Value: gguf.Uint32(gguf.DefaultAlignment)},
+		{Key: "llama.context_length", Value: gguf.Uint32(uint32(p.Context))},
+		{Key: "llama.embedding_length", Value: gguf.Uint32(uint32(p.Embd))},
+		{Key: "llama.block_count", Value: gguf.Uint32(uint32(p.Layers))},
+		{Key: "llama.feed_forward_length", Value: gguf.Uint32(uint32(p.FF))},
+		{Key: "llama.attention.head_count", Value: gguf.Uint32(uint32(p.Heads))},
+		{Key: "llama.attention.head_count_kv", Value: gguf.Uint32(uint32(p.HeadsKV))},
+		{Key: "llama.rope.dimension_count", Value: gguf.Uint32(uint32(headDim))},
+		{Key: "llama.rope.freq_base", Value: gguf.Float32(10000)},
+		{Key: "llama.attention.layer_norm_rms_epsilon", Value: gguf.Float32(1e-5)},
+		{Key: "llama.vocab_size", Value: gguf.Uint32(uint32(p.Vocab))},
+		{Key: "tokenizer.ggml.model", Value: gguf.String("llama")},
+		{Key: "tokenizer.ggml.tokens", Value: gguf.Strings(tokens)},
+		{Key: "tokenizer.ggml.scores", Value: gguf.Float32s(scores)},
+		{Key: "tokenizer.ggml.token_type", Value: gguf.Int32s(types)},
+		{Key: "tokenizer.ggml.unknown_token_id", Value: gguf.Uint32(0)},
+		{Key: "tokenizer.ggml.bos_token_id", Value: gguf.Uint32(1)},
+		{Key: "tokenizer.ggml.eos_token_id", Value: gguf.Uint32(2)},
+		{Key: "tokenizer.ggml.add_bos_token", Value: gguf.Bool(true)},
+		{Key: "tokenizer.ggml.add_eos_token", Value: gguf.Bool(false)},
 	}
 	if p.ChatTemplate != "" {
-		kvs = append(kvs, KV{"tokenizer.chat_template", String(p.ChatTemplate)})
+		kvs = append(kvs, gguf.KV{Key: "tokenizer.chat_template", Value: gguf.String(p.ChatTemplate)})
 	}
 	tensors := llamaTensors(p)
 	rng := rand.New(rand.NewPCG(p.Seed, p.Seed^0x9e3779b97f4a7c15))
@@ -169,27 +171,27 @@ func WriteRandomLlama(w io.Writer, p LlamaParams) error {
 	return Write(w, kvs, tensors)
 }
 
-func llamaTensors(p LlamaParams) []WriteTensor {
+func llamaTensors(p LlamaParams) []Tensor {
 	e, f, v := uint64(p.Embd), uint64(p.FF), uint64(p.Vocab)
 	kv := uint64(p.Embd / p.Heads * p.HeadsKV)
-	ts := []WriteTensor{{Name: "token_embd.weight", Shape: []uint64{e, v}, Type: p.typ}}
+	ts := []Tensor{{Name: "token_embd.weight", Shape: []uint64{e, v}, Type: p.typ}}
 	for i := 0; i < p.Layers; i++ {
 		b := fmt.Sprintf("blk.%d.", i)
 		ts = append(ts,
-			WriteTensor{Name: b + "attn_norm.weight", Shape: []uint64{e}, Type: TypeF32},
-			WriteTensor{Name: b + "attn_q.weight", Shape: []uint64{e, e}, Type: p.typ},
-			WriteTensor{Name: b + "attn_k.weight", Shape: []uint64{e, kv}, Type: p.typ},
-			WriteTensor{Name: b + "attn_v.weight", Shape: []uint64{e, kv}, Type: p.typ},
-			WriteTensor{Name: b + "attn_output.weight", Shape: []uint64{e, e}, Type: p.typ},
-			WriteTensor{Name: b + "ffn_norm.weight", Shape: []uint64{e}, Type: TypeF32},
-			WriteTensor{Name: b + "ffn_gate.weight", Shape: []uint64{e, f}, Type: p.typ},
-			WriteTensor{Name: b + "ffn_up.weight", Shape: []uint64{e, f}, Type: p.typ},
-			WriteTensor{Name: b + "ffn_down.weight", Shape: []uint64{f, e}, Type: p.typ},
+			Tensor{Name: b + "attn_norm.weight", Shape: []uint64{e}, Type: gguf.TypeF32},
+			Tensor{Name: b + "attn_q.weight", Shape: []uint64{e, e}, Type: p.typ},
+			Tensor{Name: b + "attn_k.weight", Shape: []uint64{e, kv}, Type: p.typ},
+			Tensor{Name: b + "attn_v.weight", Shape: []uint64{e, kv}, Type: p.typ},
+			Tensor{Name: b + "attn_output.weight", Shape: []uint64{e, e}, Type: p.typ},
+			Tensor{Name: b + "ffn_norm.weight", Shape: []uint64{e}, Type: gguf.TypeF32},
+			Tensor{Name: b + "ffn_gate.weight", Shape: []uint64{e, f}, Type: p.typ},
+			Tensor{Name: b + "ffn_up.weight", Shape: []uint64{e, f}, Type: p.typ},
+			Tensor{Name: b + "ffn_down.weight", Shape: []uint64{f, e}, Type: p.typ},
 		)
 	}
-	ts = append(ts, WriteTensor{Name: "output_norm.weight", Shape: []uint64{e}, Type: TypeF32})
+	ts = append(ts, Tensor{Name: "output_norm.weight", Shape: []uint64{e}, Type: gguf.TypeF32})
 	if p.UntiedOutput {
-		ts = append(ts, WriteTensor{Name: "output.weight", Shape: []uint64{e, v}, Type: p.typ})
+		ts = append(ts, Tensor{Name: "output.weight", Shape: []uint64{e, v}, Type: p.typ})
 	}
 	return ts
 }
@@ -284,10 +286,10 @@ func fillConst(w io.Writer, n int, v float32) error {
 }
 
 // fillRandom writes n weights uniform in [-scale, scale].
-func fillRandom(w io.Writer, rng *rand.Rand, t GGMLType, n int, scale float32) error {
+func fillRandom(w io.Writer, rng *rand.Rand, t gguf.GGMLType, n int, scale float32) error {
 	const chunk = 1 << 16 // elements per write, a multiple of 32
 	switch t {
-	case TypeQ8_0:
+	case gguf.TypeQ8_0:
 		d := f32ToF16(scale / 127)
 		buf := make([]byte, chunk/32*34)
 		for done := 0; done < n; done += chunk {
@@ -310,9 +312,9 @@ func fillRandom(w io.Writer, rng *rand.Rand, t GGMLType, n int, scale float32) e
 				return err
 			}
 		}
-	case TypeF16, TypeF32:
+	case gguf.TypeF16, gguf.TypeF32:
 		size := 2
-		if t == TypeF32 {
+		if t == gguf.TypeF32 {
 			size = 4
 		}
 		buf := make([]byte, chunk*size)

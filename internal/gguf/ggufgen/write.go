@@ -1,4 +1,4 @@
-package gguf
+package ggufgen
 
 import (
 	"bufio"
@@ -7,24 +7,26 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/helexa-ai/cortex/internal/gguf"
 )
 
-// WriteTensor is one tensor to write. Fill must write exactly the tensor's
+// Tensor is one tensor to write. Fill must write exactly the tensor's
 // byte size (Type.TensorBytes(Shape)).
-type WriteTensor struct {
+type Tensor struct {
 	Name  string
 	Shape []uint64
-	Type  GGMLType
+	Type  gguf.GGMLType
 	Fill  func(w io.Writer) error
 }
 
 // Write writes a GGUF v3 file with the given metadata and tensors. The
 // tensor data section is aligned to general.alignment when present, else to
 // 32 bytes.
-func Write(w io.Writer, kvs []KV, tensors []WriteTensor) error {
+func Write(w io.Writer, kvs []gguf.KV, tensors []Tensor) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	cw := &countWriter{w: bw}
-	align := uint64(DefaultAlignment)
+	align := uint64(gguf.DefaultAlignment)
 	for _, kv := range kvs {
 		if kv.Key == "general.alignment" {
 			a, ok := kv.Value.Uint()
@@ -34,7 +36,7 @@ func Write(w io.Writer, kvs []KV, tensors []WriteTensor) error {
 			align = a
 		}
 	}
-	cw.bytes([]byte(Magic))
+	cw.bytes([]byte(gguf.Magic))
 	cw.u32(3)
 	cw.u64(uint64(len(tensors)))
 	cw.u64(uint64(len(kvs)))
@@ -48,7 +50,7 @@ func Write(w io.Writer, kvs []KV, tensors []WriteTensor) error {
 	sizes := make([]int64, len(tensors))
 	var off uint64
 	for i, t := range tensors {
-		if len(t.Shape) == 0 || len(t.Shape) > maxDims {
+		if len(t.Shape) == 0 || len(t.Shape) > gguf.MaxDims {
 			return fmt.Errorf("tensor %s: %d dimensions", t.Name, len(t.Shape))
 		}
 		n, err := t.Type.TensorBytes(t.Shape)
@@ -132,17 +134,19 @@ func (c *countWriter) zeros(n int64) {
 	}
 }
 
+func alignUp(n, a int64) int64 { return (n + a - 1) / a * a }
+
 func (c *countWriter) pad(align uint64) {
 	c.zeros(alignUp(c.n, int64(align)) - c.n)
 }
 
 var errValueMismatch = errors.New("value does not match its type")
 
-func (c *countWriter) value(v Value) error {
-	if v.Type == TypeArray {
+func (c *countWriter) value(v gguf.Value) error {
+	if v.Type == gguf.TypeArray {
 		c.u32(uint32(v.Elem))
 		c.u64(uint64(v.Len()))
-		switch a := v.v.(type) {
+		switch a := v.Any().(type) {
 		case []uint64:
 			for _, x := range a {
 				if err := c.scalar(v.Elem, x); err != nil {
@@ -168,14 +172,14 @@ func (c *countWriter) value(v Value) error {
 				}
 			}
 		case []string:
-			if v.Elem != TypeString {
+			if v.Elem != gguf.TypeString {
 				return errValueMismatch
 			}
 			for _, x := range a {
 				c.str(x)
 			}
-		case []Value:
-			if v.Elem != TypeArray {
+		case []gguf.Value:
+			if v.Elem != gguf.TypeArray {
 				return errValueMismatch
 			}
 			for _, x := range a {
@@ -188,19 +192,19 @@ func (c *countWriter) value(v Value) error {
 		}
 		return nil
 	}
-	return c.scalar(v.Type, v.v)
+	return c.scalar(v.Type, v.Any())
 }
 
-func (c *countWriter) scalar(t ValueType, x any) error {
+func (c *countWriter) scalar(t gguf.ValueType, x any) error {
 	switch t {
-	case TypeString:
+	case gguf.TypeString:
 		s, ok := x.(string)
 		if !ok {
 			return errValueMismatch
 		}
 		c.str(s)
 		return nil
-	case TypeBool:
+	case gguf.TypeBool:
 		b, ok := x.(bool)
 		if !ok {
 			return errValueMismatch
@@ -211,12 +215,12 @@ func (c *countWriter) scalar(t ValueType, x any) error {
 			c.u8(0)
 		}
 		return nil
-	case TypeFloat32, TypeFloat64:
-		f, ok := Value{v: x}.Float()
+	case gguf.TypeFloat32, gguf.TypeFloat64:
+		f, ok := x.(float64)
 		if !ok {
 			return errValueMismatch
 		}
-		if t == TypeFloat32 {
+		if t == gguf.TypeFloat32 {
 			c.u32(math.Float32bits(float32(f)))
 		} else {
 			c.u64(math.Float64bits(f))
@@ -233,13 +237,13 @@ func (c *countWriter) scalar(t ValueType, x any) error {
 		return errValueMismatch
 	}
 	switch t {
-	case TypeUint8, TypeInt8:
+	case gguf.TypeUint8, gguf.TypeInt8:
 		c.u8(uint8(u))
-	case TypeUint16, TypeInt16:
+	case gguf.TypeUint16, gguf.TypeInt16:
 		c.u16(uint16(u))
-	case TypeUint32, TypeInt32:
+	case gguf.TypeUint32, gguf.TypeInt32:
 		c.u32(uint32(u))
-	case TypeUint64, TypeInt64:
+	case gguf.TypeUint64, gguf.TypeInt64:
 		c.u64(u)
 	default:
 		return fmt.Errorf("unknown value type %d", t)

@@ -1,10 +1,12 @@
-package sse
+package ssecheck
 
 import (
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/helexa-ai/cortex/internal/wire/sse"
 )
 
 type respPart struct {
@@ -35,7 +37,7 @@ type responsesState struct {
 	itemIDs map[string]bool
 }
 
-// CheckResponsesStream reads a Responses API stream to its end and reports
+// ResponsesStream reads a Responses API stream to its end and reports
 // the first departure from the event grammar OpenAI's SDKs and Codex rely
 // on: every event has "type" (equal to the event name when there is one)
 // and a sequence_number counting up from 0 by one; response.created (status
@@ -50,8 +52,8 @@ type responsesState struct {
 // last response.completed, response.incomplete or response.failed whose
 // output lists the finished items, or an error event. A trailing
 // "data: [DONE]" is tolerated.
-func CheckResponsesStream(r io.Reader) error {
-	it := &eventIter{r: NewReader(r)}
+func ResponsesStream(r io.Reader) error {
+	it := &eventIter{r: sse.NewReader(r)}
 	st := &responsesState{itemIDs: map[string]bool{}}
 	for {
 		ev, err := it.next()

@@ -1,9 +1,11 @@
-package sse
+package ssecheck
 
 import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/helexa-ai/cortex/internal/wire/sse"
 )
 
 type chatChoiceState struct {
@@ -12,7 +14,7 @@ type chatChoiceState struct {
 	calls    map[int64]string // tool call index → id
 }
 
-// CheckOpenAIChatStream reads a chat completions stream to its end and
+// OpenAIChatStream reads a chat completions stream to its end and
 // reports the first departure from what OpenAI sends and its SDKs expect:
 // every event an unnamed (or "error") event whose data is a
 // chat.completion.chunk object with the same id throughout; the role sent
@@ -22,8 +24,8 @@ type chatChoiceState struct {
 // choice after it; at most one usage chunk, with no choices, after every
 // finish_reason; then "data: [DONE]" and nothing else. A mid-stream error
 // ({"error":{…}}) ends the stream instead (an optional [DONE] may follow).
-func CheckOpenAIChatStream(r io.Reader) error {
-	it := &eventIter{r: NewReader(r)}
+func OpenAIChatStream(r io.Reader) error {
+	it := &eventIter{r: sse.NewReader(r)}
 	var (
 		id       string
 		chunks   int

@@ -1,4 +1,4 @@
-package sse
+package ssecheck
 
 import (
 	"bytes"
@@ -63,8 +63,8 @@ func checkString(f func(r *strings.Reader) error) func(string) error {
 	return func(s string) error { return f(strings.NewReader(s)) }
 }
 
-func TestCheckOpenAIChatStream(t *testing.T) {
-	check := checkString(func(r *strings.Reader) error { return CheckOpenAIChatStream(r) })
+func TestOpenAIChatStream(t *testing.T) {
+	check := checkString(func(r *strings.Reader) error { return OpenAIChatStream(r) })
 	runMutations(t, "openai_valid.sse", check, []mutation{
 		{name: "no done", old: "data: [DONE]\n\n", new: "", wantErr: "without data: [DONE]"},
 		{name: "truncated", old: "data: [DONE]\n\n", new: "data: [DONE]", wantErr: "unexpected EOF"},
@@ -104,8 +104,8 @@ func TestCheckOpenAIChatStream(t *testing.T) {
 	}
 }
 
-func TestCheckAnthropicStream(t *testing.T) {
-	check := checkString(func(r *strings.Reader) error { return CheckAnthropicStream(r) })
+func TestAnthropicStream(t *testing.T) {
+	check := checkString(func(r *strings.Reader) error { return AnthropicStream(r) })
 	runMutations(t, "anthropic_valid.sse", check, []mutation{
 		{name: "no message_stop", old: "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", new: "", wantErr: "without message_stop"},
 		{name: "unnamed event", old: "event: ping\n", new: "", wantErr: "unnamed event"},
@@ -161,8 +161,8 @@ func TestCheckAnthropicStream(t *testing.T) {
 	}
 }
 
-func TestCheckResponsesStream(t *testing.T) {
-	check := checkString(func(r *strings.Reader) error { return CheckResponsesStream(r) })
+func TestResponsesStream(t *testing.T) {
+	check := checkString(func(r *strings.Reader) error { return ResponsesStream(r) })
 	runMutations(t, "responses_valid.sse", check, []mutation{
 		{name: "no terminal", old: "event: response.completed", new: "event: response.in_progress", wantErr: "name"},
 		{name: "sequence gap", old: `"sequence_number":5,`, new: `"sequence_number":6,`, wantErr: "sequence_number 6, want 5"},
@@ -230,8 +230,8 @@ func FuzzCheckers(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		_ = CheckOpenAIChatStream(bytes.NewReader(in))
-		_ = CheckAnthropicStream(bytes.NewReader(in))
-		_ = CheckResponsesStream(bytes.NewReader(in))
+		_ = OpenAIChatStream(bytes.NewReader(in))
+		_ = AnthropicStream(bytes.NewReader(in))
+		_ = ResponsesStream(bytes.NewReader(in))
 	})
 }

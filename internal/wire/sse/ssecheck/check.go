@@ -1,4 +1,8 @@
-package sse
+// Package ssecheck checks that an event stream follows a dialect's grammar
+// exactly (OpenAIChatStream, AnthropicStream, ResponsesStream), so any test
+// in the repository can assert a stream is what the official SDKs expect.
+// It reads streams with package sse; nothing outside tests imports it.
+package ssecheck
 
 import (
 	"bytes"
@@ -6,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/helexa-ai/cortex/internal/wire/sse"
 )
 
 // obj is a decoded JSON object, for the grammar checkers, which must see
@@ -124,11 +130,11 @@ func (o obj) objList(key string) ([]obj, error) {
 
 // eventIter reads events for a checker and numbers them for messages.
 type eventIter struct {
-	r *Reader
+	r *sse.Reader
 	n int
 }
 
-func (it *eventIter) next() (Event, error) {
+func (it *eventIter) next() (sse.Event, error) {
 	ev, err := it.r.Next()
 	if err == nil {
 		it.n++

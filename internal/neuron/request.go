@@ -1,0 +1,83 @@
+package neuron
+
+import (
+	"slices"
+	"strings"
+	"unicode"
+
+	"github.com/helexa-ai/cortex/internal/chat"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+)
+
+// normaliseLoad validates a load request and puts it in canonical form, so
+// that equal settings compare equal.
+func (r *registry) normaliseLoad(req neuronapi.LoadRequest) (neuronapi.LoadRequest, error) {
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Name == "" {
+		return req, errInvalid("name", "Missing required parameter: 'name'.")
+	}
+	if len(req.Name) > 317 || strings.IndexFunc(req.Name, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }) >= 0 {
+		return req, errInvalid("name", "Invalid 'name': %q is not a Model key (<namespace>/<name>).", req.Name)
+	}
+	req.Source.URI = strings.TrimSpace(req.Source.URI)
+	req.Source.SHA256 = strings.ToLower(strings.TrimSpace(req.Source.SHA256))
+	if _, err := r.res.Parse(req.Source); err != nil {
+		return req, errInvalid("source", "Invalid 'source': %s.", err.Error())
+	}
+	e := &req.Engine
+	if e.ContextLength < 0 || e.ContextLength > 1<<22 {
+		return req, errInvalid("engine.contextLength", "Invalid 'engine.contextLength': %d is out of range.", e.ContextLength)
+	}
+	if e.Parallel < 0 || e.Parallel > 256 {
+		return req, errInvalid("engine.parallel", "Invalid 'engine.parallel': %d is out of range.", e.Parallel)
+	}
+	e.FlashAttention = strings.ToLower(e.FlashAttention)
+	switch e.FlashAttention {
+	case "":
+		e.FlashAttention = "auto"
+	case "auto", "enabled", "disabled":
+	default:
+		return req, errInvalid("engine.flashAttention", "Invalid 'engine.flashAttention': %q; use auto, enabled or disabled.", e.FlashAttention)
+	}
+	e.KVCacheType = strings.ToLower(e.KVCacheType)
+	switch e.KVCacheType {
+	case "":
+		e.KVCacheType = "f16"
+	case "f16", "q8_0", "q4_0":
+	default:
+		return req, errInvalid("engine.kvCacheType", "Invalid 'engine.kvCacheType': %q; use f16, q8_0 or q4_0.", e.KVCacheType)
+	}
+	if e.ChatTemplate != "" && e.ChatTemplate != chat.ChatML {
+		if _, err := chat.NewTemplate(e.ChatTemplate, chat.SpecialTokens{}); err != nil {
+			return req, errInvalid("engine.chatTemplate", "Invalid 'engine.chatTemplate': %s.", err.Error())
+		}
+	}
+	devs := slices.Clone(req.Devices)
+	slices.Sort(devs)
+	for i, d := range devs {
+		if d < 0 || (i > 0 && devs[i-1] == d) {
+			return req, errInvalid("devices", "Invalid 'devices': %v must be distinct device indices.", req.Devices)
+		}
+	}
+	req.Devices = devs
+	if req.VRAMBytes < 0 {
+		return req, errInvalid("vramBytes", "Invalid 'vramBytes': must not be negative.")
+	}
+	return req, nil
+}
+
+// sameLoad reports whether a load request asks for what m already is.
+func sameLoad(m *model, req neuronapi.LoadRequest) bool {
+	a, b := m.req, req
+	if a.Source != b.Source || a.Engine.ContextLength != b.Engine.ContextLength ||
+		a.Engine.Parallel != b.Engine.Parallel || a.Engine.FlashAttention != b.Engine.FlashAttention ||
+		a.Engine.KVCacheType != b.Engine.KVCacheType || a.Engine.ChatTemplate != b.Engine.ChatTemplate {
+		return false
+	}
+	if (a.Engine.GPULayers == nil) != (b.Engine.GPULayers == nil) ||
+		(a.Engine.GPULayers != nil && *a.Engine.GPULayers != *b.Engine.GPULayers) {
+		return false
+	}
+	// Devices matter only when the new request names them.
+	return len(b.Devices) == 0 || slices.Equal(b.Devices, m.devices) || (len(m.devices) == 0 && slices.Equal(a.Devices, b.Devices))
+}

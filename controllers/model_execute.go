@@ -1,0 +1,231 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/placement"
+	"github.com/helexa-ai/cortex/internal/units"
+)
+
+// Step 3 of a pass: carrying out the plan. Every load and unload the
+// manager sends to a neuron goes through here.
+
+// execute performs the actions of the plan that belong to this Model —
+// its own loads and unloads and the evictions its loads need — and the
+// plan's orphan unloads, which belong to no Model and so to every pass.
+func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, snap *snapshot, plan placement.Plan) error {
+	logger := log.FromContext(ctx)
+	key := model.Key()
+	var errs []error
+	blocked := map[string]bool{} // nodes where an eviction failed: no load there
+	for _, u := range plan.Unload {
+		if u.Model != key && u.ForModel != key && u.Reason != placement.ReasonOrphaned {
+			continue
+		}
+		if err := r.executeUnload(ctx, snap, u); err != nil {
+			errs = append(errs, err)
+			blocked[u.Node] = true
+		}
+	}
+	if len(plan.Unschedulable) > 0 {
+		if _, bad := plan.Unschedulable[key]; bad {
+			r.Metrics.ObservePlacement(false)
+		}
+	}
+	now := r.Clock.Now()
+	for _, l := range plan.Load {
+		if l.Model != key {
+			continue
+		}
+		nn := snap.nodes[l.Node]
+		if nn == nil || blocked[l.Node] {
+			continue
+		}
+		if r.failures.backingOff(key, l.Node, now) {
+			continue
+		}
+		req := loadRequest(model, l)
+		logger.Info("Loading replica", "node", l.Node, "devices", l.Devices, "bytes", l.Bytes)
+		st, err := r.Neurons.Load(ctx, nn.Status.Endpoint, req)
+		if err != nil {
+			r.Metrics.ObserveLoad(LoadRefused)
+			r.failures.record(key, l.Node, now, err.Error())
+			errs = append(errs, err)
+			continue
+		}
+		r.Metrics.ObserveLoad(LoadAccepted)
+		r.Metrics.ObservePlacement(true)
+		if st.VRAMBytes == 0 {
+			st.VRAMBytes = l.Bytes
+		}
+		if len(st.Devices) == 0 {
+			st.Devices = l.Devices
+		}
+		r.Fleet.Upsert(l.Node, key, st)
+		if r.loading == nil {
+			r.loading = map[replicaKey]time.Time{}
+		}
+		if _, ok := r.loading[replicaKey{key, l.Node}]; !ok {
+			r.loading[replicaKey{key, l.Node}] = now
+		}
+		r.event(model, corev1.EventTypeNormal, "Placed", "Load", "Loading on %s (devices %v, %s)", l.Node, l.Devices, units.Bytes(l.Bytes))
+	}
+	return errors.Join(errs...)
+}
+
+// sweepOrphans plans the fleet and carries out only the plan's orphan
+// unloads. It runs when a pass is asked for a Model that does not exist:
+// the node poller wakes the name of every model whose residency changed,
+// so a model left on a neuron by a Model deleted while the node was
+// unreachable (or no manager ran) is found even when no other Model
+// exists to plan with.
+func (r *ModelReconciler) sweepOrphans(ctx context.Context) error {
+	snap, err := r.takeSnapshot(ctx, r.Clock.Now())
+	if err != nil {
+		return err
+	}
+	if len(snap.unwatched) > 0 {
+		return nil // the first poll of those nodes wakes the names again
+	}
+	var errs []error
+	for _, u := range placement.Compute(snap.input).Unload {
+		if u.Reason == placement.ReasonOrphaned {
+			errs = append(errs, r.executeUnload(ctx, snap, u))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// executeUnload carries out one unload of the plan: the only place the
+// manager unloads a replica, whatever the planner's reason. It records
+// what status and back-off need, counts the reason and tells the Model.
+func (r *ModelReconciler) executeUnload(ctx context.Context, snap *snapshot, u placement.Unload) error {
+	nn := snap.nodes[u.Node]
+	if nn == nil || !snap.ready[u.Node] {
+		return nil
+	}
+	now := r.Clock.Now()
+	if u.Reason == placement.ReasonFailed {
+		// Remember why before the unload clears the evidence: back-off and
+		// status read it.
+		r.recordFailure(u.Model, u.Node, now)
+	}
+	log.FromContext(ctx).Info("Unloading replica", "node", u.Node, "replica", u.Model, "reason", u.Reason, "for", u.ForModel)
+	if err := r.Neurons.Unload(ctx, nn.Status.Endpoint, u.Model); err != nil {
+		return fmt.Errorf("unloading %s from %s: %w", u.Model, u.Node, err)
+	}
+	r.Fleet.Upsert(u.Node, u.Model, nil)
+	r.Metrics.ObserveEviction(u.Reason)
+	m := findModel(snap.models, u.Model)
+	switch u.Reason {
+	case placement.ReasonEvicted:
+		r.evictions.record(u.Model, u.Node, u.ForModel, now)
+		r.wake(u.Model)
+		if m != nil {
+			r.event(m, corev1.EventTypeNormal, "Evicted", "Unload", "Unloaded from %s to make room for %s", u.Node, u.ForModel)
+		}
+	case placement.ReasonIdle:
+		if m != nil {
+			r.event(m, corev1.EventTypeNormal, "IdleUnload", "Unload",
+				"Unloaded from %s after %s without requests", u.Node, keepAlive(m))
+		}
+	case placement.ReasonOutdated:
+		if m != nil {
+			r.event(m, corev1.EventTypeNormal, "Reloading", "Unload", "Unloaded from %s to reload with the new spec", u.Node)
+		}
+	}
+	return nil
+}
+
+// sourceOf is the Model's source in the contract's terms.
+func sourceOf(m *cortexv1.Model) neuronapi.Source {
+	return neuronapi.Source{URI: m.Spec.Source.URI, SHA256: m.Spec.Source.SHA256}
+}
+
+func loadRequest(m *cortexv1.Model, l placement.Load) neuronapi.LoadRequest {
+	e := m.Spec.Engine
+	req := neuronapi.LoadRequest{
+		Name:    m.Key(),
+		Source:  sourceOf(m),
+		Engine:  engineConfig(e),
+		Devices: l.Devices,
+	}
+	if m.Spec.Resources.VRAM != nil {
+		req.VRAMBytes = m.Spec.Resources.VRAM.Value()
+	}
+	return req
+}
+
+func engineConfig(e cortexv1.EngineSpec) neuronapi.EngineConfig {
+	c := neuronapi.EngineConfig{
+		Parallel:       int(e.Parallel),
+		FlashAttention: string(e.FlashAttention),
+		KVCacheType:    string(e.KVCacheType),
+		ChatTemplate:   e.ChatTemplate,
+	}
+	if e.ContextLength != nil {
+		c.ContextLength = int(*e.ContextLength)
+	}
+	if e.GPULayers != nil {
+		g := int(*e.GPULayers)
+		c.GPULayers = &g
+	}
+	return c
+}
+
+func findModel(models []cortexv1.Model, key string) *cortexv1.Model {
+	for i := range models {
+		if models[i].Key() == key {
+			return &models[i]
+		}
+	}
+	return nil
+}
+
+// recordFailure notes a failed replica once per load order: the first pass
+// that sees it counts it, later passes (until it is cleared) do not.
+func (r *ModelReconciler) recordFailure(model, node string, now time.Time) {
+	k := replicaKey{model, node}
+	if _, ok := r.loading[k]; ok {
+		delete(r.loading, k)
+		r.Metrics.ObserveLoad(LoadFailed)
+	} else if r.failures.backingOff(model, node, now) {
+		// Already counted (or a failure a restarted manager found).
+		return
+	}
+	msg := "unknown error"
+	if obs, ok := r.Fleet.Get(node); ok {
+		for _, m := range obs.Models {
+			if m.Name == model && m.Error != "" {
+				msg = m.Error
+			}
+		}
+	}
+	r.failures.record(model, node, now, msg)
+}
+
+func (r *ModelReconciler) clearLoading(model, node string) {
+	delete(r.loading, replicaKey{model, node})
+}
+
+// heldOnReadyNodes counts the Ready nodes whose last observation (with the
+// manager's own unloads applied) still holds the model.
+func (r *ModelReconciler) heldOnReadyNodes(key string, snap *snapshot) int {
+	n := 0
+	for _, name := range r.Fleet.Nodes() {
+		obs, _ := r.Fleet.Get(name)
+		if snap.ready[name] && slices.ContainsFunc(obs.Models, func(m neuronapi.ModelStatus) bool { return m.Name == key }) {
+			n++
+		}
+	}
+	return n
+}

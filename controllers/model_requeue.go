@@ -1,0 +1,52 @@
+package controllers
+
+import (
+	"time"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/placement"
+)
+
+// Step 5 of a pass: when to look at the Model again without an event.
+
+// nextLook says when this Model needs another pass without any event. It
+// reads the precise times the planner used (status times are rounded to
+// seconds, which would wake it just before its keep-alive ends).
+func (r *ModelReconciler) nextLook(model *cortexv1.Model, snap *snapshot, now time.Time) time.Duration {
+	next := resync
+	for _, rep := range model.Status.Replicas {
+		if rep.State == cortexv1.ReplicaLoading || rep.State == cortexv1.ReplicaUnloading {
+			next = min(next, loadingRecheck)
+		}
+	}
+	switch model.Status.Phase {
+	case cortexv1.ModelPhasePending, cortexv1.ModelPhaseFailed, cortexv1.ModelPhaseUnschedulable:
+		next = min(next, 5*time.Second)
+	}
+	// Wake when a keep-alive runs out: the model's (from its last demand)
+	// or a replica's (from its last use or load).
+	ka := max(keepAlive(model), placement.MinKeepAlive)
+	wakeAt := func(t time.Time) {
+		if until := t.Add(ka).Sub(now); !t.IsZero() && until > 0 {
+			next = min(next, until+100*time.Millisecond)
+		}
+	}
+	key := model.Key()
+	var resident bool
+	for _, n := range snap.input.Nodes {
+		for _, res := range n.Residents {
+			if res.Model == key {
+				resident = true
+				wakeAt(res.LoadedAt)
+				wakeAt(res.LastUsed)
+			}
+		}
+	}
+	if resident {
+		wakeAt(lastDemand(model, snap.input.Nodes))
+	}
+	if d := r.failures.nextRetry(key, now); d > 0 {
+		next = min(next, d)
+	}
+	return next
+}

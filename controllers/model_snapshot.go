@@ -1,0 +1,222 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/placement"
+)
+
+// Step 1 of a pass: one consistent read of the fleet, mapped to the
+// planner's input.
+
+// snapshot is one consistent read of the fleet for planning.
+type snapshot struct {
+	models    []cortexv1.Model
+	nodes     map[string]*cortexv1.NeuronNode
+	ready     map[string]bool
+	unwatched []string // Ready-looking nodes the manager has not polled yet
+	input     placement.Input
+}
+
+func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*snapshot, error) {
+	var models cortexv1.ModelList
+	if err := r.List(ctx, &models); err != nil {
+		return nil, fmt.Errorf("listing Models: %w", err)
+	}
+	var nodes cortexv1.NeuronNodeList
+	if err := r.List(ctx, &nodes); err != nil {
+		return nil, fmt.Errorf("listing NeuronNodes: %w", err)
+	}
+	s := &snapshot{models: models.Items, nodes: map[string]*cortexv1.NeuronNode{}, ready: map[string]bool{}, input: placement.Input{Now: now}}
+	specs := make(map[string]*cortexv1.Model, len(models.Items))
+	for i := range models.Items {
+		specs[models.Items[i].Key()] = &models.Items[i]
+	}
+	for i := range nodes.Items {
+		nn := &nodes.Items[i]
+		s.nodes[nn.Name] = nn
+		obs, observed := r.Fleet.Get(nn.Name)
+		ready := meta.IsStatusConditionTrue(nn.Status.Conditions, cortexv1.NeuronNodeConditionReady) &&
+			observed && !obs.At.IsZero() && obs.Err == nil && r.heartbeatFresh(nn, now)
+		// Only a node never polled at all blocks planning: one whose first
+		// poll failed is simply not Ready (its replicas, if any, are placed
+		// elsewhere and the copies it still holds become surplus later).
+		if !ready && r.heartbeatFresh(nn, now) && (!observed || (obs.At.IsZero() && obs.Err == nil)) {
+			s.unwatched = append(s.unwatched, nn.Name)
+		}
+		s.ready[nn.Name] = ready
+		s.input.Nodes = append(s.input.Nodes, toPlacementNode(nn, obs, ready, specs))
+	}
+	for i := range s.models {
+		m := &s.models[i]
+		s.input.Models = append(s.input.Models, r.toPlacementModel(m, s.input.Nodes, now))
+	}
+	return s, nil
+}
+
+func (r *ModelReconciler) heartbeatFresh(nn *cortexv1.NeuronNode, now time.Time) bool {
+	hb := nn.Status.LastHeartbeatTime
+	return hb != nil && now.Sub(hb.Time) <= r.StaleAfter
+}
+
+// toPlacementNode maps a NeuronNode and what its neuron reported to the
+// planner's node; a resident loaded with a source or engine settings its
+// Model's spec no longer has is marked Outdated.
+func toPlacementNode(nn *cortexv1.NeuronNode, obs Observation, ready bool, specs map[string]*cortexv1.Model) placement.Node {
+	n := placement.Node{
+		Name:          nn.Name,
+		Labels:        nn.Labels,
+		Ready:         ready,
+		Unschedulable: nn.Spec.Unschedulable,
+	}
+	if nn.Spec.ReservedVRAM != nil {
+		n.ReservedBytes = nn.Spec.ReservedVRAM.Value()
+	}
+	for _, d := range obs.Devices {
+		n.Devices = append(n.Devices, placement.Device{Index: d.Index, TotalBytes: d.MemoryTotal, FreeBytes: d.MemoryFree})
+	}
+	for _, m := range obs.Models {
+		res := placement.Resident{
+			Model:   m.Name,
+			Devices: m.Devices,
+			Bytes:   m.VRAMBytes,
+			State:   placementState(m.State),
+			// The neuron's inFlight already counts queued requests.
+			InFlight: m.InFlight,
+		}
+		if m.LastUsed != nil {
+			res.LastUsed = *m.LastUsed
+		}
+		if m.LoadedAt != nil {
+			res.LoadedAt = *m.LoadedAt
+		}
+		if spec := specs[m.Name]; spec != nil {
+			res.Outdated = m.Source != sourceOf(spec) || !m.Engine.Equivalent(engineConfig(spec.Spec.Engine))
+		}
+		n.Residents = append(n.Residents, res)
+	}
+	return n
+}
+
+// placementState maps a neuron's state to the planner's, which spells the
+// states as the CRDs do.
+func placementState(s neuronapi.ModelState) placement.State {
+	return placement.State(s.Replica())
+}
+
+func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, nodes []placement.Node, now time.Time) placement.Model {
+	pm := placement.Model{
+		Key:            m.Key(),
+		Priority:       m.Spec.Priority,
+		Pinned:         m.Spec.Pinned,
+		MinReplicas:    int(m.Spec.Replicas.Min),
+		MaxReplicas:    int(m.Spec.Replicas.Max),
+		KeepAlive:      keepAlive(m),
+		LastDemand:     lastDemand(m, nodes),
+		Waiting:        r.waiting(m, nodes, now),
+		TargetInFlight: parallel(m),
+		BytesNeeded:    r.bytesNeeded(m),
+		NodeSelector:   m.Spec.Placement.NodeSelector,
+		NodeNames:      m.Spec.Placement.NodeNames,
+		AvoidNodes:     r.failures.avoid(m.Key(), now),
+		Deleting:       !m.DeletionTimestamp.IsZero(),
+	}
+	if m.Spec.Placement.Devices != nil {
+		pm.Devices = int(*m.Spec.Placement.Devices)
+	}
+	return pm
+}
+
+func keepAlive(m *cortexv1.Model) time.Duration {
+	if m.Spec.KeepAlive != nil {
+		return m.Spec.KeepAlive.Duration
+	}
+	return defaultKeepAlive
+}
+
+func parallel(m *cortexv1.Model) int {
+	if m.Spec.Engine.Parallel > 0 {
+		return int(m.Spec.Engine.Parallel)
+	}
+	return defaultParallel
+}
+
+// DefaultWaitingWindow is WaitingWindow's default: three times the
+// gateway's default demand interval (5 s), so one lost or late write does
+// not end the wait.
+const DefaultWaitingWindow = 15 * time.Second
+
+// waiting reports whether the gateway holds requests for m now: its demand
+// annotation, rewritten every few seconds while requests wait, is younger
+// than the waiting window, and newer than anything that would have
+// answered it — a replica becoming Ready or serving, or the Model's last
+// eviction. Without the last part, a Model evicted a second after its own
+// cold request was served would look as if that request still waited, and
+// evict the next Model in turn.
+func (r *ModelReconciler) waiting(m *cortexv1.Model, nodes []placement.Node, now time.Time) bool {
+	t, ok := demandAnnotation(m)
+	if !ok {
+		return false
+	}
+	window := r.WaitingWindow
+	if window <= 0 {
+		window = DefaultWaitingWindow
+	}
+	if age := now.Sub(t); age >= window || age <= -window {
+		return false
+	}
+	if e, ok := r.evictions.get(m.Key(), now); ok && !t.After(e.at) {
+		return false
+	}
+	key := m.Key()
+	for _, n := range nodes {
+		for _, res := range n.Residents {
+			if res.Model == key && (!t.After(res.LoadedAt) || !t.After(res.LastUsed)) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func demandAnnotation(m *cortexv1.Model) (time.Time, bool) {
+	v, ok := m.Annotations[cortexv1.DemandAnnotation]
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
+// lastDemand is the newest of the gateway's demand annotation and the last
+// use of any replica.
+func lastDemand(m *cortexv1.Model, nodes []placement.Node) time.Time {
+	t, _ := demandAnnotation(m)
+	key := m.Key()
+	for _, n := range nodes {
+		for _, res := range n.Residents {
+			if res.Model == key && res.LastUsed.After(t) {
+				t = res.LastUsed
+			}
+		}
+	}
+	return t
+}
+
+// bytesNeeded is the spec's override or the neuron's estimate; 0 while
+// unknown.
+func (r *ModelReconciler) bytesNeeded(m *cortexv1.Model) int64 {
+	if v := m.Spec.Resources.VRAM; v != nil {
+		return v.Value()
+	}
+	if e, ok := r.estimates.get(estimateKeyOf(m)); ok && e.err == nil {
+		return e.bytes
+	}
+	return 0
+}

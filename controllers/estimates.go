@@ -12,6 +12,7 @@ import (
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/placement"
+	"github.com/helexa-ai/cortex/internal/vram"
 )
 
 // estimateKey identifies what a memory estimate depends on: the source
@@ -30,7 +31,7 @@ func estimateKeyOf(m *cortexv1.Model) estimateKey {
 }
 
 type estimate struct {
-	bytes   int64
+	need    vram.Need
 	err     error
 	at      time.Time
 	pending bool
@@ -80,10 +81,10 @@ func (e *estimates) begin(k estimateKey, now time.Time, retryAfter time.Duration
 	return true
 }
 
-func (e *estimates) finish(k estimateKey, bytes int64, err error, now time.Time) {
+func (e *estimates) finish(k estimateKey, need vram.Need, err error, now time.Time) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.m[k] = &estimate{bytes: bytes, err: err, at: now}
+	e.m[k] = &estimate{need: need, err: err, at: now}
 }
 
 func (e *estimates) forget(k estimateKey) {
@@ -113,10 +114,7 @@ func (r *ModelReconciler) ensureEstimate(ctx context.Context, model *cortexv1.Mo
 	}
 	if r.estimates.begin(k, now, 30*time.Second) {
 		key := model.Key()
-		req := neuronapi.EstimateRequest{
-			Source: neuronapi.Source{URI: model.Spec.Source.URI, SHA256: model.Spec.Source.SHA256},
-			Engine: engineConfig(model.Spec.Engine),
-		}
+		req := neuronapi.EstimateRequest{Source: sourceOf(model), Engine: engineConfig(model.Spec.Engine)}
 		logger := log.FromContext(ctx)
 		go func() {
 			// Reading a remote header can take a while; the pass does not
@@ -124,14 +122,16 @@ func (r *ModelReconciler) ensureEstimate(ctx context.Context, model *cortexv1.Mo
 			ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 			defer cancel()
 			est, err := r.Neurons.Estimate(ectx, endpoint, req)
-			var bytes int64
+			var need vram.Need
 			if err == nil {
-				bytes = est.TotalBytes
-				logger.Info("Estimated memory need", "bytes", bytes, "weights", est.WeightsBytes, "kvCache", est.KVCacheBytes)
+				// The same division the neuron reserves by.
+				need = est.Need(req.Engine.GPULayers)
+				logger.Info("Estimated memory need", "bytes", est.TotalBytes, "weights", est.WeightsBytes,
+					"kvCache", est.KVCacheBytes, "perDevice", est.ComputeBytes)
 			} else {
 				logger.Error(err, "Estimating memory need")
 			}
-			r.estimates.finish(k, bytes, err, r.Clock.Now())
+			r.estimates.finish(k, need, err, r.Clock.Now())
 			r.wake(key)
 		}()
 	}

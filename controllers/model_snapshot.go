@@ -10,6 +10,7 @@ import (
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/placement"
+	"github.com/helexa-ai/cortex/internal/vram"
 )
 
 // Step 1 of a pass: one consistent read of the fleet, mapped to the
@@ -83,10 +84,11 @@ func toPlacementNode(nn *cortexv1.NeuronNode, obs Observation, ready bool, specs
 	}
 	for _, m := range obs.Models {
 		res := placement.Resident{
-			Model:   m.Name,
-			Devices: m.Devices,
-			Bytes:   m.VRAMBytes,
-			State:   placementState(m.State),
+			Model:       m.Name,
+			Devices:     m.Devices,
+			DeviceBytes: m.DeviceBytes,
+			Bytes:       m.VRAMBytes,
+			State:       placementState(m.State),
 			// The neuron's inFlight already counts queued requests.
 			InFlight: m.InFlight,
 		}
@@ -111,6 +113,7 @@ func placementState(s neuronapi.ModelState) placement.State {
 }
 
 func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, nodes []placement.Node, now time.Time) placement.Model {
+	need := r.memoryNeed(m)
 	pm := placement.Model{
 		Key:            m.Key(),
 		Priority:       m.Spec.Priority,
@@ -121,7 +124,8 @@ func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, nodes []placement.
 		LastDemand:     lastDemand(m, nodes),
 		Waiting:        r.waiting(m, nodes, now),
 		TargetInFlight: parallel(m),
-		BytesNeeded:    r.bytesNeeded(m),
+		BytesNeeded:    need.Total(1),
+		EachBytes:      need.Each,
 		NodeSelector:   m.Spec.Placement.NodeSelector,
 		NodeNames:      m.Spec.Placement.NodeNames,
 		AvoidNodes:     r.failures.avoid(m.Key(), now),
@@ -209,14 +213,15 @@ func lastDemand(m *cortexv1.Model, nodes []placement.Node) time.Time {
 	return t
 }
 
-// bytesNeeded is the spec's override or the neuron's estimate; 0 while
-// unknown.
-func (r *ModelReconciler) bytesNeeded(m *cortexv1.Model) int64 {
+// memoryNeed is what one replica needs: the spec's override (all of it
+// divisible among devices, as the neuron treats it) or the neuron's
+// estimate; zero while unknown.
+func (r *ModelReconciler) memoryNeed(m *cortexv1.Model) vram.Need {
 	if v := m.Spec.Resources.VRAM; v != nil {
-		return v.Value()
+		return vram.Need{Split: v.Value()}
 	}
 	if e, ok := r.estimates.get(estimateKeyOf(m)); ok && e.err == nil {
-		return e.bytes
+		return e.need
 	}
-	return 0
+	return vram.Need{}
 }

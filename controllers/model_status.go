@@ -35,7 +35,7 @@ func (r *ModelReconciler) rebuildStatus(model *cortexv1.Model, snap *snapshot, p
 		Generation:    model.Generation,
 		Replicas:      r.observeReplicas(key, snap, now),
 		Desired:       plan.Desired[key],
-		VRAMBytes:     r.bytesNeeded(model),
+		VRAMBytes:     r.memoryNeed(model).Total(1),
 		LastDemand:    lastDemand(model, snap.input.Nodes),
 		Unschedulable: plan.Unschedulable[key],
 		EstimateMsg:   estimateMsg,

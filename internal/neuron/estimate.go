@@ -57,12 +57,6 @@ func estimateFile(gf *gguf.File, ec neuronapi.EngineConfig) neuronapi.Estimate {
 	}
 }
 
-// needFor turns an estimate into what placement divides: with only some
-// layers offloaded, only their share of weights and cache is on the GPUs.
-func needFor(est neuronapi.Estimate, gpuLayers *int) need {
-	split := est.WeightsBytes + est.KVCacheBytes
-	if gpuLayers != nil && *gpuLayers >= 0 && est.Layers > 0 && *gpuLayers < est.Layers {
-		split = split * int64(*gpuLayers) / int64(est.Layers)
-	}
-	return need{Split: split, Each: est.ComputeBytes}
-}
+// needFor turns an estimate into what placement divides (the contract's
+// Estimate.Need, which the manager uses too).
+func needFor(est neuronapi.Estimate, gpuLayers *int) need { return est.Need(gpuLayers) }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/helexa-ai/cortex/internal/units"
+	"github.com/helexa-ai/cortex/internal/vram"
 )
 
 // devMem is one device's memory as placement sees it: Free already has the
@@ -18,16 +19,10 @@ type devMem struct {
 	Free  int64
 }
 
-// need is a model's memory need. Split (weights and KV cache of the layers
-// offloaded) divides among the devices a model spans, in proportion to
-// their free memory, as llama.cpp's default tensor split does; Each
-// (compute and output buffers) is needed on every device.
-type need struct {
-	Split int64
-	Each  int64
-}
-
-func (n need) total(devices int) int64 { return n.Split + n.Each*int64(max(devices, 1)) }
+// need is a model's memory need: Split divides among the devices a model
+// spans, Each is needed on every one (internal/vram, the rule the
+// manager's planner uses too).
+type need = vram.Need
 
 // place picks devices for a model and what to reserve on each. With
 // requested devices it checks they fit; otherwise it prefers the single
@@ -65,29 +60,21 @@ func place(n need, devs []devMem, requested []int) (map[int]int64, error) {
 	return nil, shortfall(n, sorted)
 }
 
-// split divides n over devs in proportion to their free memory and reports
-// whether every share fits.
+// split divides n over devs by the fleet's one rule (vram.Shares: Split
+// in proportion to free memory, Each on every device) and reports whether
+// every share fits.
 func split(n need, devs []devMem) (map[int]int64, bool) {
-	var free int64
-	for _, d := range devs {
-		free += max(d.Free, 0)
+	free := make([]int64, len(devs))
+	for i, d := range devs {
+		free[i] = d.Free
 	}
-	if free <= 0 {
+	shares, ok := vram.Shares(n, free)
+	if !ok {
 		return nil, false
 	}
 	out := make(map[int]int64, len(devs))
-	var assigned int64
 	for i, d := range devs {
-		share := int64(float64(n.Split) * float64(max(d.Free, 0)) / float64(free))
-		if i == len(devs)-1 {
-			share = n.Split - assigned // rounding goes to the last device
-		}
-		assigned += share
-		r := share + n.Each
-		if r > d.Free {
-			return nil, false
-		}
-		out[d.Index] = r
+		out[d.Index] = shares[i]
 	}
 	return out, true
 }
@@ -101,7 +88,7 @@ type shortfallError struct {
 }
 
 func shortfall(n need, devs []devMem) error {
-	return &shortfallError{need: n.total(len(devs)), devs: devs}
+	return &shortfallError{need: n.Total(len(devs)), devs: devs}
 }
 
 func (e *shortfallError) Error() string {

@@ -62,8 +62,8 @@ func TestPlace(t *testing.T) {
 			for _, b := range got {
 				sum += b
 			}
-			if sum != tt.need.total(len(got)) {
-				t.Fatalf("reserved %d in all, need %d", sum, tt.need.total(len(got)))
+			if sum != tt.need.Total(len(got)) {
+				t.Fatalf("reserved %d in all, need %d", sum, tt.need.Total(len(got)))
 			}
 		})
 	}

@@ -104,6 +104,12 @@ func (r *registry) statusLocked(m *model) neuronapi.ModelStatus {
 		Error:     m.errMsg,
 		InFlight:  m.inflight,
 	}
+	if len(m.reserved) == len(m.devices) && len(m.devices) > 0 {
+		st.DeviceBytes = make([]int64, len(m.devices))
+		for i, d := range m.devices {
+			st.DeviceBytes[i] = m.reserved[d]
+		}
+	}
 	if m.progress != nil {
 		p := *m.progress
 		st.Progress = &p

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/vram"
 )
 
 // DefaultPort is the neuron's default listen port.
@@ -101,6 +102,18 @@ type Estimate struct {
 	TrainedContextLength int `json:"trainedContextLength,omitempty"`
 }
 
+// Need is what a replica loaded with gpuLayers (nil: every layer) asks of
+// the devices it spans: weights and KV cache divide among them — with only
+// some layers offloaded, only their share — and the compute buffers are
+// needed on each. The neuron reserves by it and the manager plans by it.
+func (e Estimate) Need(gpuLayers *int) vram.Need {
+	split := e.WeightsBytes + e.KVCacheBytes
+	if gpuLayers != nil && *gpuLayers >= 0 && e.Layers > 0 && *gpuLayers < e.Layers {
+		split = split * int64(*gpuLayers) / int64(e.Layers)
+	}
+	return vram.Need{Split: split, Each: e.ComputeBytes}
+}
+
 // ModelState is a model's state on one neuron.
 type ModelState string
 
@@ -123,18 +136,21 @@ type Progress struct {
 
 // ModelStatus is one model as the neuron holds it.
 type ModelStatus struct {
-	Name      string       `json:"name"`
-	State     ModelState   `json:"state"`
-	Source    Source       `json:"source"`
-	Engine    EngineConfig `json:"engine"`
-	Devices   []int        `json:"devices,omitempty"`
-	VRAMBytes int64        `json:"vramBytes"`
-	Progress  *Progress    `json:"progress,omitempty"`
-	Error     string       `json:"error,omitempty"`
-	LoadedAt  *time.Time   `json:"loadedAt,omitempty"`
-	LastUsed  *time.Time   `json:"lastUsed,omitempty"`
-	InFlight  int          `json:"inFlight"`
-	Queued    int          `json:"queued"`
+	Name    string       `json:"name"`
+	State   ModelState   `json:"state"`
+	Source  Source       `json:"source"`
+	Engine  EngineConfig `json:"engine"`
+	Devices []int        `json:"devices,omitempty"`
+	// DeviceBytes is what the model holds (or reserves) on each of
+	// Devices, in the same order.
+	DeviceBytes []int64    `json:"deviceBytes,omitempty"`
+	VRAMBytes   int64      `json:"vramBytes"`
+	Progress    *Progress  `json:"progress,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	LoadedAt    *time.Time `json:"loadedAt,omitempty"`
+	LastUsed    *time.Time `json:"lastUsed,omitempty"`
+	InFlight    int        `json:"inFlight"`
+	Queued      int        `json:"queued"`
 	// ContextLength and Parallel are the effective engine settings.
 	ContextLength int `json:"contextLength,omitempty"`
 	Parallel      int `json:"parallel,omitempty"`

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/vram"
 )
 
 // Config describes a simulated host.
@@ -32,10 +33,14 @@ type Config struct {
 	LoadDelay time.Duration
 	// Token, when set, is required as a bearer token.
 	Token string
-	// Sizes maps a source URI to the bytes one replica needs; sources not
-	// listed need DefaultSize.
+	// Sizes maps a source URI to the bytes one replica needs on one device
+	// (its estimate's total); sources not listed need DefaultSize.
 	Sizes       map[string]int64
 	DefaultSize int64
+	// ComputeBytes is the part of every estimate needed on each device a
+	// replica spans (compute buffers), as the real neuron reports it; the
+	// rest divides among the devices.
+	ComputeBytes int64
 	// EstimateDelay is how long POST /models/estimate takes (a remote
 	// header read).
 	EstimateDelay time.Duration
@@ -59,6 +64,7 @@ type Server struct {
 	used    []int64
 	loads   map[string]int
 	unloads map[string]int
+	refused int
 	down    bool
 
 	inf inferenceState
@@ -125,6 +131,13 @@ func (s *Server) Loads(name string) int {
 	return s.loads[name]
 }
 
+// Refused counts loads refused for lack of memory.
+func (s *Server) Refused() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
 // Unloads returns how many unload calls were received for a model that was
 // present.
 func (s *Server) Unloads(name string) int {
@@ -167,6 +180,7 @@ func (s *Server) snapshotLocked() neuronapi.ModelsResponse {
 	for _, m := range s.models {
 		st := m.status
 		st.Devices = slices.Clone(st.Devices)
+		st.DeviceBytes = slices.Clone(st.DeviceBytes)
 		out.Models = append(out.Models, st)
 	}
 	slices.SortFunc(out.Models, func(a, b neuronapi.ModelStatus) int {
@@ -249,8 +263,15 @@ func (s *Server) handleEstimate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	time.Sleep(s.cfg.EstimateDelay)
-	total := s.size(req.Source.URI)
-	writeJSON(w, http.StatusOK, neuronapi.Estimate{TotalBytes: total, WeightsBytes: total * 3 / 4, KVCacheBytes: total / 4, Layers: 32})
+	writeJSON(w, http.StatusOK, s.estimate(req.Source.URI))
+}
+
+func (s *Server) estimate(uri string) neuronapi.Estimate {
+	total := s.size(uri)
+	compute := min(s.cfg.ComputeBytes, total)
+	split := total - compute
+	return neuronapi.Estimate{TotalBytes: total, WeightsBytes: split - split/4, KVCacheBytes: split / 4,
+		ComputeBytes: compute, Layers: 32}
 }
 
 func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
@@ -274,38 +295,41 @@ func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, m.status)
 		return
 	}
-	need := req.VRAMBytes
-	if need == 0 {
-		need = s.size(req.Source.URI)
+	// Reserve as the real neuron does: the estimate's need (or the
+	// request's override, all of it divisible), divided by the fleet's
+	// one rule over the requested devices' free memory.
+	need := s.estimate(req.Source.URI).Need(req.Engine.GPULayers)
+	if req.VRAMBytes > 0 {
+		need = vram.Need{Split: req.VRAMBytes}
 	}
-	devs := req.Devices
+	devs := slices.Clone(req.Devices)
+	slices.Sort(devs)
 	if len(devs) == 0 {
 		devs = []int{0}
 	}
-	share := need / int64(len(devs))
-	perDev := map[int]int64{}
+	free := make([]int64, len(devs))
 	for i, d := range devs {
 		if d < 0 || d >= len(s.cfg.Devices) {
 			writeErr(w, http.StatusBadRequest, neuronapi.CodeInvalidRequest, fmt.Sprintf("no device %d", d))
 			return
 		}
-		part := share
-		if i == len(devs)-1 {
-			part = need - share*int64(len(devs)-1)
-		}
-		if free := s.cfg.Devices[d] - s.used[d]; part > free {
-			writeErr(w, http.StatusInsufficientStorage, neuronapi.CodeInsufficientMemory,
-				fmt.Sprintf("needs %d bytes on device %d, %d free", part, d, free))
-			return
-		}
-		perDev[d] = part
+		free[i] = s.cfg.Devices[d] - s.used[d]
 	}
-	for d, b := range perDev {
-		s.used[d] += b
+	shares, ok := vram.Shares(need, free)
+	if !ok {
+		s.refused++
+		writeErr(w, http.StatusInsufficientStorage, neuronapi.CodeInsufficientMemory,
+			fmt.Sprintf("needs %d bytes across devices %v (%v free)", need.Total(len(devs)), devs, free))
+		return
+	}
+	perDev := map[int]int64{}
+	for i, d := range devs {
+		perDev[d] = shares[i]
+		s.used[d] += shares[i]
 	}
 	m := &model{perDev: perDev, status: neuronapi.ModelStatus{
 		Name: req.Name, State: neuronapi.StateLoading, Source: req.Source, Engine: req.Engine,
-		Devices: slices.Clone(devs), VRAMBytes: need,
+		Devices: devs, DeviceBytes: shares, VRAMBytes: need.Total(len(devs)),
 		Progress: &neuronapi.Progress{Phase: "loading"},
 	}}
 	s.models[req.Name] = m
@@ -324,6 +348,7 @@ func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) {
 			}
 			m.perDev = nil
 			m.status.VRAMBytes = 0
+			m.status.DeviceBytes = nil
 		} else {
 			m.status.State = neuronapi.StateReady
 			m.status.LoadedAt = &now

@@ -57,6 +57,9 @@ func randomFleet(seed uint64, nModels, nNodes, gpusPerNode int) Input {
 		if r.IntN(100) < 10 {
 			m.Devices = 1 + r.IntN(2)
 		}
+		if r.IntN(100) < 50 {
+			m.EachBytes = m.BytesNeeded / 10 // compute buffers, on every device
+		}
 		if r.IntN(100) < 2 {
 			m.Deleting = true
 		}

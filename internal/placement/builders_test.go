@@ -363,7 +363,7 @@ func checkInvariants(t *testing.T, in Input, p Plan) {
 		if m.Devices > 0 && len(l.Devices) != m.Devices {
 			t.Errorf("invariant: load %s on %d devices, want %d", id, len(l.Devices), m.Devices)
 		}
-		if len(l.DeviceBytes) != len(l.Devices) || l.Bytes != m.BytesNeeded {
+		if len(l.DeviceBytes) != len(l.Devices) || l.Bytes != m.BytesNeeded+int64(len(l.Devices)-1)*m.EachBytes {
 			t.Errorf("invariant: load %s malformed: %+v", id, l)
 		}
 		var sum int64

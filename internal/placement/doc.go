@@ -79,9 +79,13 @@
 // A model fits on a node on one device, or split over k devices of that
 // node: k = Devices when set, else the smallest k that fits. One device is
 // the tightest that holds it (keeping large holes for large models); k
-// devices are the k with the most memory, and the replica's bytes are split
-// over them in proportion to what each offers (Load.DeviceBytes), every
-// device getting a share.
+// devices are the k with the most memory. A replica on k devices needs
+// BytesNeeded + (k-1)×EachBytes: its weights and KV cache divide among the
+// devices in proportion to what each offers, and its compute buffers
+// (EachBytes) are needed on every one — the rule the neuron reserves by
+// (internal/vram), so a plan that fits here is one the neuron accepts.
+// Load.DeviceBytes is what the plan expects the neuron to reserve on each
+// device, and Resident.DeviceBytes what a neuron reports it holds.
 //
 // Nodes are ranked: fits now (most memory left on the node after the load,
 // then name), then fits after evicting (see below), then nodes in

@@ -68,7 +68,16 @@ func (p *planner) why(m *modelState) string {
 		return fmt.Sprintf("needs %s on one node; matching nodes have at most %s",
 			gpus(m.in.Devices), gpus(maxDevices))
 	}
-	need, have := sizes(m.in.BytesNeeded, best.total)
+	// What a replica needs on the devices in question: the per-device
+	// buffers count on each of them.
+	needBytes := m.in.BytesNeeded
+	switch {
+	case m.in.Devices > 1:
+		needBytes = m.need.Total(m.in.Devices)
+	case m.in.Devices == 0 && best.gpus > 1:
+		needBytes = m.need.Total(best.gpus)
+	}
+	need, have := sizes(needBytes, best.total)
 	if best.total == 0 {
 		wait := p.waitingFor(m, best.node)
 		if wait != "" {

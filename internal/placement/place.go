@@ -3,6 +3,8 @@ package placement
 import (
 	"cmp"
 	"slices"
+
+	"github.com/helexa-ai/cortex/internal/vram"
 )
 
 // request is one replica a model wants and does not have.
@@ -100,7 +102,9 @@ type choice struct {
 
 func (p *planner) load(m *modelState, c choice) {
 	n := p.nodes[c.node]
-	shares := split(m.in.BytesNeeded, c.avail)
+	// The neuron divides by the same rule over its free memory; the plan
+	// accounts what it expects the neuron to reserve on each device.
+	shares, _ := vram.Shares(m.need, c.avail)
 	type dev struct {
 		index int
 		bytes int64
@@ -111,7 +115,7 @@ func (p *planner) load(m *modelState, c choice) {
 		devs[j] = dev{n.devIndex[pos], shares[j]}
 	}
 	slices.SortFunc(devs, func(a, b dev) int { return cmp.Compare(a.index, b.index) })
-	l := Load{Model: m.in.Key, Node: n.name, Bytes: m.in.BytesNeeded,
+	l := Load{Model: m.in.Key, Node: n.name, Bytes: m.need.Total(len(devs)),
 		Devices: make([]int, len(devs)), DeviceBytes: make([]int64, len(devs))}
 	for j, d := range devs {
 		l.Devices[j], l.DeviceBytes[j] = d.index, d.bytes
@@ -131,37 +135,6 @@ func (p *planner) liveChanged(m *modelState, before int) {
 	if m.keptGood+m.keptBad > 0 && (before-1 >= m.in.MinReplicas) != (m.live()-1 >= m.in.MinReplicas) {
 		p.epoch++
 	}
-}
-
-// split divides b over devices in proportion to what each has available.
-// The shares sum to b and none exceeds its device's avail (given that the
-// avails sum to at least b).
-func split(b int64, avail []int64) []int64 {
-	shares := make([]int64, len(avail))
-	if len(avail) == 1 {
-		shares[0] = b
-		return shares
-	}
-	var sum int64
-	for _, a := range avail {
-		sum += a
-	}
-	rem := b
-	for j, a := range avail {
-		shares[j] = min(a, int64(float64(b)*(float64(a)/float64(sum))))
-		rem -= shares[j]
-	}
-	for j := 0; rem > 0 && j < len(shares); j++ {
-		add := min(rem, avail[j]-shares[j])
-		shares[j] += add
-		rem -= add
-	}
-	for j := 0; rem < 0 && j < len(shares); j++ {
-		take := min(-rem, shares[j])
-		shares[j] -= take
-		rem += take
-	}
-	return shares
 }
 
 // candidate reports whether a new replica of m may go on n at all, memory
@@ -215,21 +188,48 @@ func (p *planner) choose(m *modelState) (choice, bool) {
 func (p *planner) fitsNow(m *modelState, n *nodeState) bool {
 	b := m.in.BytesNeeded
 	k := m.in.Devices
-	if k == 0 {
-		// As few GPUs as it fits on: if all of them together hold it, some
-		// smallest number of them does.
-		return n.totalAvail() >= b
-	}
-	if k == 1 {
+	if k == 1 || k == 0 {
 		for i := range n.free {
 			if n.avail(i) >= b {
 				return true
 			}
 		}
-		return false
+		if k == 1 {
+			return false
+		}
 	}
 	order := p.byAvail(n, nil)
-	return topFits(order[:k], p.scratch.vals, b)
+	if k == 0 {
+		return p.fewestFit(m, order, p.scratch.vals) > 0
+	}
+	return p.fitsOn(m, order[:k], p.scratch.vals)
+}
+
+// fitsOn reports whether m fits on the devices at positions set, whose
+// available memory is in vals (by position): every device gets a share,
+// and each share (its part of the split plus the per-device buffers)
+// fits, by the neuron's rule.
+func (p *planner) fitsOn(m *modelState, set []int, vals []int64) bool {
+	free := resize(&p.scratch.fits, len(set))
+	for j, pos := range set {
+		if vals[pos] <= 0 {
+			return false
+		}
+		free[j] = vals[pos]
+	}
+	return vram.Fits(m.need, free)
+}
+
+// fewestFit is the fewest devices, taken from order (most available
+// first), that m fits on; 0 if none. More devices need more memory in all
+// (the per-device buffers), so it tries each count.
+func (p *planner) fewestFit(m *modelState, order []int, vals []int64) int {
+	for k := 1; k <= len(order); k++ {
+		if p.fitsOn(m, order[:k], vals) {
+			return k
+		}
+	}
+	return 0
 }
 
 // byAvail returns n's device positions, most available memory first (index
@@ -251,19 +251,6 @@ func (p *planner) byAvail(n *nodeState, extra []int64) []int {
 	})
 	p.scratch.order, p.scratch.vals = order, vals
 	return order
-}
-
-// topFits reports whether the devices at positions set hold b between them,
-// each getting a share.
-func topFits(set []int, vals []int64, b int64) bool {
-	var sum int64
-	for _, pos := range set {
-		if vals[pos] <= 0 {
-			return false
-		}
-		sum += vals[pos]
-	}
-	return sum >= b
 }
 
 // fitNow picks the devices for m on n, which fits it now: one device where
@@ -288,15 +275,7 @@ func (p *planner) fitNow(m *modelState, n *nodeState) choice {
 		}
 	}
 	if k == 0 {
-		k = len(order)
-		var sum int64
-		for j, pos := range order {
-			sum += vals[pos]
-			if sum >= b {
-				k = j + 1
-				break
-			}
-		}
+		k = max(p.fewestFit(m, order, vals), 1)
 	}
 	c := choice{node: n.idx, pos: slices.Clone(order[:k]), avail: make([]int64, k)}
 	for j, pos := range c.pos {
@@ -356,7 +335,7 @@ func (p *planner) bestEviction(m *modelState, nodes []int, avoided bool) (choice
 type evictionKey struct {
 	prio    int32
 	equal   bool // equal priority may be evicted (demandEvicts)
-	bytes   int64
+	need    vram.Need
 	devices int
 	version uint64
 	epoch   uint64
@@ -375,7 +354,7 @@ type cachedEviction struct {
 // changes one node. It returns nil without looking further when no
 // eviction on n can beat best.
 func (p *planner) cachedEvictOn(m *modelState, n *nodeState, best *eviction) *eviction {
-	key := evictionKey{m.in.Priority, m.demandEvicts(), m.in.BytesNeeded, m.in.Devices, n.version, p.epoch}
+	key := evictionKey{m.in.Priority, m.demandEvicts(), m.need, m.in.Devices, n.version, p.epoch}
 	live := n.evictions[:0]
 	for _, c := range n.evictions {
 		if c.key == key {
@@ -433,6 +412,7 @@ func cannotBeat(vs []victim, lacking int64, best *eviction) bool {
 func (p *planner) lacking(m *modelState, n *nodeState) int64 {
 	lacking := m.in.BytesNeeded
 	if k := m.in.Devices; k > 0 {
+		lacking = m.need.Total(k)
 		order := p.byAvail(n, nil)
 		for _, pos := range order[:k] {
 			lacking -= p.scratch.vals[pos]
@@ -582,7 +562,7 @@ func (p *planner) evictOn(m *modelState, n *nodeState, vs []victim) (eviction, b
 			}
 			continue
 		}
-		if !topFits(order[:k], pot, b) {
+		if !p.fitsOn(m, order[:k], pot) {
 			continue
 		}
 		if e, ok := p.victimSet(m, n, order[:k], -1, vs); ok {
@@ -601,7 +581,6 @@ func (p *planner) victimSet(m *modelState, n *nodeState, set []int, one int, vs 
 		set = append(p.scratch.one[:0], one)
 		p.scratch.one = set
 	}
-	b := m.in.BytesNeeded
 	at := resize(&p.scratch.at, len(n.free))
 	for i := range at {
 		at[i] = -1
@@ -611,16 +590,15 @@ func (p *planner) victimSet(m *modelState, n *nodeState, set []int, one int, vs 
 		at[pos] = j
 		tmp[j] = n.free[pos]
 	}
+	free := resize(&p.scratch.fits, len(set))
 	fits := func() bool {
-		var sum int64
-		for _, f := range tmp {
-			a := f - n.reserved
-			if a <= 0 {
+		for j, f := range tmp {
+			free[j] = f - n.reserved
+			if free[j] <= 0 {
 				return false
 			}
-			sum += a
 		}
-		return sum >= b
+		return vram.Fits(m.need, free)
 	}
 	apply := func(ri int, sign int64) bool {
 		rs := &p.res[ri]
@@ -679,7 +657,7 @@ func (p *planner) victimSet(m *modelState, n *nodeState, set []int, one int, vs 
 	for i := range n.free {
 		e.freeAfter += max(0, n.free[i]+freed[i]-n.reserved)
 	}
-	e.freeAfter -= b
+	e.freeAfter -= m.need.Total(len(set))
 	return e, true
 }
 
@@ -715,4 +693,5 @@ type scratch struct {
 	chosen     []victim
 	ris        []int
 	perDev     [][]victim
+	fits       []int64
 }

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"slices"
 	"time"
+
+	"github.com/helexa-ai/cortex/internal/vram"
 )
 
 // Compute plans one pass: which replicas to load, unload and keep, and why
@@ -85,6 +87,7 @@ type resState struct {
 
 type modelState struct {
 	in       *Model
+	need     vram.Need // BytesNeeded split into its divisible and per-device parts
 	ka       time.Duration
 	maxR     int
 	target   int
@@ -139,6 +142,7 @@ func newPlanner(in Input) *planner {
 		}
 		st := &ms[i]
 		st.in = m
+		st.need = vram.Need{Split: max(0, m.BytesNeeded-max(0, m.EachBytes)), Each: min(max(0, m.EachBytes), max(0, m.BytesNeeded))}
 		st.ka = max(m.KeepAlive, MinKeepAlive)
 		st.maxR = max(m.MaxReplicas, m.MinReplicas, 1)
 		p.byKey[m.Key] = st

@@ -826,28 +826,65 @@ func TestSplitProportional(t *testing.T) {
 	checkInvariants(t, in, p)
 }
 
-func TestSplitSumsExactly(t *testing.T) {
+// The per-device buffers count on every device a replica spans, as the
+// neuron reserves them (vram.Shares): a replica that would fit if they
+// were counted once does not, and the shares the plan accounts are the
+// neuron's.
+func TestPerDeviceBuffersOnEveryDevice(t *testing.T) {
+	each := func(g float64) modelOpt { return func(m *Model) { m.EachBytes = gb(g) } }
 	for _, tc := range []struct {
-		b     int64
-		avail []int64
+		name   string
+		gpus   []float64
+		model  Model
+		load   string
+		shares []int64
+		unsch  string
 	}{
-		{10, []int64{3, 3, 4}},
-		{7, []int64{3, 3, 3}},
-		{1 << 40, []int64{1<<40 - 1, 1}},
-		{gb(70), []int64{gb(35), gb(35)}},
-		{999_999_999_999, []int64{333_333_333_333, 333_333_333_333, 333_333_333_334}},
+		{
+			// 16 GiB split + 1 GiB per device: 18 GiB on two GPUs, 17 if
+			// the buffers were counted once; 8.8 GiB free on each
+			name: "two GPUs, short by the second device's buffers", gpus: []float64{8.8, 8.8},
+			model: mkModel("ns/a", needs(17), each(1), wanted()),
+			unsch: "needs 18.0 GiB on one node; best is 17.6 GiB on n1 (2 GPUs)",
+		},
+		{
+			name: "two GPUs that hold it with the buffers on both", gpus: []float64{9, 9},
+			model: mkModel("ns/a", needs(17), each(1), wanted()),
+			load:  "ns/a@n1[0 1]", shares: []int64{gb(9), gb(9)},
+		},
+		{
+			// 30 GiB split + 1 GiB on each of four devices = 34 GiB
+			name: "four GPUs", gpus: []float64{8.5, 8.5, 8.5, 8.5},
+			model: mkModel("ns/a", needs(31), each(1), devices(4), wanted()),
+			load:  "ns/a@n1[0 1 2 3]", shares: []int64{gb(8.5), gb(8.5), gb(8.5), gb(8.5)},
+		},
+		{
+			name: "four GPUs, short by a quarter GiB on each", gpus: []float64{8.25, 8.25, 8.25, 8.25},
+			model: mkModel("ns/a", needs(31), each(1), devices(4), wanted()),
+			unsch: "needs 34.0 GiB across 4 GPUs; best is 33.0 GiB on n1 (4 GPUs)",
+		},
+		{
+			// the fewest devices that hold it: three would do if the
+			// buffers were counted once (3 x 6 = 18 >= 17), four are needed
+			name: "as few GPUs as fit, counting the buffers on each", gpus: []float64{6, 6, 6, 6},
+			model: mkModel("ns/a", needs(17), each(1), wanted()),
+			load:  "ns/a@n1[0 1 2 3]", shares: []int64{gb(5), gb(5), gb(5), gb(5)},
+		},
 	} {
-		s := split(tc.b, tc.avail)
-		var sum int64
-		for j := range s {
-			sum += s[j]
-			if s[j] > tc.avail[j] || s[j] < 0 {
-				t.Errorf("split(%d, %v) = %v: share %d out of range", tc.b, tc.avail, s, j)
+		t.Run(tc.name, func(t *testing.T) {
+			in := Input{Now: now, Nodes: []Node{mkNode("n1", withGPUs(tc.gpus...))}, Models: []Model{tc.model}}
+			p := Compute(in)
+			if got := join(loadsOf(p)); got != tc.load {
+				t.Errorf("loads = %q, want %q", got, tc.load)
 			}
-		}
-		if sum != tc.b {
-			t.Errorf("split(%d, %v) = %v sums to %d", tc.b, tc.avail, s, sum)
-		}
+			if tc.load != "" && !slices.Equal(p.Load[0].DeviceBytes, tc.shares) {
+				t.Errorf("shares = %v, want %v", p.Load[0].DeviceBytes, tc.shares)
+			}
+			if got := p.Unschedulable["ns/a"]; got != tc.unsch {
+				t.Errorf("unschedulable = %q, want %q", got, tc.unsch)
+			}
+			checkInvariants(t, in, p)
+		})
 	}
 }
 

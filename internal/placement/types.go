@@ -169,10 +169,15 @@ type Model struct {
 	// / TargetInFlight) replicas, up to MaxReplicas. 0 turns scaling by load
 	// off.
 	TargetInFlight int
-	// BytesNeeded is the memory one replica needs in total across its
-	// devices (weights, KV cache, compute buffers). A model with 0 is not
-	// placed (its memory need is unknown).
+	// BytesNeeded is the memory one replica needs on one device (weights,
+	// KV cache, compute buffers). A model with 0 is not placed (its memory
+	// need is unknown).
 	BytesNeeded int64
+	// EachBytes is the part of BytesNeeded needed on every device a
+	// replica spans (compute and output buffers); the rest divides among
+	// them. A replica on k devices needs BytesNeeded + (k-1)×EachBytes,
+	// divided by the neuron's rule (vram.Shares).
+	EachBytes int64
 	// Devices is the exact number of GPUs a replica spans; 0 means as few
 	// GPUs of one node as it fits on.
 	Devices int

@@ -1,6 +1,7 @@
 package neuron
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"unicode"
@@ -24,28 +25,16 @@ func (r *registry) normaliseLoad(req neuronapi.LoadRequest) (neuronapi.LoadReque
 	if _, err := r.res.Parse(req.Source); err != nil {
 		return req, errInvalid("source", "Invalid 'source': %s.", err.Error())
 	}
+	// The contract's normal form and checks: the manager compares what the
+	// neuron echoes back with the same Normalize.
+	req.Engine = req.Engine.Normalize()
 	e := &req.Engine
-	if e.ContextLength < 0 || e.ContextLength > 1<<22 {
-		return req, errInvalid("engine.contextLength", "Invalid 'engine.contextLength': %d is out of range.", e.ContextLength)
-	}
-	if e.Parallel < 0 || e.Parallel > 256 {
-		return req, errInvalid("engine.parallel", "Invalid 'engine.parallel': %d is out of range.", e.Parallel)
-	}
-	e.FlashAttention = strings.ToLower(e.FlashAttention)
-	switch e.FlashAttention {
-	case "":
-		e.FlashAttention = "auto"
-	case "auto", "enabled", "disabled":
-	default:
-		return req, errInvalid("engine.flashAttention", "Invalid 'engine.flashAttention': %q; use auto, enabled or disabled.", e.FlashAttention)
-	}
-	e.KVCacheType = strings.ToLower(e.KVCacheType)
-	switch e.KVCacheType {
-	case "":
-		e.KVCacheType = "f16"
-	case "f16", "q8_0", "q4_0":
-	default:
-		return req, errInvalid("engine.kvCacheType", "Invalid 'engine.kvCacheType': %q; use f16, q8_0 or q4_0.", e.KVCacheType)
+	if err := e.Validate(); err != nil {
+		var fe *neuronapi.FieldError
+		if errors.As(err, &fe) {
+			return req, errInvalid(fe.Field, "%s", fe.Message)
+		}
+		return req, err
 	}
 	if e.ChatTemplate != "" && e.ChatTemplate != chat.ChatML {
 		if _, err := chat.NewTemplate(e.ChatTemplate, chat.SpecialTokens{}); err != nil {
@@ -69,13 +58,7 @@ func (r *registry) normaliseLoad(req neuronapi.LoadRequest) (neuronapi.LoadReque
 // sameLoad reports whether a load request asks for what m already is.
 func sameLoad(m *model, req neuronapi.LoadRequest) bool {
 	a, b := m.req, req
-	if a.Source != b.Source || a.Engine.ContextLength != b.Engine.ContextLength ||
-		a.Engine.Parallel != b.Engine.Parallel || a.Engine.FlashAttention != b.Engine.FlashAttention ||
-		a.Engine.KVCacheType != b.Engine.KVCacheType || a.Engine.ChatTemplate != b.Engine.ChatTemplate {
-		return false
-	}
-	if (a.Engine.GPULayers == nil) != (b.Engine.GPULayers == nil) ||
-		(a.Engine.GPULayers != nil && *a.Engine.GPULayers != *b.Engine.GPULayers) {
+	if a.Source != b.Source || !a.Engine.Equivalent(b.Engine) {
 		return false
 	}
 	// Devices matter only when the new request names them.

@@ -52,8 +52,10 @@ func (s *Session) runTurn(ctx context.Context, prompt []sdk.ContentBlock) (sdk.S
 	}
 	s.appendHistory(llm.Message{Role: llm.RoleUser, Content: parts})
 	s.save()
-	defer s.setTitle(parts)
-	defer s.save()
+	defer func() {
+		s.setTitle(parts)
+		s.save()
+	}()
 
 	for i := 0; i < s.a.cfg.MaxTurnRequests; i++ {
 		s.compact(false)

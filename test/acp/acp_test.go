@@ -1,0 +1,766 @@
+// Package acp_test drives the real cortex-acp binary as an editor would:
+// an ACP client on its stdin/stdout, scripted model upstreams (one per wire
+// dialect) on loopback.
+package acp_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	sdk "github.com/coder/acp-go-sdk"
+)
+
+func TestTextTurnWithReasoning(t *testing.T) {
+	for _, wire := range wires {
+		t.Run(wire, func(t *testing.T) {
+			up := newUpstream(t, wire)
+			e := newEnv(t, up)
+			c := e.start(t)
+			c.initialize(nil)
+			sid := c.newSession(e.cwd, nil)
+			up.script(respond(wire, []step{{thought: "the user greets"}, {text: "Hello"}, {text: " there."}}, nil))
+			m := c.mark()
+			if stop := c.prompt(sid, "Say hello"); stop != "end_turn" {
+				t.Fatalf("stop reason %q, want end_turn", stop)
+			}
+			us := c.since(m)
+			if got := agentText(us); got != "Hello there." {
+				t.Errorf("agent text %q", got)
+			}
+			if got := thoughtText(us); got != "the user greets" {
+				t.Errorf("thought %q", got)
+			}
+			c.waitUpdate(m, "session title", func(u sdk.SessionUpdate) bool {
+				return u.SessionInfoUpdate != nil && u.SessionInfoUpdate.Title != nil && *u.SessionInfoUpdate.Title == "Say hello"
+			})
+			c.waitUpdate(m, "usage", func(u sdk.SessionUpdate) bool {
+				return u.UsageUpdate != nil && u.UsageUpdate.Size == 32000 && u.UsageUpdate.Used == 107
+			})
+			// Every wire carries the tool definitions (the agent this one
+			// replaces sent none on two of them).
+			names := toolNames(wire, up.last())
+			for _, want := range []string{"read_file", "write_file", "edit_file", "list_dir", "glob", "grep", "bash", "update_plan"} {
+				if !slices.Contains(names, want) {
+					t.Errorf("request offers tools %v, missing %s", names, want)
+				}
+			}
+			if up.last()["model"] != "m1" || up.last()["stream"] != true {
+				t.Errorf("request model/stream: %v %v", up.last()["model"], up.last()["stream"])
+			}
+		})
+	}
+}
+
+// TestToolRoundTripAllowAlways: the model calls bash; the user answers
+// "allow always"; the result goes back to the model; a second command with
+// the same program runs without asking — also after a restart (the answer
+// is kept for the workspace).
+func TestToolRoundTripAllowAlways(t *testing.T) {
+	for _, wire := range wires {
+		t.Run(wire, func(t *testing.T) {
+			up := newUpstream(t, wire)
+			e := newEnv(t, up)
+			c := e.start(t)
+			var mu sync.Mutex
+			asked := 0
+			c.handle("session/request_permission", permit("allow_always", &asked, &mu))
+			c.initialize(nil)
+			sid := c.newSession(e.cwd, nil)
+
+			up.script(callTool(wire, "bash", map[string]any{"command": "echo first-output"}), say(wire, "Ran it."))
+			m := c.mark()
+			if stop := c.prompt(sid, "run echo"); stop != "end_turn" {
+				t.Fatalf("stop %q", stop)
+			}
+			if asked != 1 {
+				t.Fatalf("asked %d times, want 1", asked)
+			}
+			if res := toolResults(wire, up.last()); len(res) != 1 || !strings.Contains(res[0], "first-output") {
+				t.Fatalf("tool results sent back: %q", res)
+			}
+			tc := c.waitUpdate(m, "tool call", func(u sdk.SessionUpdate) bool { return u.ToolCall != nil })
+			if tc.ToolCall.Kind != sdk.ToolKindExecute || tc.ToolCall.RawInput == nil {
+				t.Errorf("tool call %+v", tc.ToolCall)
+			}
+			c.waitUpdate(m, "completed", func(u sdk.SessionUpdate) bool {
+				return u.ToolCallUpdate != nil && u.ToolCallUpdate.ToolCallId == tc.ToolCall.ToolCallId &&
+					u.ToolCallUpdate.Status != nil && *u.ToolCallUpdate.Status == sdk.ToolCallStatusCompleted
+			})
+
+			up.script(callTool(wire, "bash", map[string]any{"command": "echo second-output"}), say(wire, "Again."))
+			m = c.mark()
+			c.prompt(sid, "again")
+			if asked != 1 {
+				t.Fatalf("asked again after allow-always (%d)", asked)
+			}
+			second := c.waitUpdate(m, "tool call", func(u sdk.SessionUpdate) bool { return u.ToolCall != nil })
+			if second.ToolCall.ToolCallId == tc.ToolCall.ToolCallId {
+				t.Errorf("tool call id %s reused", second.ToolCall.ToolCallId)
+			}
+			if res := toolResults(wire, up.last()); len(res) != 2 || !strings.Contains(res[1], "second-output") {
+				t.Fatalf("tool results: %q", res)
+			}
+		})
+	}
+}
+
+func TestEditShowsDiff(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	file := filepath.Join(e.cwd, "greet.txt")
+	if err := os.WriteFile(file, []byte("hello world\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := e.start(t)
+	var mu sync.Mutex
+	asked := 0
+	c.handle("session/request_permission", func(p json.RawMessage) (any, *rpcError) {
+		var req sdk.RequestPermissionRequest
+		if err := json.Unmarshal(p, &req); err != nil {
+			t.Errorf("permission request does not match the schema: %v", err)
+		}
+		// The request shows the diff being approved.
+		if len(req.ToolCall.Content) != 1 || req.ToolCall.Content[0].Diff == nil {
+			t.Errorf("permission request without a diff: %s", p)
+		}
+		return permit("allow_once", &asked, &mu)(p)
+	})
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, nil)
+	up.script(
+		callTool(wire, "edit_file", map[string]any{"path": "greet.txt", "old_string": "world", "new_string": "there"}),
+		callTool(wire, "edit_file", map[string]any{"path": "greet.txt", "old_string": "nowhere", "new_string": "x"}),
+		say(wire, "Done."))
+	m := c.mark()
+	c.prompt(sid, "edit it")
+	got, _ := os.ReadFile(file)
+	if string(got) != "hello there\n" {
+		t.Fatalf("file is %q", got)
+	}
+	u := c.waitUpdate(m, "diff", func(u sdk.SessionUpdate) bool {
+		return u.ToolCallUpdate != nil && len(u.ToolCallUpdate.Content) == 1 && u.ToolCallUpdate.Content[0].Diff != nil
+	})
+	d := u.ToolCallUpdate.Content[0].Diff
+	if d.Path != file || d.NewText != "hello there\n" || d.OldText == nil || *d.OldText != "hello world\n" {
+		t.Errorf("diff %+v", d)
+	}
+	tc := c.waitUpdate(m, "edit tool call", func(u sdk.SessionUpdate) bool { return u.ToolCall != nil })
+	if tc.ToolCall.Kind != sdk.ToolKindEdit || len(tc.ToolCall.Locations) != 1 || tc.ToolCall.Locations[0].Path != file {
+		t.Errorf("tool call %+v", tc.ToolCall)
+	}
+	// The second edit does not match: the model is told, nobody is asked.
+	res := toolResults(wire, up.last())
+	if len(res) != 2 || !strings.Contains(res[1], "not found") {
+		t.Errorf("results %q", res)
+	}
+	if asked != 1 {
+		t.Errorf("asked %d times, want 1", asked)
+	}
+}
+
+func TestWorkspaceConfinementAndPlanMode(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, nil)
+	outside := filepath.Join(e.dir, "secret.txt")
+	if err := os.WriteFile(outside, []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.setMode(sid, "plan")
+	up.script(
+		callTool(wire, "read_file", map[string]any{"path": "../secret.txt"}),
+		callTool(wire, "write_file", map[string]any{"path": "new.txt", "content": "x"}),
+		callTool(wire, "bash", map[string]any{"command": "touch ran"}),
+		callTool(wire, "write_file", map[string]any{"path": ".cortex/plans/plan.md", "content": "# plan"}),
+		say(wire, "ok"))
+	c.prompt(sid, "try things")
+	res := toolResults(wire, up.last())
+	if len(res) != 4 {
+		t.Fatalf("results %q", res)
+	}
+	if !strings.Contains(res[0], "outside the workspace") || strings.Contains(res[0], "secret") && !strings.Contains(res[0], "secret.txt") {
+		t.Errorf("read outside: %q", res[0])
+	}
+	if !strings.Contains(res[1], "plan mode") || !strings.Contains(res[2], "plan mode") {
+		t.Errorf("plan mode let a write or command through: %q", res[1:3])
+	}
+	for _, f := range []string{"new.txt", "ran"} {
+		if _, err := os.Stat(filepath.Join(e.cwd, f)); err == nil {
+			t.Errorf("%s was created in plan mode", f)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(e.cwd, ".cortex/plans/plan.md")); err != nil || string(b) != "# plan" {
+		t.Errorf("plan file: %q %v", b, err)
+	}
+}
+
+func TestBashLiveOutputLocal(t *testing.T) {
+	wire := "openai-responses"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil) // no terminal capability: the agent runs the command
+	sid := c.newSession(e.cwd, nil)
+	c.setMode(sid, "bypassPermissions")
+	up.script(callTool(wire, "bash", map[string]any{"command": "echo started; while [ ! -e go ]; do sleep 0.05; done; echo finished"}), say(wire, "ok"))
+	m := c.mark()
+	done := c.request("session/prompt", map[string]any{"sessionId": sid, "prompt": []any{map[string]any{"type": "text", "text": "run"}}})
+	// The output arrives while the command still runs (it waits for us).
+	c.waitUpdate(m, "live output", func(u sdk.SessionUpdate) bool {
+		tu := u.ToolCallUpdate
+		return tu != nil && tu.Status == nil && len(tu.Content) == 1 && tu.Content[0].Content != nil &&
+			strings.Contains(tu.Content[0].Content.Content.Text.Text, "started")
+	})
+	if err := os.WriteFile(filepath.Join(e.cwd, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := c.await(done); r.Error != nil {
+		t.Fatal(r.Error)
+	}
+	if res := toolResults(wire, up.last()); len(res) != 1 || !strings.Contains(res[0], "started\nfinished") {
+		t.Errorf("results %q", res)
+	}
+}
+
+// terminalClient implements the client's terminal/* methods with real
+// processes, as an editor would.
+type terminalClient struct {
+	mu       sync.Mutex
+	procs    map[string]*termProc
+	released []string
+	killed   []string
+}
+
+type termProc struct {
+	out  strings.Builder
+	done chan struct{}
+	code int
+	cmd  interface{ Kill() error }
+}
+
+func TestBashThroughClientTerminal(t *testing.T) {
+	wire := "anthropic-messages"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	tc := &terminalClient{procs: map[string]*termProc{}}
+	tc.install(t, c)
+	c.initialize(map[string]any{"terminal": true})
+	sid := c.newSession(e.cwd, nil)
+	c.setMode(sid, "bypassPermissions")
+	up.script(callTool(wire, "bash", map[string]any{"command": "echo via-terminal; exit 3"}), say(wire, "ok"))
+	m := c.mark()
+	c.prompt(sid, "run")
+	u := c.waitUpdate(m, "terminal content", func(u sdk.SessionUpdate) bool {
+		return u.ToolCallUpdate != nil && len(u.ToolCallUpdate.Content) == 1 && u.ToolCallUpdate.Content[0].Terminal != nil
+	})
+	id := u.ToolCallUpdate.Content[0].Terminal.TerminalId
+	res := toolResults(wire, up.last())
+	if len(res) != 1 || !strings.Contains(res[0], "via-terminal") || !strings.Contains(res[0], "exit code 3") {
+		t.Errorf("results %q", res)
+	}
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if !slices.Contains(tc.released, id) {
+		t.Errorf("terminal %s not released (%v)", id, tc.released)
+	}
+}
+
+func TestCancelMidStream(t *testing.T) {
+	for _, wire := range wires {
+		t.Run(wire, func(t *testing.T) {
+			up := newUpstream(t, wire)
+			e := newEnv(t, up)
+			c := e.start(t)
+			c.initialize(nil)
+			sid := c.newSession(e.cwd, nil)
+			aborted := make(chan struct{})
+			up.script(respond(wire, []step{{text: "partial answer"}}, func(r *http.Request) {
+				<-r.Context().Done()
+				close(aborted)
+			}))
+			m := c.mark()
+			done := c.request("session/prompt", map[string]any{"sessionId": sid, "prompt": []any{map[string]any{"type": "text", "text": "long"}}})
+			c.waitUpdate(m, "partial text", func(u sdk.SessionUpdate) bool {
+				return u.AgentMessageChunk != nil && strings.Contains(u.AgentMessageChunk.Content.Text.Text, "partial")
+			})
+			c.notify("session/cancel", map[string]any{"sessionId": sid})
+			r := c.await(done)
+			if r.Error != nil {
+				t.Fatalf("cancel answered with an error: %+v", r.Error)
+			}
+			var pr sdk.PromptResponse
+			_ = json.Unmarshal(r.Result, &pr)
+			if pr.StopReason != sdk.StopReasonCancelled {
+				t.Fatalf("stop reason %q", pr.StopReason)
+			}
+			<-aborted // the HTTP stream was closed
+			// The partial answer stays in the history.
+			up.script(say(wire, "next"))
+			c.prompt(sid, "continue")
+			body, _ := json.Marshal(up.last())
+			if !strings.Contains(string(body), "partial answer") {
+				t.Errorf("partial answer not kept: %s", body)
+			}
+		})
+	}
+}
+
+func TestCancelMidCommand(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, nil)
+	c.setMode(sid, "bypassPermissions")
+	up.script(callTool(wire, "bash", map[string]any{"command": "sleep 300 & echo $! > child; echo $$ > pid; echo ready; wait"}))
+	m := c.mark()
+	done := c.request("session/prompt", map[string]any{"sessionId": sid, "prompt": []any{map[string]any{"type": "text", "text": "run"}}})
+	c.waitUpdate(m, "ready", func(u sdk.SessionUpdate) bool {
+		tu := u.ToolCallUpdate
+		return tu != nil && len(tu.Content) == 1 && tu.Content[0].Content != nil && strings.Contains(tu.Content[0].Content.Content.Text.Text, "ready")
+	})
+	c.notify("session/cancel", map[string]any{"sessionId": sid})
+	r := c.await(done)
+	if r.Error != nil || !strings.Contains(string(r.Result), `"cancelled"`) {
+		t.Fatalf("response %s %+v", r.Result, r.Error)
+	}
+	for _, f := range []string{"pid", "child"} {
+		b, err := os.ReadFile(filepath.Join(e.cwd, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		// The shell was reaped before the answer; its background child
+		// was killed with its process group (it may linger as a zombie
+		// of init for a moment, so look at its state).
+		if alive(pid) {
+			t.Errorf("%s %d still running after cancel", f, pid)
+		}
+	}
+	// Exactly one answer to the prompt.
+	c.mu.Lock()
+	n := 0
+	for _, raw := range c.raw {
+		if raw.Method == "" && string(raw.ID) == "3" {
+			n++
+		}
+	}
+	c.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d answers to the prompt", n)
+	}
+}
+
+// alive reports whether pid runs (a zombie does not count).
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+func TestLoadReplayResumeAfterRestart(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, nil)
+	c.setMode(sid, "bypassPermissions")
+	up.script(callTool(wire, "list_dir", map[string]any{}), say(wire, "The folder is empty."))
+	c.prompt(sid, "what is here")
+	other := c.newSession(filepath.Join(e.dir), nil)
+	c.stop()
+
+	// A new process lists, loads and replays the session.
+	c2 := e.start(t)
+	c2.initialize(nil)
+	var list sdk.ListSessionsResponse
+	c2.call("session/list", map[string]any{"cwd": e.cwd}, &list)
+	if len(list.Sessions) != 1 || string(list.Sessions[0].SessionId) != sid || list.Sessions[0].Title == nil || *list.Sessions[0].Title != "what is here" {
+		t.Fatalf("list %+v", list)
+	}
+	c2.call("session/list", map[string]any{}, &list)
+	if len(list.Sessions) != 2 || string(list.Sessions[1].SessionId) != sid && string(list.Sessions[0].SessionId) != other {
+		t.Fatalf("list without filter %+v", list)
+	}
+	m := c2.mark()
+	var load sdk.LoadSessionResponse
+	c2.call("session/load", map[string]any{"sessionId": sid, "cwd": e.cwd, "mcpServers": []any{}}, &load)
+	// Everything was replayed before the answer.
+	replayed := c2.since(m)
+	var kinds []string
+	for _, u := range replayed {
+		switch {
+		case u.UserMessageChunk != nil:
+			kinds = append(kinds, "user:"+u.UserMessageChunk.Content.Text.Text)
+		case u.AgentMessageChunk != nil:
+			kinds = append(kinds, "agent:"+u.AgentMessageChunk.Content.Text.Text)
+		case u.ToolCall != nil:
+			kinds = append(kinds, "tool:"+string(u.ToolCall.Status))
+		}
+	}
+	want := []string{"user:what is here", "tool:completed", "agent:The folder is empty."}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("replay %q, want %q", kinds, want)
+	}
+	if load.Modes == nil || load.Modes.CurrentModeId != "bypassPermissions" {
+		t.Errorf("mode not restored: %+v", load.Modes)
+	}
+	up.script(say(wire, "Still empty."))
+	c2.prompt(sid, "and now")
+	if n := len(list2(up.last()["messages"])); n != 6 { // system, user, assistant+call, tool, assistant, user
+		t.Errorf("history sent after load has %d messages", n)
+	}
+	c2.stop()
+
+	// Resume: no replay, history kept.
+	c3 := e.start(t)
+	c3.initialize(nil)
+	m = c3.mark()
+	c3.call("session/resume", map[string]any{"sessionId": sid, "cwd": e.cwd}, nil)
+	for _, u := range c3.since(m) {
+		if u.UserMessageChunk != nil || u.AgentMessageChunk != nil || u.ToolCall != nil {
+			t.Errorf("resume replayed %+v", u)
+		}
+	}
+	up.script(callTool(wire, "list_dir", map[string]any{}), say(wire, "ok"))
+	m = c3.mark()
+	c3.prompt(sid, "once more")
+	if n := len(list2(up.last()["messages"])); n != 10 { // system, 3 user turns, 3 answers, 2 calls and their results
+		t.Errorf("history after resume has %d messages", n)
+	}
+	// Tool call ids continue where they were.
+	tc := c3.waitUpdate(m, "tool call", func(u sdk.SessionUpdate) bool { return u.ToolCall != nil })
+	if tc.ToolCall.ToolCallId == "call_1" {
+		t.Errorf("tool call id restarted: %s", tc.ToolCall.ToolCallId)
+	}
+	c3.call("session/close", map[string]any{"sessionId": sid}, nil)
+	m2 := c3.await(c3.request("session/prompt", map[string]any{"sessionId": sid, "prompt": []any{}}))
+	if m2.Error == nil || m2.Error.Code != -32602 {
+		t.Errorf("prompt on a closed session: %+v", m2)
+	}
+}
+
+func list2(v any) []any { return list(v) }
+
+func TestMCPStdioTool(t *testing.T) {
+	wire := "openai-responses"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	var mu sync.Mutex
+	asked := 0
+	c.handle("session/request_permission", permit("allow_once", &asked, &mu))
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, map[string]any{"mcpServers": []any{
+		map[string]any{"name": "calc", "command": mcpBin, "args": []any{}, "env": []any{}},
+	}})
+	up.script(callTool(wire, "mcp__calc__add", map[string]any{"a": 2, "b": 3}), say(wire, "5"))
+	c.prompt(sid, "add 2 and 3")
+	if !slices.Contains(toolNames(wire, up.requests()[0]), "mcp__calc__add") {
+		t.Fatalf("MCP tool not offered: %v", toolNames(wire, up.requests()[0]))
+	}
+	if res := toolResults(wire, up.last()); len(res) != 1 || res[0] != "sum=5" {
+		t.Errorf("results %q", res)
+	}
+	if asked != 1 {
+		t.Errorf("MCP tool asked %d times", asked)
+	}
+}
+
+func TestProtocolErrors(t *testing.T) {
+	up := newUpstream(t, "openai-chat")
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil)
+
+	r := c.await(c.request("no/such_method", map[string]any{}))
+	if r.Error == nil || r.Error.Code != -32601 {
+		t.Errorf("unknown method: %+v", r)
+	}
+	// A malformed line is answered with a parse error (id null).
+	m := len(c.raw)
+	c.sendRaw(`{"jsonrpc":"2.0","id":99,"method":`)
+	c.sendRaw(`not json at all`)
+	r = c.await(c.request("session/prompt", map[string]any{"sessionId": 7}))
+	if r.Error == nil || r.Error.Code != -32602 {
+		t.Errorf("bad params: %+v", r)
+	}
+	c.mu.Lock()
+	parseErrors := 0
+	for _, raw := range c.raw[m:] {
+		if raw.Error != nil && raw.Error.Code == -32700 && string(raw.ID) == "null" {
+			parseErrors++
+		}
+	}
+	c.mu.Unlock()
+	if parseErrors != 2 {
+		t.Errorf("%d parse errors, want 2", parseErrors)
+	}
+	r = c.await(c.request("session/prompt", map[string]any{"sessionId": "sess_unknown", "prompt": []any{}}))
+	if r.Error == nil || r.Error.Code != -32602 {
+		t.Errorf("unknown session: %+v", r)
+	}
+	r = c.await(c.request("session/new", map[string]any{"cwd": "relative/path", "mcpServers": []any{}}))
+	if r.Error == nil || r.Error.Code != -32602 {
+		t.Errorf("relative cwd: %+v", r)
+	}
+	// Still serving.
+	sid := c.newSession(e.cwd, nil)
+	up.script(say("openai-chat", "fine"))
+	if stop := c.prompt(sid, "hi"); stop != "end_turn" {
+		t.Errorf("stop %q", stop)
+	}
+}
+
+func TestUpstreamErrorEndsTurn(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, nil)
+	up.script(func(w http.ResponseWriter, r *http.Request) {
+		sseWrite(w, "", map[string]any{"choices": []any{map[string]any{"index": 0, "delta": map[string]any{"content": "Let me"}}}})
+		sseWrite(w, "", map[string]any{"error": map[string]any{"message": "model crashed"}})
+	})
+	m := c.mark()
+	if stop := c.prompt(sid, "hi"); stop != "end_turn" {
+		t.Errorf("stop %q", stop)
+	}
+	if got := agentText(c.since(m)); !strings.Contains(got, "Let me") || !strings.Contains(got, "model crashed") {
+		t.Errorf("text %q", got)
+	}
+}
+
+// TestClientFileSystem: a client that offers fs methods gets reads and
+// writes through them (it sees unsaved buffers); one that offers none is
+// never asked (every other test runs such a client, whose harness fails
+// on any unexpected request).
+func TestClientFileSystem(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	var mu sync.Mutex
+	written := map[string]string{}
+	c.handle("fs/read_text_file", func(p json.RawMessage) (any, *rpcError) {
+		var req sdk.ReadTextFileRequest
+		_ = json.Unmarshal(p, &req)
+		return map[string]any{"content": "unsaved buffer of " + filepath.Base(req.Path)}, nil
+	})
+	c.handle("fs/write_text_file", func(p json.RawMessage) (any, *rpcError) {
+		var req sdk.WriteTextFileRequest
+		_ = json.Unmarshal(p, &req)
+		mu.Lock()
+		written[req.Path] = req.Content
+		mu.Unlock()
+		return map[string]any{}, nil
+	})
+	c.initialize(map[string]any{"fs": map[string]any{"readTextFile": true, "writeTextFile": true}})
+	sid := c.newSession(e.cwd, nil)
+	c.setMode(sid, "acceptEdits")
+	up.script(
+		callTool(wire, "read_file", map[string]any{"path": "main.go"}),
+		callTool(wire, "edit_file", map[string]any{"path": "main.go", "old_string": "unsaved", "new_string": "edited"}),
+		say(wire, "ok"))
+	c.prompt(sid, "go")
+	res := toolResults(wire, up.last())
+	if len(res) != 2 || res[0] != "unsaved buffer of main.go" {
+		t.Errorf("results %q", res)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if written[filepath.Join(e.cwd, "main.go")] != "edited buffer of main.go" {
+		t.Errorf("writes %v", written)
+	}
+	if _, err := os.Stat(filepath.Join(e.cwd, "main.go")); err == nil {
+		t.Error("the agent wrote to disk instead of through the client")
+	}
+}
+
+func TestSlashCommandsAndConfigOptions(t *testing.T) {
+	up := newUpstream(t, "openai-chat")
+	up2 := newUpstream(t, "anthropic-messages")
+	e := newEnv(t, up, up2)
+	c := e.start(t)
+	c.initialize(nil)
+	m := c.mark()
+	sid := c.newSession(e.cwd, nil)
+	c.waitUpdate(m, "commands", func(u sdk.SessionUpdate) bool {
+		return u.AvailableCommandsUpdate != nil && len(u.AvailableCommandsUpdate.AvailableCommands) >= 8
+	})
+	// The model list arrives in the background from both endpoints.
+	c.waitUpdate(m, "model options", func(u sdk.SessionUpdate) bool {
+		if u.ConfigOptionUpdate == nil {
+			return false
+		}
+		b, _ := json.Marshal(u.ConfigOptionUpdate)
+		return strings.Contains(string(b), "anthropic-messages:m2") && strings.Contains(string(b), "openai-chat:m2")
+	})
+	var set sdk.SetSessionConfigOptionResponse
+	c.call("session/set_config_option", map[string]any{"sessionId": sid, "configId": "model", "value": "anthropic-messages:m2"}, &set)
+	c.call("session/set_config_option", map[string]any{"sessionId": sid, "configId": "thought_level", "value": "high"}, &set)
+	r := c.await(c.request("session/set_config_option", map[string]any{"sessionId": sid, "configId": "mode", "value": "yolo"}))
+	if r.Error == nil || r.Error.Code != -32602 {
+		t.Errorf("bad mode accepted: %+v", r)
+	}
+	up2.script(say("anthropic-messages", "thinking hard"))
+	c.prompt(sid, "hi")
+	body := up2.last()
+	if body["model"] != "m2" {
+		t.Errorf("model %v", body["model"])
+	}
+	if th, _ := body["thinking"].(map[string]any); th == nil || th["type"] != "enabled" {
+		t.Errorf("thinking %v", body["thinking"])
+	}
+	m = c.mark()
+	if stop := c.prompt(sid, "/status"); stop != "end_turn" {
+		t.Errorf("stop %q", stop)
+	}
+	if got := agentText(c.since(m)); !strings.Contains(got, "anthropic-messages") || !strings.Contains(got, "m2") {
+		t.Errorf("/status: %q", got)
+	}
+	m = c.mark()
+	c.prompt(sid, "/mode plan")
+	c.waitUpdate(m, "mode update", func(u sdk.SessionUpdate) bool {
+		return u.CurrentModeUpdate != nil && u.CurrentModeUpdate.CurrentModeId == "plan"
+	})
+	c.prompt(sid, "/clear")
+	up2.script(say("anthropic-messages", "fresh"))
+	c.prompt(sid, "hello again")
+	if n := len(list(up2.last()["messages"])); n != 1 {
+		t.Errorf("history after /clear has %d messages", n)
+	}
+}
+
+func TestHermesTextToolCall(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, nil)
+	up.script(
+		respond(wire, []step{{text: "<think>need the dir</think>Looking.<tool_"}, {text: `call>{"name":"list_dir","arguments":{}}</tool_call>`}}, nil),
+		say(wire, "Empty."))
+	m := c.mark()
+	c.prompt(sid, "list")
+	us := c.since(m)
+	if got := agentText(us); got != "Looking.Empty." {
+		t.Errorf("text %q", got)
+	}
+	if got := thoughtText(us); got != "need the dir" {
+		t.Errorf("thought %q", got)
+	}
+	if res := toolResults(wire, up.last()); len(res) != 1 || res[0] != "(empty directory)" {
+		t.Errorf("results %q", res)
+	}
+}
+
+func (tc *terminalClient) install(t *testing.T, c *client) {
+	n := 0
+	c.handle("terminal/create", func(p json.RawMessage) (any, *rpcError) {
+		var req sdk.CreateTerminalRequest
+		if err := json.Unmarshal(p, &req); err != nil {
+			t.Errorf("terminal/create: %v", err)
+		}
+		cmd := exec.Command(req.Command, req.Args...)
+		if req.Cwd != nil {
+			cmd.Dir = *req.Cwd
+		}
+		tp := &termProc{done: make(chan struct{})}
+		cmd.Stdout, cmd.Stderr = &lockedBuilder{mu: &tc.mu, b: &tp.out}, &lockedBuilder{mu: &tc.mu, b: &tp.out}
+		if err := cmd.Start(); err != nil {
+			return nil, &rpcError{Code: -32603, Message: err.Error()}
+		}
+		tp.cmd = cmd.Process
+		go func() {
+			_ = cmd.Wait()
+			tc.mu.Lock()
+			tp.code = cmd.ProcessState.ExitCode()
+			tc.mu.Unlock()
+			close(tp.done)
+		}()
+		tc.mu.Lock()
+		n++
+		id := "term-" + strconv.Itoa(n)
+		tc.procs[id] = tp
+		tc.mu.Unlock()
+		return map[string]any{"terminalId": id}, nil
+	})
+	get := func(p json.RawMessage) *termProc {
+		var req struct {
+			TerminalID string `json:"terminalId"`
+		}
+		_ = json.Unmarshal(p, &req)
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		return tc.procs[req.TerminalID]
+	}
+	c.handle("terminal/wait_for_exit", func(p json.RawMessage) (any, *rpcError) {
+		tp := get(p)
+		<-tp.done
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		return map[string]any{"exitCode": tp.code}, nil
+	})
+	c.handle("terminal/output", func(p json.RawMessage) (any, *rpcError) {
+		tp := get(p)
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		res := map[string]any{"output": tp.out.String(), "truncated": false}
+		select {
+		case <-tp.done:
+			res["exitStatus"] = map[string]any{"exitCode": tp.code}
+		default:
+		}
+		return res, nil
+	})
+	c.handle("terminal/kill", func(p json.RawMessage) (any, *rpcError) {
+		_ = get(p).cmd.Kill()
+		return map[string]any{}, nil
+	})
+	c.handle("terminal/release", func(p json.RawMessage) (any, *rpcError) {
+		var req struct {
+			TerminalID string `json:"terminalId"`
+		}
+		_ = json.Unmarshal(p, &req)
+		tc.mu.Lock()
+		tc.released = append(tc.released, req.TerminalID)
+		tc.mu.Unlock()
+		return map[string]any{}, nil
+	})
+}
+
+type lockedBuilder struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}

@@ -378,6 +378,9 @@ func (c *client) stop() {
 	_ = c.in.Close()
 	select {
 	case <-c.exited:
+		if code := c.cmd.ProcessState.ExitCode(); code != 0 {
+			c.t.Errorf("cortex-acp exited with status %d", code)
+		}
 	case <-time.After(wait):
 		_ = c.cmd.Process.Kill()
 		<-c.exited
@@ -388,6 +391,7 @@ func (c *client) stop() {
 func (c *client) read(out io.Reader) {
 	defer close(c.exited)
 	defer func() { _ = c.cmd.Wait() }()
+	defer func() { _, _ = io.Copy(io.Discard, out) }()
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {

@@ -241,7 +241,6 @@ type terminalClient struct {
 	mu       sync.Mutex
 	procs    map[string]*termProc
 	released []string
-	killed   []string
 }
 
 type termProc struct {

@@ -3,7 +3,6 @@ package acp_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -307,7 +306,6 @@ type client struct {
 	raw      []message
 	changed  chan struct{}
 	handlers map[string]handlerFunc
-	seen     map[string]int
 }
 
 // env is what a test's agent processes share: config and data dirs.
@@ -345,7 +343,7 @@ func (e *env) start(t *testing.T) *client {
 		t.Fatal(err)
 	}
 	c := &client{t: t, cmd: cmd, in: in, stderr: &bytes.Buffer{}, exited: make(chan struct{}),
-		pending: map[string]chan message{}, changed: make(chan struct{}), handlers: map[string]handlerFunc{}, seen: map[string]int{}}
+		pending: map[string]chan message{}, changed: make(chan struct{}), handlers: map[string]handlerFunc{}}
 	cmd.Stderr = syncWriter{&c.wmu, c.stderr}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -411,7 +409,6 @@ func (c *client) read(out io.Reader) {
 				c.updates = append(c.updates, n)
 			}
 		case m.Method != "" && len(m.ID) > 0:
-			c.seen[m.Method]++
 			h := c.handlers[m.Method]
 			go c.answer(m, h)
 		case m.Method == "" && string(m.ID) == "null":
@@ -452,12 +449,6 @@ func (c *client) handle(method string, h handlerFunc) {
 	c.mu.Lock()
 	c.handlers[method] = h
 	c.mu.Unlock()
-}
-
-func (c *client) requestsSeen(method string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.seen[method]
 }
 
 func (c *client) send(v any) {
@@ -630,7 +621,3 @@ func permit(option string, count *int, mu *sync.Mutex) handlerFunc {
 }
 
 var wires = []string{"openai-chat", "openai-responses", "anthropic-messages"}
-
-func ctxWait(r *http.Request) { <-r.Context().Done() }
-
-var _ = context.Background

@@ -45,9 +45,7 @@ func (s *Session) resolve(p string) (string, error) {
 	if p == "" {
 		p = "."
 	}
-	if strings.HasPrefix(p, "file://") {
-		p = strings.TrimPrefix(p, "file://")
-	}
+	p = strings.TrimPrefix(p, "file://")
 	if !filepath.IsAbs(p) {
 		p = filepath.Join(s.Cwd, p)
 	}
@@ -312,7 +310,7 @@ func (s *Session) describeSearch(r *toolRun) description {
 		}
 		re, err := regexp.Compile(pat)
 		if err != nil {
-			d.err = fmt.Errorf("bad pattern: %v", err)
+			d.err = fmt.Errorf("bad pattern: %w", err)
 			return d
 		}
 		var only *regexp.Regexp

@@ -155,7 +155,7 @@ func (l *LineReader) Next() ([]byte, error) {
 					buf = append(buf, chunk...)
 				}
 			}
-			if err == bufio.ErrBufferFull {
+			if errors.Is(err, bufio.ErrBufferFull) {
 				continue
 			}
 			if err != nil && (err != io.EOF || (len(buf) == 0 && !tooLong)) {

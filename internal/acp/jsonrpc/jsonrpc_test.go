@@ -71,8 +71,7 @@ func TestLineReader(t *testing.T) {
 func TestConn(t *testing.T) {
 	inR, inW := io.Pipe()
 	var out syncBuffer
-	var c *Conn
-	c = NewConn(inR, &out, func(ctx context.Context, method string, params json.RawMessage) (any, error) {
+	c := NewConn(inR, &out, func(ctx context.Context, method string, params json.RawMessage) (any, error) {
 		switch method {
 		case "echo":
 			return params, nil

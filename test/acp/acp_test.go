@@ -4,8 +4,10 @@
 package acp_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,10 +15,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
 	sdk "github.com/coder/acp-go-sdk"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 func TestTextTurnWithReasoning(t *testing.T) {
@@ -762,4 +766,153 @@ func (l *lockedBuilder) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
+}
+
+// TestCancelRequestAndBusySession: `$/cancel_request` on a prompt answers
+// it `cancelled`; a prompt sent while another runs cancels that one; a
+// cancel while a permission request is pending cancels it too.
+func TestCancelRequestAndBusySession(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	release := make(chan struct{})
+	asking := make(chan struct{}, 1)
+	c.handle("session/request_permission", func(json.RawMessage) (any, *rpcError) {
+		asking <- struct{}{}
+		<-release
+		return map[string]any{"outcome": map[string]any{"outcome": "cancelled"}}, nil
+	})
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, nil)
+	hold := func(r *http.Request) { <-r.Context().Done() }
+	prompt := func(text string) (chan message, int) {
+		c.mu.Lock()
+		id := c.nextID + 1
+		c.mu.Unlock()
+		return c.request("session/prompt", map[string]any{"sessionId": sid, "prompt": []any{map[string]any{"type": "text", "text": text}}}), id
+	}
+	stopOf := func(m message) string {
+		if m.Error != nil {
+			t.Fatalf("error %+v", m.Error)
+		}
+		var pr sdk.PromptResponse
+		_ = json.Unmarshal(m.Result, &pr)
+		return string(pr.StopReason)
+	}
+
+	// $/cancel_request.
+	up.script(respond(wire, []step{{text: "one"}}, hold))
+	m := c.mark()
+	first, id := prompt("first")
+	c.waitUpdate(m, "first text", func(u sdk.SessionUpdate) bool { return u.AgentMessageChunk != nil })
+	c.notify("$/cancel_request", map[string]any{"requestId": id})
+	if s := stopOf(c.await(first)); s != "cancelled" {
+		t.Fatalf("first: %s", s)
+	}
+
+	// A new prompt cancels the busy one.
+	up.script(respond(wire, []step{{text: "two"}}, hold), say(wire, "three"))
+	m = c.mark()
+	second, _ := prompt("second")
+	c.waitUpdate(m, "second text", func(u sdk.SessionUpdate) bool { return u.AgentMessageChunk != nil })
+	third, _ := prompt("third")
+	if s := stopOf(c.await(second)); s != "cancelled" {
+		t.Fatalf("second: %s", s)
+	}
+	if s := stopOf(c.await(third)); s != "end_turn" {
+		t.Fatalf("third: %s", s)
+	}
+
+	// Cancel while the user is being asked.
+	up.script(callTool(wire, "write_file", map[string]any{"path": "x.txt", "content": "x"}))
+	fourth, _ := prompt("fourth")
+	<-asking
+	c.notify("session/cancel", map[string]any{"sessionId": sid})
+	if s := stopOf(c.await(fourth)); s != "cancelled" {
+		t.Fatalf("fourth: %s", s)
+	}
+	close(release)
+	if _, err := os.Stat(filepath.Join(e.cwd, "x.txt")); err == nil {
+		t.Error("the write ran although the turn was cancelled")
+	}
+}
+
+func TestMCPHTTPTool(t *testing.T) {
+	srv := mcp.NewServer(&mcp.Implementation{Name: "kv", Version: "test"}, nil)
+	type getArgs struct {
+		Key string `json:"key"`
+	}
+	mcp.AddTool(srv, &mcp.Tool{Name: "get", Description: "Read a key", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(_ context.Context, _ *mcp.CallToolRequest, in getArgs) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "value-of-" + in.Key}}}, nil, nil
+		})
+	var sawHeader atomic.Bool
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Token") == "t0k" {
+			sawHeader.Store(true)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer hs.Close()
+
+	wire := "anthropic-messages"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, map[string]any{"mcpServers": []any{
+		map[string]any{"type": "http", "name": "kv", "url": hs.URL, "headers": []any{map[string]any{"name": "X-Token", "value": "t0k"}}},
+	}})
+	// Read-only: no permission request (the harness fails on one).
+	up.script(callTool(wire, "mcp__kv__get", map[string]any{"key": "answer"}), say(wire, "ok"))
+	c.prompt(sid, "get it")
+	if res := toolResults(wire, up.last()); len(res) != 1 || res[0] != "value-of-answer" {
+		t.Errorf("results %q", res)
+	}
+	if !sawHeader.Load() {
+		t.Error("the configured header was not sent")
+	}
+}
+
+func TestListPages(t *testing.T) {
+	up := newUpstream(t, "openai-chat")
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil)
+	ids := map[string]bool{}
+	for range 53 {
+		ids[c.newSession(e.cwd, nil)] = true
+	}
+	seen := map[string]bool{}
+	var cursor any
+	pages := 0
+	for {
+		var l sdk.ListSessionsResponse
+		p := map[string]any{"cwd": e.cwd}
+		if cursor != nil {
+			p["cursor"] = cursor
+		}
+		c.call("session/list", p, &l)
+		pages++
+		for _, s := range l.Sessions {
+			if seen[string(s.SessionId)] {
+				t.Fatalf("%s listed twice", s.SessionId)
+			}
+			seen[string(s.SessionId)] = true
+		}
+		if l.NextCursor == nil {
+			break
+		}
+		cursor = *l.NextCursor
+	}
+	if pages != 2 || len(seen) != 53 {
+		t.Errorf("%d pages, %d sessions", pages, len(seen))
+	}
+	for id := range ids {
+		if !seen[id] {
+			t.Errorf("%s not listed", id)
+		}
+	}
 }

@@ -299,6 +299,7 @@ type client struct {
 	exited chan struct{}
 
 	wmu      sync.Mutex
+	stopped  bool
 	mu       sync.Mutex
 	nextID   int
 	pending  map[string]chan message
@@ -373,6 +374,9 @@ func (s syncWriter) Write(p []byte) (int, error) {
 
 // stop closes stdin and waits for the agent to exit.
 func (c *client) stop() {
+	c.wmu.Lock()
+	c.stopped = true
+	c.wmu.Unlock()
 	_ = c.in.Close()
 	select {
 	case <-c.exited:
@@ -462,6 +466,9 @@ func (c *client) send(v any) {
 func (c *client) sendRaw(line string) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.stopped {
+		return // a late answer from a handler, after the test ended
+	}
 	if _, err := io.WriteString(c.in, line+"\n"); err != nil {
 		c.t.Errorf("writing to the agent: %v", err)
 	}

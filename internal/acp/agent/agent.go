@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -84,6 +85,13 @@ func Run(ctx context.Context, o Options) error {
 		a.clients[ep.Name] = llm.New(ep, hc)
 	}
 	a.models = newModelCache(a)
+	if o.Config.Tools != nil {
+		for _, name := range *o.Config.Tools {
+			if !slices.ContainsFunc(builtinTools, func(t llm.Tool) bool { return t.Name == name }) {
+				return fmt.Errorf("config: tools: unknown tool %q", name)
+			}
+		}
+	}
 	a.conn = jsonrpc.NewConn(o.In, o.Out, a.handle, o.Log)
 	err = a.conn.Serve(ctx)
 	a.shutdown()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,7 +117,7 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // and skipped, so a broken server never blocks the session.
 func (s *Session) startMCP(ctx context.Context, specs []mcpSpec) {
 	for _, sp := range specs {
-		m, err := s.a.connectMCP(ctx, sp)
+		m, err := s.a.connectMCP(ctx, sp, s.toolTaken)
 		if err != nil {
 			s.a.log.Warn("MCP server unavailable", "server", sp.Name, "error", err)
 			continue
@@ -127,7 +128,10 @@ func (s *Session) startMCP(ctx context.Context, specs []mcpSpec) {
 	}
 }
 
-func (a *Agent) connectMCP(ctx context.Context, sp mcpSpec) (*mcpServer, error) {
+// toolTaken reports whether a tool name is already offered.
+func (s *Session) toolTaken(name string) bool { return slices.Contains(s.toolNames(), name) }
+
+func (a *Agent) connectMCP(ctx context.Context, sp mcpSpec, taken func(string) bool) (*mcpServer, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	var t mcp.Transport
@@ -160,6 +164,9 @@ func (a *Agent) connectMCP(ctx context.Context, sp mcpSpec) (*mcpServer, error) 
 			return nil, fmt.Errorf("listing tools: %w", err)
 		}
 		name := toolName(sp.Name, tool.Name)
+		if short := toolName("", tool.Name)[len("mcp____"):]; a.cfg.MCPShortNames && short == tool.Name && !taken(short) && m.remote[short] == "" {
+			name = short
+		}
 		schema, _ := json.Marshal(tool.InputSchema)
 		if len(schema) == 0 || string(schema) == "null" {
 			schema = []byte(`{"type":"object"}`)

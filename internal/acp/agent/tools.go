@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	sdk "github.com/coder/acp-go-sdk"
@@ -25,7 +26,12 @@ var builtinTools = []llm.Tool{
 }
 
 func (s *Session) toolDefs() []llm.Tool {
-	tools := append([]llm.Tool(nil), builtinTools...)
+	var tools []llm.Tool
+	for _, t := range builtinTools {
+		if allow := s.a.cfg.Tools; allow == nil || slices.Contains(*allow, t.Name) {
+			tools = append(tools, t)
+		}
+	}
 	s.mu.Lock()
 	for _, m := range s.mcp {
 		tools = append(tools, m.tools...)
@@ -182,6 +188,10 @@ func (s *Session) describe(ctx context.Context, r *toolRun) description {
 	name := r.call.Name
 	if m := s.mcpTool(name); m != nil {
 		return m.describe(s, r)
+	}
+	if !slices.Contains(s.toolNames(), name) {
+		return description{title: name, kind: sdk.ToolKindOther, class: classRead,
+			err: fmt.Errorf("unknown tool %q; available tools: %s", name, strings.Join(s.toolNames(), ", "))}
 	}
 	switch name {
 	case "read_file":

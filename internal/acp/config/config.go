@@ -81,6 +81,13 @@ type Config struct {
 	// DataDir holds sessions and remembered permissions (default
 	// $XDG_DATA_HOME/cortex-acp).
 	DataDir string `toml:"data_dir"`
+	// Tools, when set, lists the built-in tools offered to the model (all
+	// of them by default; `tools = []` offers none but MCP servers' tools).
+	Tools *[]string `toml:"tools"`
+	// MCPShortNames offers MCP tools under their own names (`get_weather`)
+	// rather than `mcp__<server>__<tool>` when the name is free: small
+	// local models copy unusual names poorly.
+	MCPShortNames bool `toml:"mcp_short_names"`
 	// Endpoints are the upstreams.
 	Endpoints []Endpoint `toml:"endpoints"`
 }

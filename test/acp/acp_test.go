@@ -916,3 +916,30 @@ func TestListPages(t *testing.T) {
 		}
 	}
 }
+
+func TestImagePassThrough(t *testing.T) {
+	const png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg=="
+	for _, wire := range wires {
+		t.Run(wire, func(t *testing.T) {
+			up := newUpstream(t, wire)
+			e := newEnv(t, up)
+			c := e.start(t)
+			c.initialize(nil)
+			sid := c.newSession(e.cwd, nil)
+			up.script(say(wire, "a pixel"))
+			c.call("session/prompt", map[string]any{"sessionId": sid, "prompt": []any{
+				map[string]any{"type": "text", "text": "what is this"},
+				map[string]any{"type": "image", "mimeType": "image/png", "data": png},
+			}}, nil)
+			body, _ := json.Marshal(up.last())
+			want := map[string]string{
+				"openai-chat":        `"image_url":{"url":"data:image/png;base64,` + png,
+				"openai-responses":   `"image_url":"data:image/png;base64,` + png,
+				"anthropic-messages": `"data":"` + png + `","media_type":"image/png"`,
+			}[wire]
+			if !strings.Contains(string(body), want) {
+				t.Errorf("request %s lacks %s", body, want)
+			}
+		})
+	}
+}

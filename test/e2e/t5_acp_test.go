@@ -50,7 +50,7 @@ func TestACPAgentAgainstTheGateway(t *testing.T) {
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "default_endpoint = \"chat\"\nsystem_prompt_path = %q\ntools = []\nmcp_short_names = true\n", prompt)
 	for name, wire := range map[string]string{"chat": "openai-chat", "responses": "openai-responses", "messages": "anthropic-messages"} {
-		fmt.Fprintf(&cfg, "\n[[endpoints]]\nname = %q\nbase_url = %q\nwire_api = %q\ndefault_model = \"toolchat\"\napi_key = %q\nmax_tokens = 48\n",
+		fmt.Fprintf(&cfg, "\n[[endpoints]]\nname = %q\nbase_url = %q\nwire_api = %q\ndefault_model = \"toolchat\"\napi_key = %q\nmax_tokens = 48\ntemperature = 0\n",
 			name, st.GatewayURL+"/v1", wire, st.APIKey)
 	}
 	cfgPath := filepath.Join(dir, "config.toml")

@@ -14,8 +14,12 @@ import (
 	sdk "github.com/coder/acp-go-sdk"
 )
 
-// outputLimit bounds the command output kept for the model.
-const outputLimit = 1 << 20
+// outputLimit bounds the command output kept for the model; outputEvery
+// paces live output updates.
+const (
+	outputLimit = 1 << 20
+	outputEvery = 100 * time.Millisecond
+)
 
 func (s *Session) describeBash(r *toolRun) description {
 	command := r.str("command")
@@ -76,10 +80,25 @@ func (s *Session) runLocal(ctx context.Context, r *toolRun, command string) tool
 
 	var mu sync.Mutex
 	var out []byte
+	dirty := false
+	// Output goes to the client as it comes, at most every outputEvery, so
+	// a chatty command does not flood the editor with updates.
+	show := func() {
+		mu.Lock()
+		if !dirty {
+			mu.Unlock()
+			return
+		}
+		dirty = false
+		text := tail(string(out), 16<<10)
+		mu.Unlock()
+		r.update(sdk.SessionToolCallUpdate{Content: []sdk.ToolCallContent{sdk.ToolContent(sdk.TextBlock(fence(text)))}})
+	}
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
 		buf := make([]byte, 32<<10)
+		last := time.Time{}
 		for {
 			n, err := pr.Read(buf)
 			if n > 0 {
@@ -88,11 +107,28 @@ func (s *Session) runLocal(ctx context.Context, r *toolRun, command string) tool
 				if len(out) > outputLimit {
 					out = out[len(out)-outputLimit:]
 				}
-				text := tail(string(out), 16<<10)
+				dirty = true
 				mu.Unlock()
-				r.update(sdk.SessionToolCallUpdate{Content: []sdk.ToolCallContent{sdk.ToolContent(sdk.TextBlock(fence(text)))}})
+				if time.Since(last) >= outputEvery {
+					last = time.Now()
+					show()
+				}
 			}
 			if err != nil {
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(outputEvery)
+	defer tick.Stop()
+	tickDone := make(chan struct{})
+	go func() {
+		defer close(tickDone)
+		for {
+			select {
+			case <-tick.C:
+				show()
+			case <-readDone:
 				return
 			}
 		}
@@ -122,6 +158,7 @@ func (s *Session) runLocal(ctx context.Context, r *toolRun, command string) tool
 	}
 	_ = pr.Close()
 	<-readDone
+	<-tickDone
 
 	mu.Lock()
 	text := string(out)

@@ -141,12 +141,13 @@ func (s *Session) call(ctx context.Context) (llm.Result, error) {
 	ep, _ := s.a.cfg.Endpoint(epName)
 	client := s.a.clients[epName]
 	req := llm.Request{
-		Model:     model,
-		System:    s.systemPrompt(),
-		Messages:  s.history(),
-		Tools:     s.toolDefs(),
-		MaxTokens: ep.MaxTokens,
-		Effort:    s.effort(),
+		Model:       model,
+		System:      s.systemPrompt(),
+		Messages:    s.history(),
+		Tools:       s.toolDefs(),
+		MaxTokens:   ep.MaxTokens,
+		Temperature: ep.Temperature,
+		Effort:      s.effort(),
 	}
 	cctx, cancel := context.WithTimeout(ctx, ep.Timeout.Duration)
 	defer cancel()

@@ -50,6 +50,8 @@ type Endpoint struct {
 	MaxTokens int `toml:"max_tokens"`
 	// ContextWindow, when set, turns on history compaction and usage updates.
 	ContextWindow int `toml:"context_window"`
+	// Temperature, when set, is sent with every request (0 for greedy).
+	Temperature *float64 `toml:"temperature"`
 	// Headers are added to every request.
 	Headers map[string]string `toml:"headers"`
 	// Timeout bounds one model request ("10m" by default).

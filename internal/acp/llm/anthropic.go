@@ -79,6 +79,10 @@ func (c *anthropic) body(req Request) map[string]any {
 		body["thinking"] = map[string]any{"type": "enabled", "budget_tokens": b}
 	}
 	body["max_tokens"] = maxTokens
+	if req.Temperature != nil && body["thinking"] == nil {
+		// Anthropic refuses a temperature with thinking on.
+		body["temperature"] = *req.Temperature
+	}
 	if len(req.Tools) > 0 {
 		tools := make([]map[string]any, len(req.Tools))
 		for i, t := range req.Tools {

@@ -87,6 +87,9 @@ func (c *chat) body(req Request) map[string]any {
 	if req.Effort != "" {
 		body["reasoning_effort"] = req.Effort
 	}
+	if req.Temperature != nil {
+		body["temperature"] = *req.Temperature
+	}
 	if len(req.Tools) > 0 {
 		tools := make([]map[string]any, len(req.Tools))
 		for i, t := range req.Tools {

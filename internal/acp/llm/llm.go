@@ -89,6 +89,8 @@ type Request struct {
 	Messages  []Message
 	Tools     []Tool
 	MaxTokens int
+	// Temperature is sent when set.
+	Temperature *float64
 	// Effort is "", "low", "medium" or "high": reasoning_effort on the
 	// OpenAI wires, a thinking budget on Anthropic's.
 	Effort string

@@ -48,6 +48,9 @@ func (c *responses) body(req Request) map[string]any {
 	if req.MaxTokens > 0 {
 		body["max_output_tokens"] = req.MaxTokens
 	}
+	if req.Temperature != nil {
+		body["temperature"] = *req.Temperature
+	}
 	if req.Effort != "" {
 		body["reasoning"] = map[string]string{"effort": req.Effort, "summary": "auto"}
 	}

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	sdk "github.com/coder/acp-go-sdk"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -941,5 +942,51 @@ func TestImagePassThrough(t *testing.T) {
 				t.Errorf("request %s lacks %s", body, want)
 			}
 		})
+	}
+}
+
+func TestBadConfigExits(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfg, []byte("[[endpoints]]\nname = \"x\"\nbase_url = \"http://h/v1\"\nwire_api = \"carrier-pigeon\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(agentBin, "--config", cfg)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err == nil || cmd.ProcessState.ExitCode() == 0 {
+		t.Fatal("a bad config must exit non-zero")
+	}
+	if !strings.Contains(stderr.String(), "wire_api") || stdout.Len() != 0 {
+		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+}
+
+func TestCommandTimeoutAndSIGTERM(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, nil)
+	c.setMode(sid, "bypassPermissions")
+	up.script(callTool(wire, "bash", map[string]any{"command": "echo $$ > pid; exec sleep 300", "timeout_seconds": 1}), say(wire, "ok"))
+	c.prompt(sid, "run")
+	if res := toolResults(wire, up.last()); len(res) != 1 || !strings.Contains(res[0], "timed out") {
+		t.Errorf("results %q", res)
+	}
+	b, _ := os.ReadFile(filepath.Join(e.cwd, "pid"))
+	if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid == 0 || alive(pid) {
+		t.Errorf("timed-out command %q still running", b)
+	}
+	// SIGTERM ends the agent even while the client keeps stdin open.
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(wait):
+		t.Fatal("cortex-acp ignored SIGTERM")
 	}
 }

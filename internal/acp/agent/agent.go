@@ -269,7 +269,6 @@ func (a *Agent) newSession(ctx context.Context, params json.RawMessage) (any, er
 		}
 		s.startMCP(ctx, servers)
 		a.open(s)
-		a.models.refresh()
 		return jsonrpc.Then{Result: sdk.NewSessionResponse{
 			SessionId:     sdk.SessionId(s.ID),
 			Modes:         modeState(s.mode()),
@@ -288,8 +287,11 @@ func (a *Agent) open(s *Session) {
 	}
 }
 
-// announce tells the client what the session offers beyond the answer.
+// announce tells the client what the session offers beyond the answer,
+// and starts the background fetch of the model lists (whose result is an
+// update about the session, so it must follow the answer too).
 func (a *Agent) announce(s *Session) {
+	a.models.refresh()
 	s.notify(sdk.SessionUpdate{AvailableCommandsUpdate: &sdk.SessionAvailableCommandsUpdate{AvailableCommands: commandList()}})
 }
 
@@ -327,7 +329,6 @@ func (a *Agent) loadSession(ctx context.Context, params json.RawMessage, replay 
 		}
 		s.startMCP(ctx, servers)
 		a.open(s)
-		a.models.refresh()
 		if replay {
 			s.replay()
 		}

@@ -232,19 +232,53 @@ var ErrClosed = errors.New("connection closed")
 func (c *Conn) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Lines are read on their own goroutine so that Serve can return when
+	// ctx ends even while the peer sends nothing.
+	type read struct {
+		line []byte
+		err  error
+	}
+	lines := make(chan read)
+	next := make(chan struct{})
+	go func() {
+		for {
+			line, err := c.lines.Next()
+			select {
+			case lines <- read{line, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil && !errors.Is(err, ErrLineTooLong) {
+				return
+			}
+			select {
+			case <-next:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	var err error
+loop:
 	for {
-		var line []byte
-		line, err = c.lines.Next()
-		if errors.Is(err, ErrLineTooLong) {
-			c.log.Warn("Dropping an over-long message line")
-			c.reply(json.RawMessage("null"), nil, Errorf(CodeParseError, "parse error: line longer than %d bytes", c.lines.max))
-			continue
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break loop
+		case r := <-lines:
+			if errors.Is(r.err, ErrLineTooLong) {
+				c.log.Warn("Dropping an over-long message line")
+				c.reply(json.RawMessage("null"), nil, Errorf(CodeParseError, "parse error: line longer than %d bytes", c.lines.max))
+				next <- struct{}{}
+				continue
+			}
+			if r.err != nil {
+				err = r.err
+				break loop
+			}
+			c.dispatch(ctx, r.line)
+			next <- struct{}{}
 		}
-		if err != nil {
-			break
-		}
-		c.dispatch(ctx, line)
 	}
 	c.mu.Lock()
 	c.closed = true
@@ -255,7 +289,7 @@ func (c *Conn) Serve(ctx context.Context) error {
 	c.mu.Unlock()
 	cancel()
 	c.wg.Wait()
-	if errors.Is(err, io.EOF) {
+	if errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err

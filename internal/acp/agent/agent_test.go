@@ -107,14 +107,21 @@ func TestPolicy(t *testing.T) {
 	if err := s.a.perms.add(s.Cwd, ruleKey(classExecute, "rm"), false); err != nil {
 		t.Fatal(err)
 	}
-	if d, _ := s.policy(classExecute, commandPrefix("go test ./..."), ""); d != allowed {
+	key := func(c string) string { k, _ := commandKey(c); return k }
+	if d, _ := s.policy(classExecute, key("go test ./..."), ""); d != allowed {
 		t.Errorf("remembered allow: %v", d)
 	}
-	if d, _ := s.policy(classExecute, commandPrefix("rm -rf x"), ""); d != denied {
+	if d, _ := s.policy(classExecute, key("rm -rf x"), ""); d != denied {
 		t.Errorf("remembered deny: %v", d)
 	}
-	if d, _ := s.policy(classExecute, commandPrefix("make"), ""); d != ask {
+	if d, _ := s.policy(classExecute, key("make"), ""); d != ask {
 		t.Errorf("unknown command: %v", d)
+	}
+	// An allowed program does not let a chained command through.
+	for _, c := range []string{"go test ./... && rm -rf /", "go build | sh", "go run $(curl x)", "go vet; reboot"} {
+		if d, _ := s.policy(classExecute, key(c), ""); d != ask {
+			t.Errorf("%q: %v, want ask", c, d)
+		}
 	}
 }
 

@@ -23,8 +23,8 @@ const (
 
 func (s *Session) describeBash(r *toolRun) description {
 	command := r.str("command")
-	d := description{title: clip(command, 200), kind: sdk.ToolKindExecute, class: classExecute,
-		key: commandPrefix(command), what: "`" + commandPrefix(command) + "` commands"}
+	key, what := commandKey(command)
+	d := description{title: clip(command, 200), kind: sdk.ToolKindExecute, class: classExecute, key: key, what: what}
 	d.locations = []sdk.ToolCallLocation{{Path: s.Cwd}}
 	if strings.TrimSpace(command) == "" {
 		d.err = errors.New("bash needs a command")

@@ -236,13 +236,20 @@ var errCancelled = errors.New("cancelled")
 // command's first word or the file's path.
 func ruleKey(class, key string) string { return class + ":" + key }
 
-// commandPrefix is the first word of a shell command (its program).
-func commandPrefix(cmd string) string {
+// commandKey is what an "always" answer about a command remembers: its
+// program (`go`, `git`) for a simple command; the exact text for one that
+// chains, pipes, redirects or substitutes, since "always allow cd" must
+// not come to mean "always allow cd x && rm -rf y".
+func commandKey(cmd string) (key, what string) {
+	cmd = strings.TrimSpace(cmd)
+	if strings.ContainsAny(cmd, ";&|`$<>()\n") {
+		return "=" + cmd, "this exact command"
+	}
 	f := strings.Fields(cmd)
 	if len(f) == 0 {
-		return ""
+		return "", ""
 	}
-	return f[0]
+	return f[0], "`" + f[0] + "` commands"
 }
 
 // decision is how a tool call may proceed.

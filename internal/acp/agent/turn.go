@@ -161,7 +161,11 @@ func (s *Session) call(ctx context.Context) (llm.Result, error) {
 	} else {
 		res.Message.Content = nil
 	}
-	res.Message.Reasoning = sink.thought.String()
+	if res.Message.Signature == "" {
+		// Signed thinking goes back exactly as signed; otherwise keep what
+		// the client saw, <think> text included.
+		res.Message.Reasoning = sink.thought.String()
+	}
 	for _, c := range sink.calls {
 		res.Message.ToolCalls = append(res.Message.ToolCalls, llm.ToolCall{Name: c.Name, Args: c.Args})
 	}
@@ -279,15 +283,18 @@ func (s *Session) compact(force bool) (before, after int) {
 	defer s.mu.Unlock()
 	h := s.rec.History
 	before = estimateTokens(h)
-	limit := ep.ContextWindow * 3 / 4
-	if limit <= 0 && !force {
+	// The last call's real count includes what the estimate cannot see
+	// (system prompt, tool definitions, the tokenizer's view): keep that
+	// overhead in the sums.
+	overhead := max(0, s.rec.Context-before)
+	limit := ep.ContextWindow*3/4 - overhead
+	switch {
+	case force:
+		limit = before / 2
+	case ep.ContextWindow <= 0:
 		return before, before
-	}
-	if limit <= 0 || force {
-		limit = min(limit, before/2)
-		if limit <= 0 {
-			limit = before / 2
-		}
+	case limit <= 0:
+		limit = 1
 	}
 	lastUser := 0
 	for i, m := range h {
@@ -317,5 +324,9 @@ func (s *Session) compact(force bool) (before, after int) {
 		lastUser -= next
 	}
 	s.rec.History = h
-	return before, estimateTokens(h)
+	after = estimateTokens(h)
+	if s.rec.Context > 0 {
+		s.rec.Context = after + overhead
+	}
+	return before, after
 }

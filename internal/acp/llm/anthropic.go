@@ -49,6 +49,9 @@ func (c *anthropic) body(req Request) map[string]any {
 			add("user", blocks...)
 		case RoleAssistant:
 			var blocks []map[string]any
+			if m.Signature != "" {
+				blocks = append(blocks, map[string]any{"type": "thinking", "thinking": m.Reasoning, "signature": m.Signature})
+			}
 			if t := m.Text(); t != "" {
 				blocks = append(blocks, map[string]any{"type": "text", "text": t})
 			}
@@ -106,6 +109,7 @@ type anthropicEvent struct {
 		Text        string `json:"text"`
 		Thinking    string `json:"thinking"`
 		PartialJSON string `json:"partial_json"`
+		Signature   string `json:"signature"`
 		StopReason  string `json:"stop_reason"`
 	} `json:"delta"`
 	Message *struct {
@@ -180,6 +184,8 @@ func (c *anthropic) Stream(ctx context.Context, req Request, sink Sink) (Result,
 			case "thinking_delta":
 				thought = append(thought, e.Delta.Thinking...)
 				sink.Thought(e.Delta.Thinking)
+			case "signature_delta":
+				res.Message.Signature += e.Delta.Signature
 			case "input_json_delta":
 				if call := calls[e.Index]; call != nil {
 					call.Args += e.Delta.PartialJSON

@@ -51,6 +51,9 @@ type Message struct {
 	// Reasoning is the assistant's thinking (kept for display and replay;
 	// not sent back upstream).
 	Reasoning string `json:"reasoning,omitempty"`
+	// Signature is Anthropic's signature of the thinking, which must come
+	// back with it while tool calls continue the turn.
+	Signature string `json:"signature,omitempty"`
 	// ToolCalls are the assistant's requests.
 	ToolCalls []ToolCall `json:"toolCalls,omitempty"`
 	// ToolCallID and ToolName identify the call a tool message answers.

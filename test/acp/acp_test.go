@@ -6,6 +6,7 @@ package acp_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -246,13 +247,14 @@ type terminalClient struct {
 	mu       sync.Mutex
 	procs    map[string]*termProc
 	released []string
+	killed   []string
 }
 
 type termProc struct {
 	out  strings.Builder
 	done chan struct{}
 	code int
-	cmd  interface{ Kill() error }
+	cmd  *os.Process
 }
 
 func TestBashThroughClientTerminal(t *testing.T) {
@@ -743,7 +745,14 @@ func (tc *terminalClient) install(t *testing.T, c *client) {
 		return res, nil
 	})
 	c.handle("terminal/kill", func(p json.RawMessage) (any, *rpcError) {
+		var req struct {
+			TerminalID string `json:"terminalId"`
+		}
+		_ = json.Unmarshal(p, &req)
 		_ = get(p).cmd.Kill()
+		tc.mu.Lock()
+		tc.killed = append(tc.killed, req.TerminalID)
+		tc.mu.Unlock()
 		return map[string]any{}, nil
 	})
 	c.handle("terminal/release", func(p json.RawMessage) (any, *rpcError) {
@@ -988,5 +997,67 @@ func TestCommandTimeoutAndSIGTERM(t *testing.T) {
 	case <-c.exited:
 	case <-time.After(wait):
 		t.Fatal("cortex-acp ignored SIGTERM")
+	}
+}
+
+func TestCancelClientTerminalCommand(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	c := e.start(t)
+	tc := &terminalClient{procs: map[string]*termProc{}}
+	tc.install(t, c)
+	c.initialize(map[string]any{"terminal": true})
+	sid := c.newSession(e.cwd, nil)
+	c.setMode(sid, "bypassPermissions")
+	up.script(callTool(wire, "bash", map[string]any{"command": "sleep 300"}))
+	m := c.mark()
+	done := c.request("session/prompt", map[string]any{"sessionId": sid, "prompt": []any{map[string]any{"type": "text", "text": "run"}}})
+	u := c.waitUpdate(m, "terminal content", func(u sdk.SessionUpdate) bool {
+		return u.ToolCallUpdate != nil && len(u.ToolCallUpdate.Content) == 1 && u.ToolCallUpdate.Content[0].Terminal != nil
+	})
+	id := u.ToolCallUpdate.Content[0].Terminal.TerminalId
+	c.notify("session/cancel", map[string]any{"sessionId": sid})
+	r := c.await(done)
+	if r.Error != nil || !strings.Contains(string(r.Result), `"cancelled"`) {
+		t.Fatalf("response %s %+v", r.Result, r.Error)
+	}
+	tc.mu.Lock()
+	p := tc.procs[id]
+	killed, released := slices.Contains(tc.killed, id), slices.Contains(tc.released, id)
+	tc.mu.Unlock()
+	if !killed || !released {
+		t.Errorf("terminal killed %v, released %v", killed, released)
+	}
+	<-p.done // the editor's process ended
+}
+
+// TestDefaultModelAndBrokenMCP: without default_model the endpoint's first
+// model is used; an MCP server that cannot start does not stop the
+// session, and /status says so.
+func TestDefaultModelAndBrokenMCP(t *testing.T) {
+	wire := "openai-chat"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	cfg := fmt.Sprintf("[[endpoints]]\nname = \"gw\"\nbase_url = %q\n", up.srv.URL+"/v1")
+	if err := os.WriteFile(e.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := e.start(t)
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, map[string]any{"mcpServers": []any{
+		map[string]any{"name": "broken", "command": filepath.Join(e.dir, "no-such-server"), "args": []any{}, "env": []any{}},
+	}})
+	up.script(say(wire, "hi"))
+	if stop := c.prompt(sid, "hello"); stop != "end_turn" {
+		t.Fatalf("stop %q", stop)
+	}
+	if up.last()["model"] != "m1" {
+		t.Errorf("model %v, want the first listed", up.last()["model"])
+	}
+	m := c.mark()
+	c.prompt(sid, "/status")
+	if got := agentText(c.since(m)); !strings.Contains(got, "unavailable: broken") || !strings.Contains(got, "gw:m1") && !strings.Contains(got, "`m1`") {
+		t.Errorf("/status: %q", got)
 	}
 }

@@ -145,6 +145,9 @@ func (s *Session) statusText(ctx context.Context) string {
 	for _, m := range s.mcp {
 		fmt.Fprintf(&b, "MCP server `%s`: %d tools\n", m.name, len(m.tools))
 	}
+	for _, f := range s.mcpFailed {
+		fmt.Fprintf(&b, "MCP server unavailable: %s\n", f)
+	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()

@@ -120,6 +120,9 @@ func (s *Session) startMCP(ctx context.Context, specs []mcpSpec) {
 		m, err := s.a.connectMCP(ctx, sp, s.toolTaken)
 		if err != nil {
 			s.a.log.Warn("MCP server unavailable", "server", sp.Name, "error", err)
+			s.mu.Lock()
+			s.mcpFailed = append(s.mcpFailed, fmt.Sprintf("%s: %v", sp.Name, err))
+			s.mu.Unlock()
 			continue
 		}
 		s.mu.Lock()

@@ -165,6 +165,8 @@ type Session struct {
 	// allow and deny are "always" answers: class:key.
 	turn *turn
 	mcp  []*mcpServer
+	// mcpFailed says which MCP servers could not be used, for /status.
+	mcpFailed []string
 }
 
 func newSession(a *Agent, id, cwd string, dirs []string) *Session {

@@ -140,6 +140,17 @@ func (s *Session) call(ctx context.Context) (llm.Result, error) {
 	epName, model := s.model()
 	ep, _ := s.a.cfg.Endpoint(epName)
 	client := s.a.clients[epName]
+	if model == "" {
+		// No model configured: take the endpoint's first, so that pointing
+		// the agent at a gateway is enough.
+		ids, err := client.Models(ctx)
+		if err != nil || len(ids) == 0 {
+			return llm.Result{}, fmt.Errorf("no model is configured for endpoint %s (set default_model, or pick one with /model) and its model list is unavailable: %v", epName, err)
+		}
+		model = ids[0]
+		s.setModel(epName, model)
+		s.notify(sdk.SessionUpdate{ConfigOptionUpdate: &sdk.SessionConfigOptionUpdate{ConfigOptions: s.a.configOptions(s)}})
+	}
 	req := llm.Request{
 		Model:       model,
 		System:      s.systemPrompt(),

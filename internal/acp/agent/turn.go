@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -144,8 +145,11 @@ func (s *Session) call(ctx context.Context) (llm.Result, error) {
 		// No model configured: take the endpoint's first, so that pointing
 		// the agent at a gateway is enough.
 		ids, err := client.Models(ctx)
-		if err != nil || len(ids) == 0 {
-			return llm.Result{}, fmt.Errorf("no model is configured for endpoint %s (set default_model, or pick one with /model) and its model list is unavailable: %v", epName, err)
+		if err == nil && len(ids) == 0 {
+			err = errors.New("it lists no models")
+		}
+		if err != nil {
+			return llm.Result{}, fmt.Errorf("no model is configured for endpoint %s (set default_model, or pick one with /model), and listing its models failed: %w", epName, err)
 		}
 		model = ids[0]
 		s.setModel(epName, model)

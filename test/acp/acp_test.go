@@ -1061,3 +1061,44 @@ func TestDefaultModelAndBrokenMCP(t *testing.T) {
 		t.Errorf("/status: %q", got)
 	}
 }
+
+// TestRejectAlwaysAndTurnCap: "reject always" is remembered — in the
+// session and, after a restart, for the workspace — and a turn stops at
+// max_turn_requests.
+func TestRejectAlwaysAndTurnCap(t *testing.T) {
+	wire := "openai-responses"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	cfg, _ := os.ReadFile(e.config)
+	if err := os.WriteFile(e.config, append([]byte("max_turn_requests = 2\n"), cfg...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := e.start(t)
+	var mu sync.Mutex
+	asked := 0
+	c.handle("session/request_permission", permit("reject_always", &asked, &mu))
+	c.initialize(nil)
+	sid := c.newSession(e.cwd, nil)
+	up.script(callTool(wire, "bash", map[string]any{"command": "touch a"}), callTool(wire, "bash", map[string]any{"command": "touch b"}))
+	if stop := c.prompt(sid, "touch"); stop != "max_turn_requests" {
+		t.Fatalf("stop %q", stop)
+	}
+	if asked != 1 || len(up.requests()) != 2 {
+		t.Fatalf("asked %d times in %d requests", asked, len(up.requests()))
+	}
+	c.stop()
+
+	c2 := e.start(t)
+	c2.initialize(nil) // no permission handler: asking would fail the test
+	sid = c2.newSession(e.cwd, nil)
+	up.script(callTool(wire, "bash", map[string]any{"command": "touch c"}), say(wire, "ok"))
+	c2.prompt(sid, "touch again")
+	if res := toolResults(wire, up.last()); len(res) != 1 || !strings.Contains(res[0], "always reject") {
+		t.Errorf("results %q", res)
+	}
+	for _, f := range []string{"a", "b", "c"} {
+		if _, err := os.Stat(filepath.Join(e.cwd, f)); err == nil {
+			t.Errorf("%s was created", f)
+		}
+	}
+}

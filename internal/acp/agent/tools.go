@@ -124,6 +124,10 @@ func (s *Session) runTool(ctx context.Context, call llm.ToolCall) llm.Message {
 	default:
 		res = s.authoriseAndRun(ctx, r, d)
 	}
+	if strings.TrimSpace(res.text) == "" {
+		// Some APIs refuse an empty tool result; say so instead.
+		res.text = "(no output)"
+	}
 	status := sdk.ToolCallStatusCompleted
 	if res.isError {
 		status = sdk.ToolCallStatusFailed

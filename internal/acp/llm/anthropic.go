@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/helexa-ai/cortex/internal/wire/sse"
 )
@@ -39,12 +40,13 @@ func (c *anthropic) body(req Request) map[string]any {
 				if p.Type == "image" {
 					blocks = append(blocks, map[string]any{"type": "image", "source": map[string]string{
 						"type": "base64", "media_type": p.MimeType, "data": p.Data}})
-				} else {
+				} else if strings.TrimSpace(p.Text) != "" {
 					blocks = append(blocks, map[string]any{"type": "text", "text": p.Text})
 				}
 			}
 			if len(blocks) == 0 {
-				blocks = append(blocks, map[string]any{"type": "text", "text": " "})
+				// The API refuses empty and blank text blocks.
+				blocks = append(blocks, map[string]any{"type": "text", "text": "(empty message)"})
 			}
 			add("user", blocks...)
 		case RoleAssistant:
@@ -52,14 +54,14 @@ func (c *anthropic) body(req Request) map[string]any {
 			if m.Signature != "" {
 				blocks = append(blocks, map[string]any{"type": "thinking", "thinking": m.Reasoning, "signature": m.Signature})
 			}
-			if t := m.Text(); t != "" {
+			if t := m.Text(); strings.TrimSpace(t) != "" {
 				blocks = append(blocks, map[string]any{"type": "text", "text": t})
 			}
 			for _, tc := range m.ToolCalls {
 				blocks = append(blocks, map[string]any{"type": "tool_use", "id": tc.ID, "name": tc.Name, "input": rawArgs(tc.Args)})
 			}
 			if len(blocks) == 0 {
-				blocks = append(blocks, map[string]any{"type": "text", "text": " "})
+				continue // e.g. thinking only, cut off: nothing to send back
 			}
 			add("assistant", blocks...)
 		case RoleTool:

@@ -1102,3 +1102,37 @@ func TestRejectAlwaysAndTurnCap(t *testing.T) {
 		}
 	}
 }
+
+// TestClientWithoutCapabilities: a client that offers neither fs nor
+// terminal methods gets the agent's own file access and processes, and is
+// never sent a request it did not offer.
+func TestClientWithoutCapabilities(t *testing.T) {
+	wire := "anthropic-messages"
+	up := newUpstream(t, wire)
+	e := newEnv(t, up)
+	if err := os.WriteFile(filepath.Join(e.cwd, "in.txt"), []byte("on disk\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := e.start(t)
+	c.initialize(map[string]any{"fs": map[string]any{"readTextFile": false, "writeTextFile": false}, "terminal": false})
+	sid := c.newSession(e.cwd, nil)
+	c.setMode(sid, "bypassPermissions")
+	up.script(
+		callTool(wire, "read_file", map[string]any{"path": "in.txt"}),
+		callTool(wire, "write_file", map[string]any{"path": "out/new.txt", "content": "written"}),
+		callTool(wire, "bash", map[string]any{"command": "cat out/new.txt"}),
+		callTool(wire, "grep", map[string]any{"pattern": "disk"}),
+		say(wire, "ok"))
+	c.prompt(sid, "go")
+	res := toolResults(wire, up.last())
+	if len(res) != 4 || res[0] != "on disk\n" || !strings.Contains(res[1], "Wrote out/new.txt") || res[2] != "written" || res[3] != "in.txt:1: on disk" {
+		t.Errorf("results %q", res)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.raw {
+		if m.Method != "" && len(m.ID) > 0 {
+			t.Errorf("the agent sent a request: %s", m.Method)
+		}
+	}
+}

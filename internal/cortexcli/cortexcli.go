@@ -49,6 +49,9 @@ type IO struct {
 // returns the exit code.
 func Main(ctx context.Context, args []string, stdio IO) int {
 	prog := programName(args)
+	if stdio.Getenv == nil {
+		stdio.Getenv = func(string) string { return "" }
+	}
 	if len(args) < 2 {
 		usage(stdio.Err, prog)
 		return ExitError
@@ -154,9 +157,13 @@ func (c *StatusConfig) validate(explicit map[string]bool) error {
 		return errors.New("--namespace and --all-namespaces exclude each other")
 	}
 	if c.Endpoint != "" {
+		via := "--endpoint"
+		if !explicit["endpoint"] {
+			via = "$" + envEndpoint + " (unset it to read the cluster)"
+		}
 		for _, f := range []string{"kubeconfig", "context", "namespace", "n", "all-namespaces", "A"} {
 			if explicit[f] {
-				return fmt.Errorf("%s reads the cluster; with --endpoint the gateway decides what it serves", flagName(f))
+				return fmt.Errorf("%s reads the cluster; with %s the gateway decides what it serves", flagName(f), via)
 			}
 		}
 	}

@@ -205,7 +205,8 @@ func TestStatusFromAGateway(t *testing.T) {
 		{"wrong key", nil, []string{"--endpoint", base, "--api-key", "sk-wrong"}, "the gateway refused the API key (401"},
 		{"nothing listening", nil, []string{"--endpoint", "http://127.0.0.1:1"}, "connection refused"},
 		{"not a URL", nil, []string{"--endpoint", "gateway:8080"}, `--endpoint "gateway:8080" is not an http:// or https:// URL`},
-		{"cluster flag with endpoint", withKey, []string{"--endpoint", base, "-A"}, "-A reads the cluster"},
+		{"cluster flag with endpoint", withKey, []string{"--endpoint", base, "-A"}, "-A reads the cluster; with --endpoint"},
+		{"cluster flag with the endpoint's variable", map[string]string{"CORTEX_ENDPOINT": base}, []string{"-n", "gw"}, "-n reads the cluster; with $CORTEX_ENDPOINT (unset it"},
 	} {
 		code, out, errOut := run(ctx, tc.environ, append([]string{"status"}, tc.args...)...)
 		if code != cortexcli.ExitError || out != "" || !strings.Contains(errOut, tc.want) {

@@ -98,8 +98,8 @@ func phase(m *cortexv1.Model) string {
 	return string(m.Status.Phase)
 }
 
-// stateOrder sorts locations: serving first, then what is coming, going,
-// broken, and last what could be.
+// stateOrder sorts replica locations: serving first, then what is coming,
+// going, and broken (placeable ones come last).
 var stateOrder = map[string]int{
 	string(cortexv1.ReplicaReady):     0,
 	string(cortexv1.ReplicaLoading):   1,
@@ -108,21 +108,27 @@ var stateOrder = map[string]int{
 	StatePlaceable:                    4,
 }
 
+// locations lists the replicas, sorted by state and node, then the
+// eligible nodes without one, sorted by node. On a large fleet most
+// locations are placeable ones, so only the few replicas are sorted.
 func locations(in ModelInput, nodes map[string]*cortexv1.NeuronNode) []Location {
-	out := []Location{}
-	held := map[string]bool{}
-	for _, rep := range in.Model.Status.Replicas {
-		held[rep.Node] = true
+	reps := in.Model.Status.Replicas
+	out := make([]Location, 0, len(reps)+len(in.Eligible))
+	for _, rep := range reps {
 		out = append(out, location(rep.Node, string(rep.State), rep.VRAMBytes, nodes[rep.Node]))
-	}
-	for _, name := range in.Eligible {
-		if !held[name] {
-			out = append(out, location(name, StatePlaceable, in.Model.Status.VRAMBytes, nodes[name]))
-		}
 	}
 	slices.SortFunc(out, func(a, b Location) int {
 		return cmp.Or(cmp.Compare(stateOrder[a.State], stateOrder[b.State]), strings.Compare(a.Node, b.Node))
 	})
+	eligible := in.Eligible
+	if !slices.IsSorted(eligible) {
+		eligible = slices.Sorted(slices.Values(eligible))
+	}
+	for _, name := range eligible {
+		if !slices.ContainsFunc(reps, func(r cortexv1.Replica) bool { return r.Node == name }) {
+			out = append(out, location(name, StatePlaceable, in.Model.Status.VRAMBytes, nodes[name]))
+		}
+	}
 	return out
 }
 

@@ -26,17 +26,17 @@ func (c *Catalog) FleetReport() fleet.Report {
 // route (terminating ones), listed without locations. c.mu is held.
 func (c *Catalog) fleetReport(extra []*cortexv1.Model) fleet.Report {
 	inputs := make([]fleet.ModelInput, 0, len(c.models)+len(extra))
+	names := slices.Sorted(maps.Keys(c.nodes)) // so each Model's eligible list comes sorted
 	for _, e := range c.models {
 		in := fleet.ModelInput{Model: e.model}
 		for _, r := range e.replicas {
 			in.Routable = append(in.Routable, r.Node)
 		}
-		for name, ns := range c.nodes {
-			if ns.placeable(name, e.model) {
+		for _, name := range names {
+			if c.nodes[name].placeable(name, e.model) {
 				in.Eligible = append(in.Eligible, name)
 			}
 		}
-		slices.Sort(in.Eligible)
 		inputs = append(inputs, in)
 	}
 	for _, m := range extra {

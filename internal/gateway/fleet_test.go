@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -51,5 +52,34 @@ func TestEvaluateUsesTheRoutingRules(t *testing.T) {
 	m := r.Models[1]
 	if m.Ready != 1 || len(m.Locations) != 2 {
 		t.Fatalf("routable only on b, placeable nowhere new: %+v", m)
+	}
+}
+
+// BenchmarkFleetReport measures one /health (and /v1/models) computation:
+// every Model with two replicas, every node eligible for every Model.
+func BenchmarkFleetReport(b *testing.B) {
+	for _, size := range []struct{ nodes, models int }{{10, 50}, {100, 500}} {
+		b.Run(fmt.Sprintf("nodes=%d/models=%d", size.nodes, size.models), func(b *testing.B) {
+			c := NewCatalog()
+			for i := range size.nodes {
+				nn := readyNode(fmt.Sprintf("node-%03d", i), fmt.Sprintf("http://10.0.0.%d:13131", i))
+				nn.Status.GPUs = []cortexv1.GPU{{Index: 0, MemoryFreeBytes: 10 << 30, MemoryTotalBytes: 80 << 30}}
+				c.UpsertNode(nn)
+			}
+			for i := range size.models {
+				m := &cortexv1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("model-%03d", i)}}
+				m.Status.Replicas = []cortexv1.Replica{
+					{Node: fmt.Sprintf("node-%03d", i%size.nodes), State: cortexv1.ReplicaReady, VRAMBytes: 4 << 30},
+					{Node: fmt.Sprintf("node-%03d", (i+1)%size.nodes), State: cortexv1.ReplicaLoading},
+				}
+				c.UpsertModel(m)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if r := c.FleetReport(); len(r.Models) != size.models {
+					b.Fatal(len(r.Models))
+				}
+			}
+		})
 	}
 }

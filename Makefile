@@ -95,9 +95,10 @@ run: build ## Run the whole stack locally: API server, manager, gateway, two CPU
 ##@ Build
 
 .PHONY: build
-build: ## Build manager, neuron and gateway into bin/.
+build: ## Build manager, neuron, gateway and the cortex CLI (also as the kubectl plugin kubectl-cortex) into bin/.
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	@ln -sf cortex $(BIN)/kubectl-cortex
 
 ##@ Ship (images, Helm chart, kustomize bases)
 
@@ -114,6 +115,12 @@ build-manager: ## Build the manager as a static binary (CGO_ENABLED=0) into $(BI
 build-gateway: ## Build the gateway as a static binary (CGO_ENABLED=0) into $(BIN); honours GOFLAGS.
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 GOFLAGS="$(GOFLAGS)" $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' -o $(BIN)/gateway ./cmd/gateway
+
+.PHONY: build-cortex
+build-cortex: ## Build the cortex CLI as a static binary (CGO_ENABLED=0) into $(BIN), with the kubectl-cortex plugin link; honours GOFLAGS.
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 GOFLAGS="$(GOFLAGS)" $(GO) build -trimpath -ldflags '$(LDFLAGS) -s -w' -o $(BIN)/cortex ./cmd/cortex
+	@ln -sf cortex $(BIN)/kubectl-cortex
 
 .PHONY: build-neuron
 build-neuron: ## Build the neuron (cgo, llama.cpp CPU backend) into $(BIN); honours GOFLAGS.

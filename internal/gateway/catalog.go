@@ -21,6 +21,9 @@ type Catalog struct {
 	models map[string]*entry    // by Model key
 	names  map[string][]string  // served name → Model keys (sorted)
 	nodes  map[string]nodeState // by NeuronNode name
+	// nodeObjects are the NeuronNodes as last seen, for the fleet report
+	// (fleet.go); routing reads only nodes.
+	nodeObjects map[string]*cortexv1.NeuronNode
 	// waiters are woken when a Model's ready set changes.
 	waiters map[string][]chan struct{}
 }
@@ -63,6 +66,8 @@ func NewCatalog() *Catalog {
 		names:   map[string][]string{},
 		nodes:   map[string]nodeState{},
 		waiters: map[string][]chan struct{}{},
+
+		nodeObjects: map[string]*cortexv1.NeuronNode{},
 	}
 }
 
@@ -193,6 +198,7 @@ func (c *Catalog) unindexNames(e *entry) {
 func (c *Catalog) UpsertNode(nn *cortexv1.NeuronNode) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.nodeObjects[nn.Name] = nn
 	ns := nodeState{
 		ready:    meta.IsStatusConditionTrue(nn.Status.Conditions, cortexv1.NeuronNodeConditionReady),
 		endpoint: nn.Status.Endpoint,
@@ -211,6 +217,7 @@ func (c *Catalog) DeleteNode(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.nodes, name)
+	delete(c.nodeObjects, name)
 	c.refreshNode(name)
 }
 

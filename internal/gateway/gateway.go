@@ -283,6 +283,7 @@ func (g *Gateway) Handler(logger logr.Logger) http.Handler {
 			return c.String(http.StatusServiceUnavailable, "cache not synced")
 		}
 	})
+	e.GET("/health", g.health)
 	e.GET("/v1/models", g.listModels)
 	e.GET("/v1/models/*", g.getModel)
 	e.POST("/v1/chat/completions", g.chatCompletions)

@@ -458,9 +458,10 @@ func (g *Gateway) listModels(c echo.Context) error {
 	if c.Request().Header.Get("anthropic-version") != "" {
 		return c.JSON(http.StatusOK, anthropicModelList(views))
 	}
-	list := openai.ModelList{Object: "list", Data: []openai.ModelObject{}}
+	locs := locationsByKey(g.catalog.FleetReport())
+	list := modelList{Object: "list", Data: []modelEntry{}}
 	for _, v := range views {
-		list.Data = append(list.Data, modelObjects(v)...)
+		list.Data = append(list.Data, withLocations(modelObjects(v), locs[v.Key])...)
 	}
 	return c.JSON(http.StatusOK, list)
 }
@@ -475,7 +476,7 @@ func (g *Gateway) getModel(c echo.Context) error {
 		if v.Key != key {
 			continue
 		}
-		for _, o := range modelObjects(v) {
+		for _, o := range withLocations(modelObjects(v), locationsByKey(g.catalog.FleetReport())[key]) {
 			if o.ID == id || (id == key && o.Cortex.Canonical == o.ID) {
 				return c.JSON(http.StatusOK, o)
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,12 +13,14 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
@@ -157,6 +161,9 @@ func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortex
 	// 4. Status.
 	r.rebuildStatus(model, snap, plan, now, estimateMsg)
 	if err := r.patchStatus(ctx, model, original); err != nil {
+		if errors.Is(err, errStale) && actErr == nil {
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
+		}
 		return ctrl.Result{}, errors.Join(actErr, err)
 	}
 	r.updateFleetGauges(model, snap, plan)
@@ -191,7 +198,7 @@ func (r *ModelReconciler) reconcileDelete(ctx context.Context, model, original *
 	if remaining := r.heldOnReadyNodes(key, snap); remaining > 0 || len(errs) > 0 {
 		// Unloading, or an unload failed: Terminating until it is gone.
 		model.Status.Phase = cortexv1.ModelPhaseTerminating
-		if err := r.patchStatus(ctx, model, original); err != nil {
+		if err := r.patchStatus(ctx, model, original); err != nil && !errors.Is(err, errStale) {
 			errs = append(errs, err)
 		}
 		if len(errs) > 0 {
@@ -238,11 +245,30 @@ func (r *ModelReconciler) wake(key string) {
 	}
 }
 
+// notStatusOnly drops the update events of a Model whose change is only
+// its status — the manager's own writes, which need no pass of their own:
+// a status write would otherwise cost every Model a second pass. The spec
+// (generation), annotations (the gateway's demand signal), finalizers and
+// deletion still trigger one.
+var notStatusOnly = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		if o == nil || n == nil {
+			return true
+		}
+		return o.GetGeneration() != n.GetGeneration() ||
+			!maps.Equal(o.GetAnnotations(), n.GetAnnotations()) ||
+			!slices.Equal(o.GetFinalizers(), n.GetFinalizers()) ||
+			!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+			!maps.Equal(o.GetLabels(), n.GetLabels())
+	},
+}
+
 // SetupWithManager registers the controller.
 func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.events = make(chan event.GenericEvent, 4096)
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&cortexv1.Model{}).
+		For(&cortexv1.Model{}, builder.WithPredicates(notStatusOnly)).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
 		// Passes are serialised anyway (one plan at a time).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).

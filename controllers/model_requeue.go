@@ -5,6 +5,7 @@ import (
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/placement"
+	"k8s.io/apimachinery/pkg/api/meta"
 )
 
 // Step 5 of a pass: when to look at the Model again without an event.
@@ -21,6 +22,11 @@ func (r *ModelReconciler) nextLook(model *cortexv1.Model, snap *snapshot, now ti
 	}
 	switch model.Status.Phase {
 	case cortexv1.ModelPhasePending, cortexv1.ModelPhaseFailed, cortexv1.ModelPhaseUnschedulable:
+		next = min(next, 5*time.Second)
+	}
+	// A wanted replica without a node (Degraded included) is looked for
+	// again soon: room may appear without any event of this Model's own.
+	if meta.IsStatusConditionFalse(model.Status.Conditions, cortexv1.ModelConditionScheduled) {
 		next = min(next, 5*time.Second)
 	}
 	// Wake when a keep-alive runs out: the model's (from its last demand)
@@ -43,7 +49,7 @@ func (r *ModelReconciler) nextLook(model *cortexv1.Model, snap *snapshot, now ti
 		}
 	}
 	if resident {
-		wakeAt(lastDemand(model, snap.input.Nodes))
+		wakeAt(lastDemand(model, snap.activity))
 	}
 	if d := r.failures.nextRetry(key, now); d > 0 {
 		next = min(next, d)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
@@ -23,15 +24,44 @@ type snapshot struct {
 	ready     map[string]bool
 	unwatched []string // Ready-looking nodes the manager has not polled yet
 	input     placement.Input
+	// activity is each Model's latest replica use and load on any node,
+	// indexed once: reading it per Model from every node's residents made
+	// a pass quadratic in the fleet.
+	activity map[string]activity
+}
+
+// activity is the latest use and load of a Model's replicas.
+type activity struct{ lastUsed, lastLoaded time.Time }
+
+func indexActivity(nodes []placement.Node) map[string]activity {
+	out := map[string]activity{}
+	for _, n := range nodes {
+		for _, res := range n.Residents {
+			a := out[res.Model]
+			a.lastUsed = later(a.lastUsed, res.LastUsed)
+			a.lastLoaded = later(a.lastLoaded, res.LoadedAt)
+			out[res.Model] = a
+		}
+	}
+	return out
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*snapshot, error) {
+	// The snapshot only reads these objects: listing them from the cache
+	// without a deep copy saves copying every Model on every pass.
 	var models cortexv1.ModelList
-	if err := r.List(ctx, &models); err != nil {
+	if err := r.List(ctx, &models, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing Models: %w", err)
 	}
 	var nodes cortexv1.NeuronNodeList
-	if err := r.List(ctx, &nodes); err != nil {
+	if err := r.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing NeuronNodes: %w", err)
 	}
 	s := &snapshot{models: models.Items, nodes: map[string]*cortexv1.NeuronNode{}, ready: map[string]bool{}, input: placement.Input{Now: now}}
@@ -54,9 +84,10 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 		s.ready[nn.Name] = ready
 		s.input.Nodes = append(s.input.Nodes, toPlacementNode(nn, obs, ready, specs))
 	}
+	s.activity = indexActivity(s.input.Nodes)
 	for i := range s.models {
 		m := &s.models[i]
-		s.input.Models = append(s.input.Models, r.toPlacementModel(m, s.input.Nodes, now))
+		s.input.Models = append(s.input.Models, r.toPlacementModel(m, s.activity, now))
 	}
 	return s, nil
 }
@@ -112,7 +143,7 @@ func placementState(s neuronapi.ModelState) placement.State {
 	return placement.State(s.Replica())
 }
 
-func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, nodes []placement.Node, now time.Time) placement.Model {
+func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, act map[string]activity, now time.Time) placement.Model {
 	need := r.memoryNeed(m)
 	pm := placement.Model{
 		Key:            m.Key(),
@@ -121,8 +152,8 @@ func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, nodes []placement.
 		MinReplicas:    int(m.Spec.Replicas.Min),
 		MaxReplicas:    int(m.Spec.Replicas.Max),
 		KeepAlive:      keepAlive(m),
-		LastDemand:     lastDemand(m, nodes),
-		Waiting:        r.waiting(m, nodes, now),
+		LastDemand:     lastDemand(m, act),
+		Waiting:        r.waiting(m, act, now),
 		TargetInFlight: parallel(m),
 		BytesNeeded:    need.Total(1),
 		EachBytes:      need.Each,
@@ -163,7 +194,7 @@ const DefaultWaitingWindow = 15 * time.Second
 // eviction. Without the last part, a Model evicted a second after its own
 // cold request was served would look as if that request still waited, and
 // evict the next Model in turn.
-func (r *ModelReconciler) waiting(m *cortexv1.Model, nodes []placement.Node, now time.Time) bool {
+func (r *ModelReconciler) waiting(m *cortexv1.Model, act map[string]activity, now time.Time) bool {
 	t, ok := demandAnnotation(m)
 	if !ok {
 		return false
@@ -178,15 +209,8 @@ func (r *ModelReconciler) waiting(m *cortexv1.Model, nodes []placement.Node, now
 	if e, ok := r.evictions.get(m.Key(), now); ok && !t.After(e.at) {
 		return false
 	}
-	key := m.Key()
-	for _, n := range nodes {
-		for _, res := range n.Residents {
-			if res.Model == key && (!t.After(res.LoadedAt) || !t.After(res.LastUsed)) {
-				return false
-			}
-		}
-	}
-	return true
+	a := act[m.Key()]
+	return t.After(a.lastLoaded) && t.After(a.lastUsed)
 }
 
 func demandAnnotation(m *cortexv1.Model) (time.Time, bool) {
@@ -200,17 +224,9 @@ func demandAnnotation(m *cortexv1.Model) (time.Time, bool) {
 
 // lastDemand is the newest of the gateway's demand annotation and the last
 // use of any replica.
-func lastDemand(m *cortexv1.Model, nodes []placement.Node) time.Time {
+func lastDemand(m *cortexv1.Model, act map[string]activity) time.Time {
 	t, _ := demandAnnotation(m)
-	key := m.Key()
-	for _, n := range nodes {
-		for _, res := range n.Residents {
-			if res.Model == key && res.LastUsed.After(t) {
-				t = res.LastUsed
-			}
-		}
-	}
-	return t
+	return later(t, act[m.Key()].lastUsed)
 }
 
 // memoryNeed is what one replica needs: the spec's override (all of it

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -36,11 +37,11 @@ func (r *ModelReconciler) rebuildStatus(model *cortexv1.Model, snap *snapshot, p
 		Replicas:      r.observeReplicas(key, snap, now),
 		Desired:       plan.Desired[key],
 		VRAMBytes:     r.memoryNeed(model).Total(1),
-		LastDemand:    lastDemand(model, snap.input.Nodes),
+		LastDemand:    lastDemand(model, snap.activity),
 		Unschedulable: plan.Unschedulable[key],
 		EstimateMsg:   estimateMsg,
 		LastError:     r.failures.lastError(key, now),
-		Waiting:       r.waiting(model, snap.input.Nodes, now),
+		Waiting:       r.waiting(model, snap.activity, now),
 		Conditions:    model.Status.Conditions,
 	}
 	if slices.ContainsFunc(f.Replicas, func(rep cortexv1.Replica) bool {
@@ -89,12 +90,10 @@ func (r *ModelReconciler) observeReplicas(key string, snap *snapshot, now time.T
 			rep.Progress = int32(min(max(m.Progress.Percent, 0), 100))
 		}
 		if m.LoadedAt != nil {
-			t := metav1.NewTime(*m.LoadedAt)
-			rep.LoadedAt = &t
+			rep.LoadedAt = statusTime(*m.LoadedAt)
 		}
 		if m.LastUsed != nil {
-			t := metav1.NewTime(*m.LastUsed)
-			rep.LastUsedTime = &t
+			rep.LastUsedTime = statusTime(*m.LastUsed)
 		}
 		switch rep.State {
 		case cortexv1.ReplicaReady:
@@ -109,6 +108,14 @@ func (r *ModelReconciler) observeReplicas(key string, snap *snapshot, now time.T
 		out = append(out, rep)
 	}
 	return out
+}
+
+// statusTime is t as the API server stores it (whole seconds): a status
+// built with finer times would never equal the stored one, and every pass
+// would write it again.
+func statusTime(t time.Time) *metav1.Time {
+	mt := metav1.NewTime(t.Truncate(time.Second))
+	return &mt
 }
 
 // statusFacts are everything a Model's status is computed from.
@@ -172,8 +179,7 @@ func computeStatus(f statusFacts) cortexv1.ModelStatus {
 		st.VRAM = units.Bytes(st.VRAMBytes)
 	}
 	if !f.LastDemand.IsZero() {
-		t := metav1.NewTime(f.LastDemand)
-		st.LastDemandTime = &t
+		st.LastDemandTime = statusTime(f.LastDemand)
 	}
 
 	unsched, isUnsched := f.Unschedulable, f.Unschedulable != ""
@@ -260,14 +266,26 @@ func computeStatus(f statusFacts) cortexv1.ModelStatus {
 	return st
 }
 
+// errStale says the status was not written because the Model changed
+// since the pass read it (usually the cache had not yet seen the previous
+// pass's own status write). The pass is simply run again soon: status-only
+// changes bring no watch event (notStatusOnly), so waiting for one would
+// wait for the resync.
+var errStale = errors.New("the Model changed since it was read")
+
+// staleRetry is how soon a pass whose status write was stale runs again.
+const staleRetry = 100 * time.Millisecond
+
 func (r *ModelReconciler) patchStatus(ctx context.Context, model, original *cortexv1.Model) error {
 	if equality.Semantic.DeepEqual(original.Status, model.Status) {
 		return nil
 	}
 	if err := r.Status().Patch(ctx, model, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			// Someone wrote in between; the watch brings the next pass.
-			return nil
+		if apierrors.IsConflict(err) {
+			return errStale
+		}
+		if apierrors.IsNotFound(err) {
+			return nil // deleted meanwhile; nothing to write
 		}
 		return fmt.Errorf("patching Model status: %w", err)
 	}

@@ -31,10 +31,11 @@ func TestMultiGPUPlansMatchWhatTheNeuronReserves(t *testing.T) {
 	f.startManager()
 	now := time.Now()
 	f.apply("two", demanded(now))
-	m := f.waitPhase("two", cortexv1.ModelPhaseUnschedulable, 30*time.Second)
-	if c := condition(m, cortexv1.ModelConditionScheduled); c == nil || !strings.Contains(c.Message, "needs 18.0 GiB") {
-		t.Fatalf("Scheduled condition = %+v; want the 18 GiB a 2-GPU replica needs", c)
-	}
+	eventually(t, 30*time.Second, "two to be Unschedulable for the 18 GiB a 2-GPU replica needs", func() (bool, string) {
+		m := f.get("two")
+		c := condition(m, cortexv1.ModelConditionScheduled)
+		return m.Status.Phase == cortexv1.ModelPhaseUnschedulable && c != nil && strings.Contains(c.Message, "needs 18.0 GiB"), describe(m)
+	})
 	if n := tight.Loads(f.key("two")) + tight.Refused(); n != 0 {
 		t.Fatalf("the manager sent %d load orders the neuron must refuse", n)
 	}
@@ -42,7 +43,7 @@ func TestMultiGPUPlansMatchWhatTheNeuronReserves(t *testing.T) {
 	// Two GPUs of 9 GiB hold it: 8 GiB of the split and 1 GiB of buffers
 	// on each.
 	roomy := f.addNeuronWith("roomy", cfg(9*giB, 9*giB))
-	m = f.waitPhase("two", cortexv1.ModelPhaseReady, 30*time.Second)
+	m := f.waitPhase("two", cortexv1.ModelPhaseReady, 30*time.Second)
 	if len(m.Status.Replicas) != 1 || m.Status.Replicas[0].Node != f.label+"-roomy" ||
 		!slices.Equal(m.Status.Replicas[0].Devices, []int32{0, 1}) || m.Status.Replicas[0].VRAMBytes != 18*giB {
 		t.Fatalf("two: %s %+v", describe(m), m.Status.Replicas)

@@ -79,7 +79,17 @@ func (r *NeuronNodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if ready := cond.Status == metav1.ConditionTrue; ready != wasReady {
 		logger.Info("Node readiness changed", "ready", ready, "reason", cond.Reason, "message", cond.Message)
 		// Every Model with a replica here must drop it from (or add it to)
-		// its ready set at once.
+		// its ready set at once; and a node that turns Ready is room for
+		// every Model still waiting for one. Both are rare events, so every
+		// Model is looked at.
+		var models cortexv1.ModelList
+		if err := r.List(ctx, &models, client.UnsafeDisableDeepCopy); err == nil {
+			keys := make([]string, 0, len(models.Items))
+			for i := range models.Items {
+				keys = append(keys, models.Items[i].Key())
+			}
+			r.Notify(keys...)
+		}
 		if o, ok := r.Fleet.Get(nn.Name); ok {
 			keys := make([]string, 0, len(o.Models))
 			for _, m := range o.Models {

@@ -86,6 +86,10 @@ test-short: ## Run the tests with -short (skips the slowest real-engine, process
 bench: ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/placement/
 
+.PHONY: bench-scale
+bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated NeuronNodes on a real API server (a few minutes).
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/scalebench $(SCALE_FLAGS)
+
 ##@ Run
 
 .PHONY: run

@@ -80,15 +80,22 @@ func (r *NeuronNodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		logger.Info("Node readiness changed", "ready", ready, "reason", cond.Reason, "message", cond.Message)
 		// Every Model with a replica here must drop it from (or add it to)
 		// its ready set at once; and a node that turns Ready is room for
-		// every Model still waiting for one. Both are rare events, so every
-		// Model is looked at.
-		var models cortexv1.ModelList
-		if err := r.List(ctx, &models, client.UnsafeDisableDeepCopy); err == nil {
-			keys := make([]string, 0, len(models.Items))
-			for i := range models.Items {
-				keys = append(keys, models.Items[i].Key())
+		// the Models that still want a replica without a node. Only those
+		// are woken: waking every Model of a large fleet would queue the
+		// ones that matter behind a thousand passes.
+		if ready {
+			var models cortexv1.ModelList
+			if err := r.List(ctx, &models, client.UnsafeDisableDeepCopy); err == nil {
+				var keys []string
+				for i := range models.Items {
+					m := &models.Items[i]
+					if meta.IsStatusConditionFalse(m.Status.Conditions, cortexv1.ModelConditionScheduled) ||
+						m.Status.Phase == cortexv1.ModelPhasePending || m.Status.Phase == "" {
+						keys = append(keys, m.Key())
+					}
+				}
+				r.Notify(keys...)
 			}
-			r.Notify(keys...)
 		}
 		if o, ok := r.Fleet.Get(nn.Name); ok {
 			keys := make([]string, 0, len(o.Models))

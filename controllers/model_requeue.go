@@ -3,9 +3,10 @@ package controllers
 import (
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/placement"
-	"k8s.io/apimachinery/pkg/api/meta"
 )
 
 // Step 5 of a pass: when to look at the Model again without an event.

@@ -18,7 +18,7 @@ import (
 // plan the neuron must refuse, and it places what fits exactly.
 func TestMultiGPUPlansMatchWhatTheNeuronReserves(t *testing.T) {
 	f := newFixture(t)
-	const giB = int64(gib)
+	const giB = gib
 	frac := func(g float64) int64 { return int64(g * float64(giB)) }
 	// Every estimate: 17 GiB on one device, of which 1 GiB of compute
 	// buffers needed on each device the replica spans.

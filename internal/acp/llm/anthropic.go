@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 
 	"github.com/helexa-ai/cortex/internal/wire/sse"
@@ -134,21 +133,9 @@ func (c *anthropic) Stream(ctx context.Context, req Request, sink Sink) (Result,
 		return res, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	var text, thought []byte
-	calls := map[int]*ToolCall{}
+	acc := newTurn()
 	finish := func() {
-		if len(text) > 0 {
-			res.Message.Content = []Part{TextPart(string(text))}
-		}
-		res.Message.Reasoning = string(thought)
-		idx := make([]int, 0, len(calls))
-		for i := range calls {
-			idx = append(idx, i)
-		}
-		sort.Ints(idx)
-		for _, i := range idx {
-			res.Message.ToolCalls = append(res.Message.ToolCalls, *calls[i])
-		}
+		acc.into(&res)
 	}
 	r := sse.NewReader(resp.Body)
 	for {
@@ -173,7 +160,7 @@ func (c *anthropic) Stream(ctx context.Context, req Request, sink Sink) (Result,
 			}
 		case "content_block_start":
 			if b := e.ContentBlock; b != nil && b.Type == "tool_use" {
-				calls[e.Index] = &ToolCall{ID: b.ID, Name: b.Name}
+				acc.calls[e.Index] = &ToolCall{ID: b.ID, Name: b.Name}
 			}
 		case "content_block_delta":
 			if e.Delta == nil {
@@ -181,15 +168,15 @@ func (c *anthropic) Stream(ctx context.Context, req Request, sink Sink) (Result,
 			}
 			switch e.Delta.Type {
 			case "text_delta":
-				text = append(text, e.Delta.Text...)
+				acc.text = append(acc.text, e.Delta.Text...)
 				sink.Text(e.Delta.Text)
 			case "thinking_delta":
-				thought = append(thought, e.Delta.Thinking...)
+				acc.thought = append(acc.thought, e.Delta.Thinking...)
 				sink.Thought(e.Delta.Thinking)
 			case "signature_delta":
 				res.Message.Signature += e.Delta.Signature
 			case "input_json_delta":
-				if call := calls[e.Index]; call != nil {
+				if call := acc.calls[e.Index]; call != nil {
 					call.Args += e.Delta.PartialJSON
 				}
 			}

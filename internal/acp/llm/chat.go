@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 
 	"github.com/helexa-ai/cortex/internal/wire/sse"
 )
@@ -135,21 +134,9 @@ func (c *chat) Stream(ctx context.Context, req Request, sink Sink) (Result, erro
 		return res, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	var text, thought []byte
-	calls := map[int]*ToolCall{}
+	acc := newTurn()
 	finish := func() {
-		if len(text) > 0 {
-			res.Message.Content = []Part{TextPart(string(text))}
-		}
-		res.Message.Reasoning = string(thought)
-		idx := make([]int, 0, len(calls))
-		for i := range calls {
-			idx = append(idx, i)
-		}
-		sort.Ints(idx)
-		for _, i := range idx {
-			res.Message.ToolCalls = append(res.Message.ToolCalls, *calls[i])
-		}
+		acc.into(&res)
 	}
 	r := sse.NewReader(resp.Body)
 	for {
@@ -180,18 +167,18 @@ func (c *chat) Stream(ctx context.Context, req Request, sink Sink) (Result, erro
 		for _, choice := range ch.Choices {
 			d := choice.Delta
 			if r := d.ReasoningContent + d.Reasoning; r != "" {
-				thought = append(thought, r...)
+				acc.thought = append(acc.thought, r...)
 				sink.Thought(r)
 			}
 			if d.Content != "" {
-				text = append(text, d.Content...)
+				acc.text = append(acc.text, d.Content...)
 				sink.Text(d.Content)
 			}
 			for _, tc := range d.ToolCalls {
-				call := calls[tc.Index]
+				call := acc.calls[tc.Index]
 				if call == nil {
 					call = &ToolCall{}
-					calls[tc.Index] = call
+					acc.calls[tc.Index] = call
 				}
 				if tc.ID != "" {
 					call.ID = tc.ID

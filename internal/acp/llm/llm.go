@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -272,4 +273,31 @@ func rawArgs(s string) json.RawMessage {
 		return json.RawMessage(s)
 	}
 	return json.RawMessage("{}")
+}
+
+// turn collects one streamed assistant message, whatever the wire: its
+// text, its reasoning, and its tool calls by the index the stream gives
+// them.
+type turn struct {
+	text, thought []byte
+	calls         map[int]*ToolCall
+}
+
+func newTurn() *turn { return &turn{calls: map[int]*ToolCall{}} }
+
+// into writes the message collected so far into res, tool calls in stream
+// order.
+func (t *turn) into(res *Result) {
+	if len(t.text) > 0 {
+		res.Message.Content = []Part{TextPart(string(t.text))}
+	}
+	res.Message.Reasoning = string(t.thought)
+	idx := make([]int, 0, len(t.calls))
+	for i := range t.calls {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	for _, i := range idx {
+		res.Message.ToolCalls = append(res.Message.ToolCalls, *t.calls[i])
+	}
 }

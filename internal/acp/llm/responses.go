@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 
 	"github.com/helexa-ai/cortex/internal/wire/sse"
 )
@@ -99,21 +98,9 @@ func (c *responses) Stream(ctx context.Context, req Request, sink Sink) (Result,
 		return res, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	var text, thought []byte
-	calls := map[int]*ToolCall{}
+	acc := newTurn()
 	finish := func() {
-		if len(text) > 0 {
-			res.Message.Content = []Part{TextPart(string(text))}
-		}
-		res.Message.Reasoning = string(thought)
-		idx := make([]int, 0, len(calls))
-		for i := range calls {
-			idx = append(idx, i)
-		}
-		sort.Ints(idx)
-		for _, i := range idx {
-			res.Message.ToolCalls = append(res.Message.ToolCalls, *calls[i])
-		}
+		acc.into(&res)
 		if len(res.Message.ToolCalls) > 0 && res.StopReason == StopEnd {
 			res.StopReason = StopToolUse
 		}
@@ -143,29 +130,29 @@ func (c *responses) Stream(ctx context.Context, req Request, sink Sink) (Result,
 		}
 		switch e.Type {
 		case "response.output_text.delta":
-			text = append(text, e.Delta...)
+			acc.text = append(acc.text, e.Delta...)
 			sink.Text(e.Delta)
 		case "response.reasoning_text.delta", "response.reasoning_summary_text.delta":
-			thought = append(thought, e.Delta...)
+			acc.thought = append(acc.thought, e.Delta...)
 			sink.Thought(e.Delta)
 		case "response.output_item.added":
 			if e.Item != nil && e.Item.Type == "function_call" {
-				calls[e.OutputIndex] = &ToolCall{ID: e.Item.CallID, Name: e.Item.Name, Args: e.Item.Arguments}
+				acc.calls[e.OutputIndex] = &ToolCall{ID: e.Item.CallID, Name: e.Item.Name, Args: e.Item.Arguments}
 			}
 		case "response.function_call_arguments.delta":
-			if call := calls[e.OutputIndex]; call != nil {
+			if call := acc.calls[e.OutputIndex]; call != nil {
 				call.Args += e.Delta
 			}
 		case "response.function_call_arguments.done":
-			if call := calls[e.OutputIndex]; call != nil && e.Arguments != "" {
+			if call := acc.calls[e.OutputIndex]; call != nil && e.Arguments != "" {
 				call.Args = e.Arguments
 			}
 		case "response.output_item.done":
 			if e.Item != nil && e.Item.Type == "function_call" {
-				call := calls[e.OutputIndex]
+				call := acc.calls[e.OutputIndex]
 				if call == nil {
 					call = &ToolCall{}
-					calls[e.OutputIndex] = call
+					acc.calls[e.OutputIndex] = call
 				}
 				call.ID, call.Name = e.Item.CallID, e.Item.Name
 				if e.Item.Arguments != "" {

@@ -99,7 +99,7 @@ run: build ## Run the whole stack locally: API server, manager, gateway, two CPU
 ##@ Build
 
 .PHONY: build
-build: ## Build manager, neuron, gateway and the cortex CLI (also as the kubectl plugin kubectl-cortex) into bin/.
+build: ## Build manager, neuron, gateway, the cortex CLI (also as the kubectl plugin kubectl-cortex) and cortex-acp into bin/.
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 	@ln -sf cortex $(BIN)/kubectl-cortex

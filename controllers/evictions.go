@@ -1,14 +1,18 @@
 package controllers
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // evictions remembers, per Model, the last time one of its replicas was
 // unloaded to make room for another Model, so that the Model's status can
 // say why it has no replica. Status is otherwise rebuilt from what the
-// neurons hold, which no longer shows the replica. Only the reconciler
-// uses it, under its mutex.
+// neurons hold, which no longer shows the replica. Passes of different
+// Models use it at once, so it locks itself.
 type evictions struct {
-	m map[string]evictionNote
+	mu sync.Mutex
+	m  map[string]evictionNote
 }
 
 type evictionNote struct {
@@ -21,6 +25,8 @@ type evictionNote struct {
 const evictionMemory = time.Hour
 
 func (e *evictions) record(model, node, forModel string, at time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.m == nil {
 		e.m = map[string]evictionNote{}
 	}
@@ -29,6 +35,8 @@ func (e *evictions) record(model, node, forModel string, at time.Time) {
 
 // get returns the Model's last eviction if it is recent.
 func (e *evictions) get(model string, now time.Time) (evictionNote, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	n, ok := e.m[model]
 	if !ok || now.Sub(n.at) > evictionMemory {
 		return evictionNote{}, false
@@ -36,4 +44,37 @@ func (e *evictions) get(model string, now time.Time) (evictionNote, bool) {
 	return n, true
 }
 
-func (e *evictions) forget(model string) { delete(e.m, model) }
+func (e *evictions) forget(model string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.m, model)
+}
+
+// loadOrders remembers when each load order was sent, until its replica
+// turns Ready (the load-duration metric) or fails. It locks itself.
+type loadOrders struct {
+	mu sync.Mutex
+	m  map[replicaKey]time.Time
+}
+
+// sent notes an order, keeping the first time for a replica already
+// waited for.
+func (l *loadOrders) sent(k replicaKey, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[replicaKey]time.Time{}
+	}
+	if _, ok := l.m[k]; !ok {
+		l.m[k] = at
+	}
+}
+
+// done forgets an order and says when it was sent, if it was waited for.
+func (l *loadOrders) done(k replicaKey) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.m[k]
+	delete(l.m, k)
+	return at, ok
+}

@@ -106,8 +106,11 @@ func (f *Fleet) Upsert(node, model string, st *neuronapi.ModelStatus) {
 		if m == nil || len(m.Devices) == 0 {
 			return
 		}
-		share := m.VRAMBytes / int64(len(m.Devices))
-		for _, d := range m.Devices {
+		for k, d := range m.Devices {
+			share := m.VRAMBytes / int64(len(m.Devices))
+			if len(m.DeviceBytes) == len(m.Devices) {
+				share = m.DeviceBytes[k]
+			}
 			for j := range o.Devices {
 				if o.Devices[j].Index == d {
 					o.Devices[j].MemoryFree += sign * share

@@ -43,9 +43,12 @@ const (
 // Each pass plans the whole fleet with the pure planner (internal/placement)
 // from the Models in the cache and what the neurons themselves report (the
 // Fleet), then carries out the part of the plan that concerns this Model:
-// its own loads and unloads, and the evictions its loads need. Passes are
-// serialised by a mutex, so two Models never plan against the same free
-// memory; the planner itself keeps one plan from overcommitting a device.
+// its own loads and unloads, and the evictions its loads need. Planning is
+// serialised by a mutex, and a pass reserves what it will load in the Fleet
+// before releasing it, so two Models never plan against the same free
+// memory (the planner itself keeps one plan from overcommitting a device);
+// the calls to neurons and the API server run outside it, Workers passes
+// at a time.
 type ModelReconciler struct {
 	client.Client
 	Neurons  NeuronClient
@@ -60,12 +63,16 @@ type ModelReconciler struct {
 	// gateway rewrites it every --demand-interval while requests wait).
 	// 0 means DefaultWaitingWindow.
 	WaitingWindow time.Duration
+	// Workers is how many Model passes run at once (at least 1). Only
+	// their calls to neurons and the API server overlap; planning is one at
+	// a time.
+	Workers int
 
 	mu        sync.Mutex
 	estimates estimates
 	failures  failures
 	evictions evictions
-	loading   map[replicaKey]time.Time // load order sent, waiting for Ready
+	loading   loadOrders // load orders sent, waiting for Ready
 	events    chan event.GenericEvent
 }
 
@@ -93,8 +100,6 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 		// No such Model (any more): whatever a neuron still holds under its
 		// name is an orphan, and so is anything left by other deleted
 		// Models. The planner decides; executeUnload does it.
-		r.mu.Lock()
-		defer r.mu.Unlock()
 		return ctrl.Result{}, r.sweepOrphans(ctx)
 	}
 	logger := log.FromContext(ctx).WithValues("model", klogRef(model))
@@ -110,8 +115,6 @@ func (r *ModelReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res 
 	}
 	original := model.DeepCopy()
 
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if !model.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, model, original)
 	}
@@ -136,9 +139,16 @@ func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortex
 	logger := log.FromContext(ctx)
 	now := r.Clock.Now()
 
+	// Steps 1 and 2, and claiming this pass's part of the plan, run under
+	// r.mu: one pass plans at a time, and what it will load is reserved in
+	// the Fleet before the next one plans. Talking to neurons and the API
+	// server (steps 3 and 4) does not hold it, so a slow or hung neuron
+	// stalls only the passes that wait for it.
+	r.mu.Lock()
 	// 1. Snapshot.
 	snap, err := r.takeSnapshot(ctx, now)
 	if err != nil {
+		r.mu.Unlock()
 		return ctrl.Result{}, err
 	}
 	// A node that looks alive but has not been polled since this manager
@@ -146,6 +156,7 @@ func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortex
 	// a second copy, so wait for the first poll (and write nothing: the
 	// status would be built from an incomplete picture).
 	if len(snap.unwatched) > 0 {
+		r.mu.Unlock()
 		logger.V(1).Info("Waiting for the first poll of nodes", "nodes", snap.unwatched)
 		return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
 	}
@@ -153,10 +164,12 @@ func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortex
 	// 2. Plan.
 	estimateMsg := r.ensureEstimate(ctx, model, snap)
 	plan := placement.Compute(snap.input)
+	mine := r.claim(model.Key(), plan, now)
+	r.mu.Unlock()
 
 	// 3. Execute: unloads first (a load may rely on the memory they free),
 	// then loads.
-	actErr := r.execute(ctx, model, snap, plan)
+	actErr := r.execute(ctx, model, snap, mine)
 
 	// 4. Status.
 	r.rebuildStatus(model, snap, plan, now, estimateMsg)
@@ -182,17 +195,18 @@ func (r *ModelReconciler) reconcile(ctx context.Context, model, original *cortex
 // skipped: its poller finds the model an orphan when it comes back.
 func (r *ModelReconciler) reconcileDelete(ctx context.Context, model, original *cortexv1.Model) (ctrl.Result, error) {
 	key := model.Key()
+	r.mu.Lock()
 	snap, err := r.takeSnapshot(ctx, r.Clock.Now())
 	if err != nil {
+		r.mu.Unlock()
 		return ctrl.Result{}, err
 	}
-	plan := placement.Compute(snap.input)
+	mine := r.claim(key, placement.Compute(snap.input), r.Clock.Now())
+	r.mu.Unlock()
 	var errs []error
-	for _, u := range plan.Unload {
-		if u.Model == key || u.Reason == placement.ReasonOrphaned {
-			if err := r.executeUnload(ctx, snap, u); err != nil {
-				errs = append(errs, err)
-			}
+	for _, u := range mine.unloads {
+		if err := r.executeUnload(ctx, snap, u); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if remaining := r.heldOnReadyNodes(key, snap); remaining > 0 || len(errs) > 0 {
@@ -270,8 +284,9 @@ func (r *ModelReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&cortexv1.Model{}, builder.WithPredicates(notStatusOnly)).
 		WatchesRawSource(source.Channel(r.events, &handler.EnqueueRequestForObject{})).
-		// Passes are serialised anyway (one plan at a time).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		// Planning is one at a time (r.mu); the calls to neurons and the API
+		// server of several passes overlap.
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.Workers)}).
 		Named("model").
 		Complete(r)
 }

@@ -19,44 +19,69 @@ import (
 // Step 3 of a pass: carrying out the plan. Every load and unload the
 // manager sends to a neuron goes through here.
 
-// execute performs the actions of the plan that belong to this Model —
-// its own loads and unloads and the evictions its loads need — and the
-// plan's orphan unloads, which belong to no Model and so to every pass.
-func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, snap *snapshot, plan placement.Plan) error {
+// claimed is what one pass carries out: its Model's unloads and loads,
+// the evictions its loads need, and the plan's orphans.
+type claimed struct {
+	unloads       []placement.Unload
+	loads         []placement.Load
+	unschedulable bool
+}
+
+// claim picks this pass's part of the plan and reserves the memory of its
+// loads in the Fleet — each appears as a Loading replica holding the bytes
+// the plan gives it on each device — so a pass of another Model that plans
+// while this one talks to neurons does not count the same memory free. It
+// runs under r.mu, the only section that plans. Loads of a replica still
+// backing off are dropped.
+func (r *ModelReconciler) claim(key string, plan placement.Plan, now time.Time) claimed {
+	var c claimed
+	for _, u := range plan.Unload {
+		if u.Model == key || u.ForModel == key || u.Reason == placement.ReasonOrphaned {
+			c.unloads = append(c.unloads, u)
+		}
+	}
+	for _, l := range plan.Load {
+		if l.Model != key || r.failures.backingOff(key, l.Node, now) {
+			continue
+		}
+		c.loads = append(c.loads, l)
+		r.Fleet.Upsert(l.Node, key, &neuronapi.ModelStatus{Name: key, State: neuronapi.StateLoading,
+			Devices: slices.Clone(l.Devices), DeviceBytes: slices.Clone(l.DeviceBytes), VRAMBytes: l.Bytes})
+	}
+	_, c.unschedulable = plan.Unschedulable[key]
+	return c
+}
+
+// execute carries out what claim picked, without r.mu: unloads first (a
+// load may rely on the memory they free), then loads. A load that is not
+// sent (an eviction it needed failed) or is refused gives its reservation
+// back.
+func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, snap *snapshot, c claimed) error {
 	logger := log.FromContext(ctx)
 	key := model.Key()
 	var errs []error
 	blocked := map[string]bool{} // nodes where an eviction failed: no load there
-	for _, u := range plan.Unload {
-		if u.Model != key && u.ForModel != key && u.Reason != placement.ReasonOrphaned {
-			continue
-		}
+	for _, u := range c.unloads {
 		if err := r.executeUnload(ctx, snap, u); err != nil {
 			errs = append(errs, err)
 			blocked[u.Node] = true
 		}
 	}
-	if len(plan.Unschedulable) > 0 {
-		if _, bad := plan.Unschedulable[key]; bad {
-			r.Metrics.ObservePlacement(false)
-		}
+	if c.unschedulable {
+		r.Metrics.ObservePlacement(false)
 	}
 	now := r.Clock.Now()
-	for _, l := range plan.Load {
-		if l.Model != key {
-			continue
-		}
+	for _, l := range c.loads {
 		nn := snap.nodes[l.Node]
 		if nn == nil || blocked[l.Node] {
-			continue
-		}
-		if r.failures.backingOff(key, l.Node, now) {
+			r.Fleet.Upsert(l.Node, key, nil)
 			continue
 		}
 		req := loadRequest(model, l)
 		logger.Info("Loading replica", "node", l.Node, "devices", l.Devices, "bytes", l.Bytes)
 		st, err := r.Neurons.Load(ctx, nn.Status.Endpoint, req)
 		if err != nil {
+			r.Fleet.Upsert(l.Node, key, nil)
 			r.Metrics.ObserveLoad(LoadRefused)
 			r.failures.record(key, l.Node, now, err.Error())
 			errs = append(errs, err)
@@ -68,15 +93,10 @@ func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, sn
 			st.VRAMBytes = l.Bytes
 		}
 		if len(st.Devices) == 0 {
-			st.Devices = l.Devices
+			st.Devices, st.DeviceBytes = l.Devices, l.DeviceBytes
 		}
 		r.Fleet.Upsert(l.Node, key, st)
-		if r.loading == nil {
-			r.loading = map[replicaKey]time.Time{}
-		}
-		if _, ok := r.loading[replicaKey{key, l.Node}]; !ok {
-			r.loading[replicaKey{key, l.Node}] = now
-		}
+		r.loading.sent(replicaKey{key, l.Node}, now)
 		r.event(model, corev1.EventTypeNormal, "Placed", "Load", "Loading on %s (devices %v, %s)", l.Node, l.Devices, units.Bytes(l.Bytes))
 	}
 	return errors.Join(errs...)
@@ -89,18 +109,26 @@ func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, sn
 // unreachable (or no manager ran) is found even when no other Model
 // exists to plan with.
 func (r *ModelReconciler) sweepOrphans(ctx context.Context) error {
+	r.mu.Lock()
 	snap, err := r.takeSnapshot(ctx, r.Clock.Now())
 	if err != nil {
+		r.mu.Unlock()
 		return err
 	}
 	if len(snap.unwatched) > 0 {
+		r.mu.Unlock()
 		return nil // the first poll of those nodes wakes the names again
 	}
-	var errs []error
+	var orphans []placement.Unload
 	for _, u := range placement.Compute(snap.input).Unload {
 		if u.Reason == placement.ReasonOrphaned {
-			errs = append(errs, r.executeUnload(ctx, snap, u))
+			orphans = append(orphans, u)
 		}
+	}
+	r.mu.Unlock()
+	var errs []error
+	for _, u := range orphans {
+		errs = append(errs, r.executeUnload(ctx, snap, u))
 	}
 	return errors.Join(errs...)
 }
@@ -195,8 +223,7 @@ func findModel(models []cortexv1.Model, key string) *cortexv1.Model {
 // that sees it counts it, later passes (until it is cleared) do not.
 func (r *ModelReconciler) recordFailure(model, node string, now time.Time) {
 	k := replicaKey{model, node}
-	if _, ok := r.loading[k]; ok {
-		delete(r.loading, k)
+	if _, ok := r.loading.done(k); ok {
 		r.Metrics.ObserveLoad(LoadFailed)
 	} else if r.failures.backingOff(model, node, now) {
 		// Already counted (or a failure a restarted manager found).
@@ -214,7 +241,7 @@ func (r *ModelReconciler) recordFailure(model, node string, now time.Time) {
 }
 
 func (r *ModelReconciler) clearLoading(model, node string) {
-	delete(r.loading, replicaKey{model, node})
+	r.loading.done(replicaKey{model, node})
 }
 
 // heldOnReadyNodes counts the Ready nodes whose last observation (with the

@@ -38,14 +38,22 @@ func (r *ModelReconciler) nextLook(model *cortexv1.Model, snap *snapshot, now ti
 			next = min(next, until+100*time.Millisecond)
 		}
 	}
+	// The Fleet, not the snapshot: it includes what this pass loaded (a
+	// replica that was Ready at once brings no later event to wake on).
 	key := model.Key()
 	var resident bool
-	for _, n := range snap.input.Nodes {
-		for _, res := range n.Residents {
-			if res.Model == key {
-				resident = true
-				wakeAt(res.LoadedAt)
-				wakeAt(res.LastUsed)
+	for _, name := range r.Fleet.Nodes() {
+		obs, _ := r.Fleet.Get(name)
+		for _, m := range obs.Models {
+			if m.Name != key {
+				continue
+			}
+			resident = true
+			if m.LoadedAt != nil {
+				wakeAt(*m.LoadedAt)
+			}
+			if m.LastUsed != nil {
+				wakeAt(*m.LastUsed)
 			}
 		}
 	}

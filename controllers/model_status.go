@@ -97,10 +97,9 @@ func (r *ModelReconciler) observeReplicas(key string, snap *snapshot, now time.T
 		}
 		switch rep.State {
 		case cortexv1.ReplicaReady:
-			if started, ok := r.loading[replicaKey{key, name}]; ok {
+			if started, ok := r.loading.done(replicaKey{key, name}); ok {
 				r.Metrics.ObserveLoadReady(now.Sub(started))
 				r.failures.clear(key, name)
-				delete(r.loading, replicaKey{key, name})
 			}
 		case cortexv1.ReplicaFailed:
 			r.recordFailure(key, name, now)

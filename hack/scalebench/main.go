@@ -224,6 +224,51 @@ func run() error {
 		single = append(single, got["scale/"+name].Sub(t0))
 	}
 
+	// A node hangs (its process stopped without dying: heartbeat and API
+	// silent, connections held) just after it joined, empty, so it is
+	// where new Models go. A batch of Models applied together meanwhile
+	// measures how much one hung neuron holds up everyone else: the one
+	// sent there waits out the neuron client's timeouts either way.
+	hungNode := neurontest.Start(neurontest.Config{Name: "node-hung", Devices: devs, Token: token, DefaultSize: 8 << 30})
+	defer hungNode.Close()
+	if err := hungNode.Register(ctx, c, map[string]string{"zone": "0"}); err != nil {
+		return err
+	}
+	hungBeat := hungNode.StartHeartbeat(ctx, c, o.heartbeat)
+	if err := waitFor(ctx, 60*time.Second, func() bool {
+		var nn cortexv1.NeuronNode
+		return c.Get(ctx, client.ObjectKey{Name: "node-hung"}, &nn) == nil && nn.Status.Ready == "True"
+	}); err != nil {
+		return fmt.Errorf("node-hung never turned Ready: %w", err)
+	}
+	hungBeat.Stop()
+	hungNode.SetHung(true)
+	batch := map[string]time.Time{}
+	for i := range o.singles {
+		name := fmt.Sprintf("hang%03d", i)
+		m := &cortexv1.Model{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "scale", Name: name},
+			Spec: cortexv1.ModelSpec{
+				Source:    cortexv1.ModelSource{URI: "https://models.example/" + name + ".gguf"},
+				Replicas:  cortexv1.ReplicaRange{Min: 1, Max: 1},
+				Resources: cortexv1.ModelResources{VRAM: resource.NewQuantity(8<<30, resource.BinarySI)},
+			},
+		}
+		batch["scale/"+name] = time.Now()
+		if err := c.Create(ctx, m); err != nil {
+			return fmt.Errorf("creating %s: %w", name, err)
+		}
+	}
+	got, err := watchReady(ctx, c, batch, 3*time.Minute)
+	if err != nil {
+		return err
+	}
+	var duringHang []time.Duration
+	for k, t := range got {
+		duringHang = append(duringHang, t.Sub(batch[k]))
+	}
+	hungNode.SetHung(false)
+
 	// A node fails: its heartbeat stops and its API stops answering.
 	victim := neurons[0]
 	var moved map[string]time.Time
@@ -253,13 +298,15 @@ func run() error {
 	convergeReqs := counterDelta(before, mid, "rest_client_requests_total")
 	steadyReqs := counterDelta(mid, steady, "rest_client_requests_total")
 	fmt.Printf("\nscale: %d Models, %d NeuronNodes × %d GPUs × %d GiB; manager %s (poll %s, heartbeat %s, stale-after %s)\n\n",
-		o.models, o.nodes, o.gpus, o.gpuGiB, strings.TrimSpace("default "+o.managerArgs), o.poll, o.heartbeat, o.stale)
+		o.models, o.nodes, o.gpus, o.gpuGiB, strings.TrimSpace("defaults "+o.managerArgs), o.poll, o.heartbeat, o.stale)
 	fmt.Printf("| measure | value |\n| --- | --- |\n")
 	fmt.Printf("| Models created (client, serial) | %s |\n", createdIn.Round(time.Millisecond))
 	fmt.Printf("| every Model Ready (from the first create) | %s (%d of %d) |\n", converged.Round(time.Millisecond), len(ready), o.models)
 	fmt.Printf("| create → routable during the burst, p50 / p99 / max | %s / %s / %s |\n", pct(lat, 50), pct(lat, 99), pct(lat, 100))
 	fmt.Printf("| create → routable, one at a time on the converged fleet, p50 / p99 / max | %s / %s / %s (%d) |\n",
 		pct(single, 50), pct(single, 99), pct(single, 100), len(single))
+	fmt.Printf("| create → routable, a batch applied while a new, empty node hangs, p50 / p99 / max | %s / %s / %s (%d) |\n",
+		pct(duringHang, 50), pct(duringHang, 99), pct(duringHang, 100), len(duringHang))
 	fmt.Printf("| node failure → its %d Models routable elsewhere, p50 / p99 / max | %s / %s / %s (%d moved) |\n",
 		len(onVictim), pct(failLat, 50), pct(failLat, 99), pct(failLat, 100), len(moved))
 	fmt.Printf("| manager API requests while converging | %.0f (%.1f/s) |\n", convergeReqs, convergeReqs/converged.Seconds())

@@ -54,6 +54,9 @@ type Config struct {
 	// with no replica may evict idle replicas of equal priority. Keep it
 	// above the gateway's --demand-interval.
 	WaitingWindow time.Duration
+	// ModelWorkers is how many Model passes run at once; their planning is
+	// one at a time, their calls to neurons and the API server overlap.
+	ModelWorkers int
 }
 
 // DefaultConfig returns the defaults the flags start from.
@@ -65,6 +68,7 @@ func DefaultConfig() Config {
 		PollInterval:  5 * time.Second,
 		NeuronTimeout: 10 * time.Second,
 		WaitingWindow: controllers.DefaultWaitingWindow,
+		ModelWorkers:  4,
 	}
 }
 
@@ -80,6 +84,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.PollInterval, "poll-interval", "how often each Ready neuron is polled")
 	envflag.DurationVar(fs, &c.NeuronTimeout, "neuron-timeout", "timeout of one control call to a neuron")
 	envflag.DurationVar(fs, &c.WaitingWindow, "waiting-window", "a Model whose demand signal is younger has requests waiting at the gateway")
+	envflag.IntVar(fs, &c.ModelWorkers, "model-workers", "Model passes at once (planning stays one at a time)")
 }
 
 // Validate checks the configuration once.
@@ -96,6 +101,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WaitingWindow <= 0 {
 		errs = append(errs, errors.New("waiting-window must be positive"))
+	}
+	if c.ModelWorkers < 1 || c.ModelWorkers > 64 {
+		errs = append(errs, fmt.Errorf("model-workers must be 1..64, not %d", c.ModelWorkers))
 	}
 	if c.PollInterval > c.StaleAfter {
 		errs = append(errs, fmt.Errorf("poll-interval (%s) must not exceed heartbeat-stale-after (%s)", c.PollInterval, c.StaleAfter))
@@ -174,6 +182,7 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 		Metrics:       metrics,
 		StaleAfter:    cfg.StaleAfter,
 		WaitingWindow: cfg.WaitingWindow,
+		Workers:       cfg.ModelWorkers,
 	}
 	if err := models.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Model controller: %w", err)

@@ -66,6 +66,9 @@ type Server struct {
 	unloads map[string]int
 	refused int
 	down    bool
+	// hung, while open, holds every request until it is closed (SetHung)
+	// or the client gives up: a process that stopped without dying.
+	hung chan struct{}
 
 	inf inferenceState
 }
@@ -214,11 +217,32 @@ func (s *Server) devicesLocked() []neuronapi.Device {
 	return devs
 }
 
+// SetHung makes the neuron hang (true) — every request is held until the
+// client gives up — or answer again (false).
+func (s *Server) SetHung(hung bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case hung && s.hung == nil:
+		s.hung = make(chan struct{})
+	case !hung && s.hung != nil:
+		close(s.hung)
+		s.hung = nil
+	}
+}
+
 func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
-		down := s.down
+		down, hung := s.down, s.hung
 		s.mu.Unlock()
+		if hung != nil {
+			select {
+			case <-hung:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if down {
 			// Drop the connection like a dead process would.
 			if hj, ok := w.(http.Hijacker); ok {

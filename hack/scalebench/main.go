@@ -164,14 +164,7 @@ func run() error {
 	for i := range o.models {
 		name := fmt.Sprintf("m%04d", i)
 		q := resource.NewQuantity(sizes[i%len(sizes)]<<30, resource.BinarySI)
-		m := &cortexv1.Model{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "scale", Name: name},
-			Spec: cortexv1.ModelSpec{
-				Source:    cortexv1.ModelSource{URI: "https://models.example/" + name + ".gguf"},
-				Replicas:  cortexv1.ReplicaRange{Min: 1, Max: 1},
-				Resources: cortexv1.ModelResources{VRAM: q},
-			},
-		}
+		m := scaleModel(name, q)
 		if err := c.Create(ctx, m); err != nil {
 			return fmt.Errorf("creating %s: %w", name, err)
 		}
@@ -205,14 +198,7 @@ func run() error {
 	var single []time.Duration
 	for i := range o.singles {
 		name := fmt.Sprintf("single%03d", i)
-		m := &cortexv1.Model{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "scale", Name: name},
-			Spec: cortexv1.ModelSpec{
-				Source:    cortexv1.ModelSource{URI: "https://models.example/" + name + ".gguf"},
-				Replicas:  cortexv1.ReplicaRange{Min: 1, Max: 1},
-				Resources: cortexv1.ModelResources{VRAM: resource.NewQuantity(8<<30, resource.BinarySI)},
-			},
-		}
+		m := scaleModel(name, resource.NewQuantity(8<<30, resource.BinarySI))
 		t0 := time.Now()
 		if err := c.Create(ctx, m); err != nil {
 			return fmt.Errorf("creating %s: %w", name, err)
@@ -246,14 +232,7 @@ func run() error {
 	batch := map[string]time.Time{}
 	for i := range o.singles {
 		name := fmt.Sprintf("hang%03d", i)
-		m := &cortexv1.Model{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "scale", Name: name},
-			Spec: cortexv1.ModelSpec{
-				Source:    cortexv1.ModelSource{URI: "https://models.example/" + name + ".gguf"},
-				Replicas:  cortexv1.ReplicaRange{Min: 1, Max: 1},
-				Resources: cortexv1.ModelResources{VRAM: resource.NewQuantity(8<<30, resource.BinarySI)},
-			},
-		}
+		m := scaleModel(name, resource.NewQuantity(8<<30, resource.BinarySI))
 		batch["scale/"+name] = time.Now()
 		if err := c.Create(ctx, m); err != nil {
 			return fmt.Errorf("creating %s: %w", name, err)
@@ -318,61 +297,61 @@ func run() error {
 	return nil
 }
 
+// scaleModel is a Model that wants one replica (replicas.min 1) of the
+// given memory need, so it is placed without traffic.
+func scaleModel(name string, vram *resource.Quantity) *cortexv1.Model {
+	return &cortexv1.Model{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "scale", Name: name},
+		Spec: cortexv1.ModelSpec{
+			Source:    cortexv1.ModelSource{URI: "https://models.example/" + name + ".gguf"},
+			Replicas:  cortexv1.ReplicaRange{Min: 1, Max: 1},
+			Resources: cortexv1.ModelResources{VRAM: vram},
+		},
+	}
+}
+
 // watchReady polls Model status until every created Model is Ready and
 // returns when each was first seen Ready.
 func watchReady(ctx context.Context, c client.Client, created map[string]time.Time, timeout time.Duration) (map[string]time.Time, error) {
-	ready := map[string]time.Time{}
-	deadline := time.Now().Add(timeout)
-	for len(ready) < len(created) {
-		if time.Now().After(deadline) {
-			return ready, fmt.Errorf("%d of %d Models Ready after %s", len(ready), len(created), timeout)
-		}
-		var list cortexv1.ModelList
-		if err := c.List(ctx, &list, client.InNamespace("scale")); err != nil {
-			return ready, err
-		}
-		now := time.Now()
-		for i := range list.Items {
-			m := &list.Items[i]
-			_, want := created[m.Key()]
-			if _, seen := ready[m.Key()]; want && !seen && m.Status.Phase == cortexv1.ModelPhaseReady {
-				ready[m.Key()] = now
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return ready, nil
+	return watchUntil(ctx, c, created, timeout, "Ready", func(m *cortexv1.Model) bool {
+		return m.Status.Phase == cortexv1.ModelPhaseReady
+	})
 }
 
 // watchMoved waits until each Model in keys is Ready on a node other than
 // from.
 func watchMoved(ctx context.Context, c client.Client, keys map[string]time.Time, from string, timeout time.Duration) (map[string]time.Time, error) {
-	moved := map[string]time.Time{}
+	return watchUntil(ctx, c, keys, timeout, "moved", func(m *cortexv1.Model) bool {
+		return m.Status.Phase == cortexv1.ModelPhaseReady && m.Status.Nodes != "" &&
+			!slices.Contains(strings.Split(m.Status.Nodes, ","), from)
+	})
+}
+
+// watchUntil polls the Models of keys until each satisfies done, and
+// returns when each was first seen so.
+func watchUntil(ctx context.Context, c client.Client, keys map[string]time.Time, timeout time.Duration, what string,
+	done func(*cortexv1.Model) bool) (map[string]time.Time, error) {
+	seen := map[string]time.Time{}
 	deadline := time.Now().Add(timeout)
-	for len(moved) < len(keys) {
+	for len(seen) < len(keys) {
 		if time.Now().After(deadline) {
-			return moved, fmt.Errorf("%d of %d Models moved after %s", len(moved), len(keys), timeout)
+			return seen, fmt.Errorf("%d of %d Models %s after %s", len(seen), len(keys), what, timeout)
 		}
 		var list cortexv1.ModelList
 		if err := c.List(ctx, &list, client.InNamespace("scale")); err != nil {
-			return moved, err
+			return seen, err
 		}
 		now := time.Now()
 		for i := range list.Items {
 			m := &list.Items[i]
-			if _, want := keys[m.Key()]; !want {
-				continue
-			}
-			if _, seen := moved[m.Key()]; seen {
-				continue
-			}
-			if m.Status.Phase == cortexv1.ModelPhaseReady && m.Status.Nodes != "" && !slices.Contains(strings.Split(m.Status.Nodes, ","), from) {
-				moved[m.Key()] = now
+			_, want := keys[m.Key()]
+			if _, already := seen[m.Key()]; want && !already && done(m) {
+				seen[m.Key()] = now
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return moved, nil
+	return seen, nil
 }
 
 func pct(ds []time.Duration, p int) string {

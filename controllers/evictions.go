@@ -78,3 +78,41 @@ func (l *loadOrders) done(k replicaKey) (time.Time, bool) {
 	delete(l.m, k)
 	return at, ok
 }
+
+// callsInFlight counts, per node, the load and unload calls a pass has sent
+// and not yet had answered. Such a node is Busy to the planner (among the
+// nodes that fit now it goes last): a neuron that hangs would otherwise draw
+// every pass planning meanwhile — it looks empty — and each would wait out
+// the client's timeouts. It locks itself.
+type callsInFlight struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+// begin notes a call to node; the returned func notes its answer.
+func (c *callsInFlight) begin(node string) func() {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]int{}
+	}
+	c.m[node]++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.m[node]--; c.m[node] <= 0 {
+			delete(c.m, node)
+		}
+	}
+}
+
+// nodes lists the nodes with an unanswered call.
+func (c *callsInFlight) nodes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.m))
+	for n := range c.m {
+		out = append(out, n)
+	}
+	return out
+}

@@ -73,6 +73,7 @@ type ModelReconciler struct {
 	failures  failures
 	evictions evictions
 	loading   loadOrders // load orders sent, waiting for Ready
+	calls     callsInFlight
 	events    chan event.GenericEvent
 }
 

@@ -79,7 +79,9 @@ func (r *ModelReconciler) execute(ctx context.Context, model *cortexv1.Model, sn
 		}
 		req := loadRequest(model, l)
 		logger.Info("Loading replica", "node", l.Node, "devices", l.Devices, "bytes", l.Bytes)
+		answered := r.calls.begin(l.Node)
 		st, err := r.Neurons.Load(ctx, nn.Status.Endpoint, req)
+		answered()
 		if err != nil {
 			r.Fleet.Upsert(l.Node, key, nil)
 			r.Metrics.ObserveLoad(LoadRefused)
@@ -148,7 +150,10 @@ func (r *ModelReconciler) executeUnload(ctx context.Context, snap *snapshot, u p
 		r.recordFailure(u.Model, u.Node, now)
 	}
 	log.FromContext(ctx).Info("Unloading replica", "node", u.Node, "replica", u.Model, "reason", u.Reason, "for", u.ForModel)
-	if err := r.Neurons.Unload(ctx, nn.Status.Endpoint, u.Model); err != nil {
+	answered := r.calls.begin(u.Node)
+	err := r.Neurons.Unload(ctx, nn.Status.Endpoint, u.Model)
+	answered()
+	if err != nil {
 		return fmt.Errorf("unloading %s from %s: %w", u.Model, u.Node, err)
 	}
 	r.Fleet.Upsert(u.Node, u.Model, nil)

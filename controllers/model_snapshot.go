@@ -85,6 +85,13 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 		s.input.Nodes = append(s.input.Nodes, toPlacementNode(nn, obs, ready, specs))
 	}
 	s.activity = indexActivity(s.input.Nodes)
+	for _, n := range r.calls.nodes() {
+		for i := range s.input.Nodes {
+			if s.input.Nodes[i].Name == n {
+				s.input.Nodes[i].Busy = true
+			}
+		}
+	}
 	for i := range s.models {
 		m := &s.models[i]
 		s.input.Models = append(s.input.Models, r.toPlacementModel(m, s.activity, now))

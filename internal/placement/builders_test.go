@@ -52,6 +52,7 @@ func used(index int, g float64) nodeOpt {
 }
 
 func notReady() nodeOpt { return func(n *Node) { n.Ready = false } }
+func busyNode() nodeOpt { return func(n *Node) { n.Busy = true } }
 func cordoned() nodeOpt { return func(n *Node) { n.Unschedulable = true } }
 func reserve(g float64) nodeOpt {
 	return func(n *Node) { n.ReservedBytes = gb(g) }

@@ -88,7 +88,8 @@
 // device, and Resident.DeviceBytes what a neuron reports it holds.
 //
 // Nodes are ranked: fits now (most memory left on the node after the load,
-// then name), then fits after evicting (see below), then nodes in
+// then name; a Busy node — one with a call unanswered — after the others
+// that fit now), then fits after evicting (see below), then nodes in
 // AvoidNodes in the same order. Ties go to the lower node name.
 //
 // # Eviction

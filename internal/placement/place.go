@@ -150,8 +150,8 @@ func (p *planner) candidate(m *modelState, n *nodeState) bool {
 // after evictions.
 func (p *planner) choose(m *modelState) (choice, bool) {
 	b := m.in.BytesNeeded
-	best, bestAvoid := -1, -1
-	var bestFree, bestAvoidFree int64
+	best, bestBusy, bestAvoid := -1, -1, -1
+	var bestFree, bestBusyFree, bestAvoidFree int64
 	evict := p.scratch.evictNodes[:0]
 	for _, n := range p.nodes {
 		if !p.candidate(m, n) {
@@ -163,17 +163,25 @@ func (p *planner) choose(m *modelState) (choice, bool) {
 			continue
 		}
 		free := n.totalAvail() - b
-		if avoid {
+		switch {
+		case avoid:
 			if bestAvoid < 0 || free > bestAvoidFree {
 				bestAvoid, bestAvoidFree = n.idx, free
 			}
-		} else if best < 0 || free > bestFree {
+		case n.busy:
+			if bestBusy < 0 || free > bestBusyFree {
+				bestBusy, bestBusyFree = n.idx, free
+			}
+		case best < 0 || free > bestFree:
 			best, bestFree = n.idx, free
 		}
 	}
 	p.scratch.evictNodes = evict
 	if best >= 0 {
 		return p.fitNow(m, p.nodes[best]), true
+	}
+	if bestBusy >= 0 {
+		return p.fitNow(m, p.nodes[bestBusy]), true
 	}
 	if c, ok := p.bestEviction(m, evict, false); ok {
 		return c, true

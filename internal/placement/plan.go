@@ -45,6 +45,7 @@ type nodeState struct {
 	labels   map[string]string
 	ready    bool
 	sched    bool // Ready and not cordoned
+	busy     bool // a call to it is unanswered (Node.Busy)
 	reserved int64
 	devIndex []int   // device Index by position
 	free     []int64 // free bytes by position, updated as the plan unloads and loads
@@ -179,6 +180,7 @@ func (p *planner) buildNode(n *nodeState, idx int, in *Node) *nodeState {
 		labels:   in.Labels,
 		ready:    in.Ready,
 		sched:    in.Ready && !in.Unschedulable,
+		busy:     in.Busy,
 		reserved: max(0, in.ReservedBytes),
 	}
 	total := make([]int64, 0, len(in.Devices))

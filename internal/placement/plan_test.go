@@ -473,6 +473,21 @@ func TestCompute(t *testing.T) {
 				"ns/high": "needs 40.0 GiB on one node; best is 10.0 GiB on n1 (1 GPU); held by ns/low (replicas.min)",
 			},
 		},
+		// ---- busy nodes (a call unanswered) ----
+		{
+			name:   "a busy node goes after the other nodes that fit now",
+			nodes:  []Node{mkNode("n1", busyNode()), mkNode("n2", used(0, 40))},
+			models: []Model{mkModel("ns/a", wanted())},
+			load:   []string{"ns/a@n2[0]"},
+		},
+		{
+			name:   "a busy node that fits is used before evicting elsewhere",
+			nodes:  []Node{mkNode("n1", busyNode(), used(0, 60)), mkNode("n2", holds("ns/low", size(80)))},
+			models: []Model{mkModel("ns/a", prio(5), wanted()), mkModel("ns/low", demandAgo(time.Hour))},
+			load:   []string{"ns/a@n1[0]"},
+			keep:   []string{"ns/low@n2"},
+		},
+
 		// ---- outdated replicas ----
 		{
 			name:   "an outdated replica is replaced, elsewhere in the same plan",

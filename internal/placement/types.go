@@ -85,6 +85,12 @@ type Node struct {
 	// Unschedulable is the node's cordon: nothing new is placed on it; what
 	// it holds stays until it idles out, is surplus or is deleted.
 	Unschedulable bool
+	// Busy is set while a call the manager sent the node is unanswered.
+	// Among the nodes that fit a replica now, a busy one goes last: a
+	// neuron that hangs looks empty, and every pass planning meanwhile
+	// would otherwise send it a load and wait out its timeouts. It is no
+	// reason to evict anything elsewhere.
+	Busy bool
 	// ReservedBytes is kept free on every device of the node.
 	ReservedBytes int64
 	// Devices are the node's GPUs (or its one CPU pseudo-device).

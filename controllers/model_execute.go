@@ -143,6 +143,11 @@ func (r *ModelReconciler) executeUnload(ctx context.Context, snap *snapshot, u p
 	if nn == nil || !snap.ready[u.Node] {
 		return nil
 	}
+	// Passes overlap: another one may have carried out the same unload (an
+	// orphan, a victim both evicted) since this one planned.
+	if obs, ok := r.Fleet.Get(u.Node); ok && !slices.ContainsFunc(obs.Models, func(m neuronapi.ModelStatus) bool { return m.Name == u.Model }) {
+		return nil
+	}
 	now := r.Clock.Now()
 	if u.Reason == placement.ReasonFailed {
 		// Remember why before the unload clears the evidence: back-off and

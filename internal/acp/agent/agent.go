@@ -250,15 +250,21 @@ type sessionSetup struct {
 	McpServers json.RawMessage `json:"mcpServers"`
 }
 
+// check validates the setup common to new, loaded and resumed sessions and
+// returns its MCP servers.
+func (p sessionSetup) check() ([]mcpSpec, error) {
+	if err := checkCwd(p.Cwd, p.Dirs); err != nil {
+		return nil, err
+	}
+	return parseMCPServers(p.McpServers)
+}
+
 func (a *Agent) newSession(ctx context.Context, params json.RawMessage) (any, error) {
 	var p sessionSetup
 	if err := decode(params, &p); err != nil {
 		return nil, err
 	}
-	if err := checkCwd(p.Cwd, p.Dirs); err != nil {
-		return nil, err
-	}
-	servers, err := parseMCPServers(p.McpServers)
+	servers, err := p.check()
 	if err != nil {
 		return nil, err
 	}
@@ -306,10 +312,7 @@ func (a *Agent) loadSession(ctx context.Context, params json.RawMessage, replay 
 	if p.SessionID == "" {
 		return nil, jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "invalid params: sessionId is required")
 	}
-	if err := checkCwd(p.Cwd, p.Dirs); err != nil {
-		return nil, err
-	}
-	servers, err := parseMCPServers(p.McpServers)
+	servers, err := p.check()
 	if err != nil {
 		return nil, err
 	}

@@ -1,5 +1,10 @@
 package controllers
 
+// The manager's memory of its own recent actions, which the neurons' answers
+// do not show: evictions (for status), load orders in flight (for the load
+// time), calls unanswered (for placement). Each locks itself: passes of
+// different Models use them at once.
+
 import (
 	"sync"
 	"time"

@@ -146,6 +146,62 @@ func TestPinnedModelIsNeverEvicted(t *testing.T) {
 	}
 }
 
+// TestScatteredMemoryMovesAReplica: two 24 GiB GPUs each hold a pinned
+// 8 GiB Model, so 32 GiB are free but at most 16 on one GPU. A 20 GiB
+// Model with replicas.min 1 gets its replica once one pinned Model moves,
+// make before break: the moved Model never stops being Ready.
+func TestScatteredMemoryMovesAReplica(t *testing.T) {
+	f := newFixture(t)
+	a := f.addNeuron("a", 24*gib)
+	b := f.addNeuron("b", 24*gib)
+	f.startManager()
+	f.apply("x", pinned(), withVRAM(8))
+	f.waitPhase("x", cortexv1.ModelPhaseReady, 20*time.Second)
+	f.apply("y", pinned(), withVRAM(8))
+	f.waitPhase("y", cortexv1.ModelPhaseReady, 20*time.Second)
+	if ra, rb := a.Resident(), b.Resident(); len(ra) != 1 || len(rb) != 1 {
+		t.Fatalf("resident: a=%v b=%v, want one pinned model each", ra, rb)
+	}
+	// Loaded a minute ago: past the grace that keeps a fresh replica put.
+	for _, n := range []*neurontest.Server{a, b} {
+		for _, k := range n.Resident() {
+			n.Backdate(k, time.Minute)
+		}
+	}
+
+	f.apply("m", withMin(1), withVRAM(20))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, name := range []string{"x", "y"} {
+			if m := f.get(name); m.Status.Phase != cortexv1.ModelPhaseReady {
+				t.Fatalf("%s left Ready while moving: %s", name, describe(m))
+			}
+		}
+		if f.get("m").Status.Phase == cortexv1.ModelPhaseReady {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("m not Ready: %s", describe(f.get("m")))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// One node holds m alone, the other both pinned Models; the moved one
+	// was unloaded once, after its copy.
+	hole, other := a, b
+	if slices.Contains(b.Resident(), f.key("m")) {
+		hole, other = b, a
+	}
+	if got := hole.Resident(); !slices.Equal(got, []string{f.key("m")}) {
+		t.Fatalf("hole node holds %v", got)
+	}
+	if got := other.Resident(); !slices.Equal(got, []string{f.key("x"), f.key("y")}) {
+		t.Fatalf("other node holds %v", got)
+	}
+	if moved := hole.Unloads(f.key("x")) + hole.Unloads(f.key("y")); moved != 1 {
+		t.Fatalf("%d unloads on the hole node, want 1", moved)
+	}
+}
+
 func TestStaleNodeReplicasMove(t *testing.T) {
 	f := newFixture(t)
 	f.addNeuron("a", 10*gib)

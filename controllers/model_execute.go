@@ -20,7 +20,8 @@ import (
 // manager sends to a neuron goes through here.
 
 // claimed is what one pass carries out: its Model's unloads and loads,
-// the evictions its loads need, and the plan's orphans.
+// every unload on a node it loads on (its evictions and any other
+// unload that frees the memory), and the plan's orphans.
 type claimed struct {
 	unloads       []placement.Unload
 	loads         []placement.Load
@@ -35,12 +36,27 @@ type claimed struct {
 // backing off are dropped.
 func (r *ModelReconciler) claim(key string, plan placement.Plan, now time.Time) claimed {
 	var c claimed
+	// A load may rely on memory any of the plan's unloads on its node
+	// frees (an idle, surplus or moved replica of another Model), not only
+	// on its own evictions: the pass that loads carries those out first, or
+	// the neuron would refuse the load for want of memory.
+	loadsOn := map[string]bool{}
+	for _, l := range plan.Load {
+		if l.Model == key {
+			loadsOn[l.Node] = true
+		}
+	}
 	for _, u := range plan.Unload {
-		if u.Model == key || u.ForModel == key || u.Reason == placement.ReasonOrphaned {
+		if u.Model == key || u.ForModel == key || u.Reason == placement.ReasonOrphaned || loadsOn[u.Node] {
 			c.unloads = append(c.unloads, u)
 		}
 	}
 	for _, l := range plan.Load {
+		if l.Model != key && l.ForModel == key {
+			// A replica moves to make room for this Model: the moved
+			// Model's own pass loads the copy (it plans the same move).
+			r.wake(l.Model)
+		}
 		if l.Model != key || r.failures.backingOff(key, l.Node, now) {
 			continue
 		}
@@ -179,6 +195,12 @@ func (r *ModelReconciler) executeUnload(ctx context.Context, snap *snapshot, u p
 	case placement.ReasonOutdated:
 		if m != nil {
 			r.event(m, corev1.EventTypeNormal, "Reloading", "Unload", "Unloaded from %s to reload with the new spec", u.Node)
+		}
+	case placement.ReasonMoved:
+		r.wake(u.ForModel)
+		if m != nil {
+			r.event(m, corev1.EventTypeNormal, "Moved", "Unload",
+				"Unloaded from %s, where a copy on another node took over, to make room for %s", u.Node, u.ForModel)
 		}
 	}
 	return nil

@@ -178,6 +178,23 @@ func (s *Server) SetLastUsed(name string, t time.Time) {
 	}
 }
 
+// Backdate moves a resident model's load time (and last use, if any) d
+// into the past, as if it had been loaded that much earlier.
+func (s *Server) Backdate(name string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.models[name]
+	if !ok {
+		return
+	}
+	for _, t := range []**time.Time{&m.status.LoadedAt, &m.status.LastUsed} {
+		if *t != nil {
+			b := (*t).Add(-d)
+			*t = &b
+		}
+	}
+}
+
 func (s *Server) snapshotLocked() neuronapi.ModelsResponse {
 	out := neuronapi.ModelsResponse{Models: []neuronapi.ModelStatus{}, Devices: s.devicesLocked()}
 	for _, m := range s.models {

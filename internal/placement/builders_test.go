@@ -293,7 +293,7 @@ func checkInvariants(t *testing.T, in Input, p Plan) {
 			t.Errorf("invariant: %s unloaded for %s but has no model", id, u.Reason)
 			continue
 		}
-		if (u.Reason == ReasonEvicted) != (u.ForModel != "") {
+		if (u.Reason == ReasonEvicted || u.Reason == ReasonMoved) != (u.ForModel != "") {
 			t.Errorf("invariant: %s reason %s with ForModel %q", id, u.Reason, u.ForModel)
 		}
 		if u.Reason == ReasonEvicted {
@@ -316,6 +316,18 @@ func checkInvariants(t *testing.T, in Input, p Plan) {
 			}
 			if !slices.ContainsFunc(p.Load, func(l Load) bool { return l.Model == u.ForModel && l.Node == u.Node }) {
 				t.Errorf("invariant: %s evicted for %s, which is not loaded there", id, u.ForModel)
+			}
+		}
+		if u.Reason == ReasonMoved {
+			// Make before break: a Ready copy elsewhere stays.
+			if r.InFlight > 0 || r.State != StateReady {
+				t.Errorf("invariant: %s moved while %s with %d in flight", id, r.State, r.InFlight)
+			}
+			if !slices.ContainsFunc(p.Keep, func(k Keep) bool {
+				c := resident(k.Node, k.Model)
+				return k.Model == u.Model && k.Node != u.Node && c != nil && c.State == StateReady
+			}) {
+				t.Errorf("invariant: %s moved with no Ready copy kept elsewhere", id)
 			}
 		}
 		if u.Reason == ReasonOutdated {

@@ -129,6 +129,20 @@
 // again elsewhere in the same plan, in its turn (after the model that
 // evicted it, since it is of lower priority).
 //
+// # Defragmentation
+//
+// When a model that has requests waiting for its first replica, or is
+// below replicas.min, or is pinned with no replica, cannot be placed even
+// by evicting, because free memory is scattered over nodes, one hole is
+// opened per pass by moving idle replicas off one node, make before break:
+// a copy loads on another node where it fits now (Load.ForModel names the
+// model the room is for), and once it is Ready the original is unloaded
+// (ReasonMoved) and the model loads in the hole in the same plan. Replicas
+// of any priority, pinned and replicas.min ones included, may move (they
+// never stop serving); lower priority first, then moves already under way,
+// then the smallest. Compute finds the move after a first plan and plans
+// again with it as a hint; see defrag.go for the rules that bound it.
+//
 // # Cost
 //
 // Nodes, models and residents are indexed once; each wanted replica scans

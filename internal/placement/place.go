@@ -55,6 +55,9 @@ func (p *planner) place() {
 			p.fail(m, "memory need unknown (no VRAM estimate yet)")
 			continue
 		}
+		if p.hint != nil && p.hint.forModel == m.in.Key {
+			p.breakMoves()
+		}
 		c, ok := p.choose(m)
 		if !ok {
 			p.fail(m, p.explain(m))
@@ -481,7 +484,7 @@ func (p *planner) victims(m *modelState, n *nodeState) []victim {
 func (p *planner) evictable(ri int, m *modelState) bool {
 	rs := &p.res[ri]
 	v := rs.model
-	if v == nil || v == m || !rs.counted || rs.gone ||
+	if v == nil || v == m || !rs.counted || rs.gone || rs.kept ||
 		rs.r.State != StateReady || rs.r.InFlight > 0 ||
 		v.in.Pinned || v.live()-1 < v.in.MinReplicas {
 		return false

@@ -12,13 +12,29 @@ import (
 // models cannot be placed. It is a pure function of in: same input, same
 // plan, whatever the order of in.Nodes, in.Models and the residents.
 func Compute(in Input) Plan {
+	p := run(in, nil)
+	if d := p.findDefrag(); d != nil {
+		// Plan again with the hole to open (see defrag.go): the first plan
+		// is discarded.
+		p = run(in, d)
+		if m := p.byKey[d.forModel]; m != nil && m.failed {
+			p.unsched[d.forModel] = p.explain(m) + "; " + d.text()
+		}
+	}
+	return p.finish()
+}
+
+// run plans one pass, with hint naming a hole to open (nil for none).
+func run(in Input, hint *defragPlan) *planner {
 	p := newPlanner(in)
+	p.hint = hint
 	p.classifyResidents()
 	for _, m := range p.models {
 		p.decideModel(m)
 	}
 	p.place()
-	return p.finish()
+	p.placeMoves()
+	return p
 }
 
 // planner is the state of one Compute call.
@@ -35,6 +51,8 @@ type planner struct {
 	unsched map[string]string
 
 	scratch scratch
+	// hint is the hole this plan opens by moving replicas, nil for none.
+	hint *defragPlan
 	// epoch counts changes to which models may lose a replica to eviction.
 	epoch uint64
 }
@@ -84,6 +102,10 @@ type resState struct {
 	counted    bool // Loading or Ready on a Ready node: a replica
 	matching   bool // on a node the model may be placed on
 	gone       bool // unloaded or evicted by this plan
+	reason     UnloadReason
+	// kept is set on the Ready copy of a replica this plan moves: it is
+	// neither idled out nor evicted in the same plan.
+	kept bool
 }
 
 type modelState struct {
@@ -300,7 +322,7 @@ func NodeAdmits(selector map[string]string, names []string, node string, labels 
 // of the plan.
 func (p *planner) unload(ri int, reason UnloadReason, forModel string) {
 	rs := &p.res[ri]
-	rs.gone = true
+	rs.gone, rs.reason = true, reason
 	n := p.nodes[rs.node]
 	n.version++
 	for j, pos := range rs.pos {
@@ -342,6 +364,7 @@ func (p *planner) decideModel(m *modelState) {
 		}
 	}
 	m.target = min(t, m.maxR)
+	p.widenMove(m)
 
 	var good, bad []int
 	for _, ri := range m.replicas {
@@ -360,7 +383,7 @@ func (p *planner) decideModel(m *modelState) {
 		case i >= m.maxR:
 			p.unload(ri, ReasonSurplus, "")
 			continue
-		case p.idle(m, rs):
+		case p.idle(m, rs) && !rs.kept:
 			p.unload(ri, ReasonIdle, "")
 			continue
 		}

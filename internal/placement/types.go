@@ -51,11 +51,15 @@ const (
 	// ReasonOutdated: the replica was loaded with an older source or engine
 	// settings (Resident.Outdated); it is replaced, one at a time.
 	ReasonOutdated UnloadReason = "Outdated"
+	// ReasonMoved: a copy of the replica is Ready on another node, and this
+	// one leaves to open room for a model that fits nowhere else although
+	// the fleet has the memory, scattered (see Unload.ForModel).
+	ReasonMoved UnloadReason = "Moved"
 )
 
 // Reasons lists every UnloadReason, for metrics that must show each one.
 var Reasons = []UnloadReason{ReasonIdle, ReasonSurplus, ReasonEvicted, ReasonDeleted, ReasonFailed,
-	ReasonOrphaned, ReasonMisplaced, ReasonOutdated}
+	ReasonOrphaned, ReasonMisplaced, ReasonOutdated, ReasonMoved}
 
 // Input is one snapshot of the fleet. The planner reads it and never
 // modifies it.
@@ -237,6 +241,9 @@ type Load struct {
 	DeviceBytes []int64
 	// Bytes is the model's memory need (Model.BytesNeeded).
 	Bytes int64
+	// ForModel is set on the copy of a replica that moves to make room
+	// for another model: that model's key.
+	ForModel string
 }
 
 // Unload removes a replica.
@@ -248,7 +255,7 @@ type Unload struct {
 	// Reason says why.
 	Reason UnloadReason
 	// ForModel is the key of the model whose Load needed the room, for
-	// ReasonEvicted; empty otherwise.
+	// ReasonEvicted and ReasonMoved; empty otherwise.
 	ForModel string
 }
 

@@ -90,6 +90,10 @@ bench: ## Run the benchmarks.
 bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated NeuronNodes on a real API server (a few minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/scalebench $(SCALE_FLAGS)
 
+.PHONY: bench-cold
+bench-cold: build ## A model's load order to first token on a real neuron against its floor (read bandwidth + engine init), page cache and cold.
+	$(GO) run ./hack/coldbench -neuron $(BIN)/neuron $(COLD_FLAGS)
+
 ##@ Run
 
 .PHONY: run

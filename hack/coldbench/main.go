@@ -104,8 +104,8 @@ func run(neuronBin, size, tiny, dir string, runs int) error {
 	defer n.stop()
 
 	type row struct {
-		cache               string
-		readBW              float64 // bytes per second
+		cache                     string
+		readBW                    float64 // bytes per second
 		fixed, warm, floor, total time.Duration
 	}
 	var rows []row

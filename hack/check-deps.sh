@@ -32,9 +32,10 @@ case "${1:-}" in
 	;;
 esac
 
-# Debian package -> what proves it is there without dpkg: a command, or a
-# header the C++ preprocessor must find.
-PKGS=(build-essential cmake nlohmann-json3-dev libstb-dev)
+# The compilers and CMake are checked as commands (an image may have gcc
+# and g++ without the build-essential package); the headers with dpkg on
+# Debian and Ubuntu, else with the C++ preprocessor. Each maps to the
+# Debian package that provides it.
 declare -A HEADER=([nlohmann-json3-dev]=nlohmann/json.hpp [libstb-dev]=stb/stb_image.h)
 
 missing=()
@@ -49,44 +50,27 @@ dpkg_installed() {
 	[[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]
 }
 
-# compilers: cgo runs $CC (default gcc) and $CXX (default g++).
+# cgo runs $CC (default gcc) and $CXX (default g++).
 CC_BIN=${CC:-gcc}
 CXX_BIN=${CXX:-g++}
 cc_ok=1
-for c in "${CC_BIN%% *}" "${CXX_BIN%% *}" make cmake; do
-	command -v "${c}" >/dev/null 2>&1 || {
-		cc_ok=0
-		problems+=("no '${c}' on PATH")
-	}
+for c in "${CC_BIN%% *}" "${CXX_BIN%% *}" make; do
+	command -v "${c}" >/dev/null 2>&1 || cc_ok=0
 done
+((cc_ok)) || missing+=(build-essential)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 
-if ((have_dpkg)); then
-	for p in "${PKGS[@]}"; do
+for p in nlohmann-json3-dev libstb-dev; do
+	if ((have_dpkg)); then
 		dpkg_installed "${p}" || missing+=("${p}")
-	done
-	# A package installed but its command missing from PATH is still
-	# missing.
-	if ((!cc_ok)) && [[ " ${missing[*]} " != *" build-essential "* && " ${problems[*]} " != *"'cmake'"* ]]; then
-		missing+=(build-essential)
+	elif ((cc_ok)); then
+		# CGO_CPPFLAGS as the build has them (hack/include holds a stub).
+		# shellcheck disable=SC2086 # flags are a list
+		printf '#include <%s>\n' "${HEADER[${p}]}" |
+			${CXX_BIN} ${CGO_CPPFLAGS:-} -E -x c++ - -o /dev/null >/dev/null 2>&1 ||
+			missing+=("${p}")
 	fi
-	if [[ " ${problems[*]} " == *"'cmake'"* && " ${missing[*]} " != *" cmake "* ]]; then
-		missing+=(cmake)
-	fi
-else
-	command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-	for p in "${problems[@]}"; do
-		[[ "${p}" == *"'cmake'"* ]] || missing+=(build-essential)
-	done
-	if ((cc_ok)); then
-		for p in "${!HEADER[@]}"; do
-			# CGO_CPPFLAGS as the build has them (hack/include holds a stub).
-			# shellcheck disable=SC2086 # flags are a list
-			printf '#include <%s>\n' "${HEADER[${p}]}" |
-				${CXX_BIN} ${CGO_CPPFLAGS:-} -E -x c++ - -o /dev/null >/dev/null 2>&1 ||
-				missing+=("${p}")
-		done
-	fi
-fi
+done
 
 # Go: the toolchain on PATH is used (GOTOOLCHAIN=local), so it must be at
 # least go.mod's version.
@@ -121,7 +105,7 @@ fi
 
 status=0
 if [[ ${#missing[@]} -gt 0 ]]; then
-	echo "check-deps: the cgo build of the neuron needs ${missing[*]}, which $( ((have_dpkg)) && echo "dpkg does not list as installed" || echo "were not found") (a C/C++ toolchain and the nlohmann/json and stb_image headers the pinned llama.cpp sources include)." >&2
+	echo "check-deps: the cgo build of the neuron needs ${missing[*]}: gcc, g++ and make (build-essential), cmake, and the nlohmann/json and stb_image headers the pinned llama.cpp sources include." >&2
 	if ((have_dpkg)); then
 		echo "check-deps: run this, then the make command again:" >&2
 		echo "" >&2
@@ -134,8 +118,6 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 	status=1
 fi
 for p in "${problems[@]}"; do
-	# A missing compiler or cmake is already in the install command.
-	[[ "${p}" == "no '"* && "${p}" != "no 'go'"* && ${#missing[@]} -gt 0 ]] && continue
 	echo "check-deps: ${p}" >&2
 	status=1
 done

@@ -99,6 +99,10 @@ test-short: check-deps ## Run the tests with -short (skips the slowest real-engi
 bench: ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/placement/
 
+.PHONY: bench-neuron
+bench-neuron: cpu-backend ## The neuron's HTTP API against the engine on real models, with this CPU's ggml variant (a few minutes).
+	CORTEX_LIBRARY_PATH=$(LIBDIR) $(GO) test -run '^$$' -bench NeuronVsEngine -benchtime 3x ./internal/neuron/realengine/
+
 .PHONY: bench-scale
 bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated NeuronNodes on a real API server (a few minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/scalebench $(SCALE_FLAGS)

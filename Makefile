@@ -24,6 +24,15 @@ CONTROLLER_GEN := $(GO) tool controller-gen
 GOLANGCI_LINT := $(GO) tool -modfile=hack/tools/go.mod golangci-lint
 TEST_FLAGS ?= -timeout 45m
 PKGS ?= ./...
+# ggml backend libraries for $(BIN)/neuron: ollama's loader searches
+# <executable>/../lib/ollama when no --library-path is given.
+LIBDIR ?= $(abspath $(BIN)/../lib/ollama)
+# `make cuda`: every architecture the CUDA image ships (empty: the list in
+# hack/build-backends.sh, 75 to 90 real plus 90 PTX on CUDA 11.8).
+CUDA_ARCHITECTURES ?=
+# `make cuda-check`: the one architecture CI compiles on every change.
+CUDA_CHECK_ARCHITECTURES ?= 90-real
+CUDA_CHECK_DIR ?= $(HOME)/.cache/cortex/cuda-check/lib/ollama
 
 ##@ General
 
@@ -62,8 +71,12 @@ fmt: ## Format the Go code.
 fmt-check: ## Fail if any Go file is not gofmt-formatted.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted (run make fmt):"; echo "$$out"; exit 1; fi
 
+.PHONY: check-deps
+check-deps: ## Stop with the install command when the cgo build's toolchain or headers are missing (hack/check-deps.sh).
+	@hack/check-deps.sh
+
 .PHONY: vet
-vet: ## Run go vet.
+vet: check-deps ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: lint
@@ -75,16 +88,20 @@ envtest: ## Print (and if needed build) the kube-apiserver + etcd directory for 
 	@hack/envtest.sh
 
 .PHONY: test
-test: verify-generated fmt-check vet ## Check generated files, vet, and run every test (envtest, engine, end-to-end).
+test: check-deps verify-generated fmt-check vet ## Check generated files, vet, and run every test (envtest, engine, end-to-end).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test $(TEST_FLAGS) $(PKGS)
 
 .PHONY: test-short
-test-short: ## Run the tests with -short (skips the slowest real-engine, process and keep-alive tests).
+test-short: check-deps ## Run the tests with -short (skips the slowest real-engine, process and keep-alive tests).
 	$(GO) test -short $(PKGS)
 
 .PHONY: bench
 bench: ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/placement/
+
+.PHONY: bench-neuron
+bench-neuron: cpu-backend ## The neuron's HTTP API against the engine on real models, with this CPU's ggml variant (a few minutes).
+	CORTEX_LIBRARY_PATH=$(LIBDIR) $(GO) test -run '^$$' -bench NeuronVsEngine -benchtime 3x ./internal/neuron/realengine/
 
 .PHONY: bench-scale
 bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated NeuronNodes on a real API server (a few minutes).
@@ -103,7 +120,7 @@ run: build ## Run the whole stack locally: API server, manager, gateway, two CPU
 ##@ Build
 
 .PHONY: build
-build: ## Build manager, neuron, gateway, the cortex CLI (also as the kubectl plugin kubectl-cortex) and cortex-acp into bin/.
+build: check-deps cpu-backend ## Build manager, neuron, gateway, the cortex CLI (also as the kubectl plugin kubectl-cortex) and cortex-acp into bin/, with the CPU backend variant for this CPU.
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 	@ln -sf cortex $(BIN)/kubectl-cortex
@@ -131,9 +148,24 @@ build-cortex: ## Build the cortex CLI as a static binary (CGO_ENABLED=0) into $(
 	@ln -sf cortex $(BIN)/kubectl-cortex
 
 .PHONY: build-neuron
-build-neuron: ## Build the neuron (cgo, llama.cpp CPU backend) into $(BIN); honours GOFLAGS.
+build-neuron: check-deps ## Build the neuron (cgo, llama.cpp CPU backend) into $(BIN); honours GOFLAGS.
 	@mkdir -p $(BIN)
 	CGO_ENABLED=1 GOFLAGS="$(GOFLAGS)" $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/neuron ./cmd/neuron
+
+.PHONY: cpu-backend
+cpu-backend: check-deps ## The ggml CPU variant this CPU runs best (AVX2, AVX-512, …) into $(LIBDIR), where bin/neuron loads it; built once, cached in ~/.cache/cortex/ggml.
+	@if [ "$$(uname -m)" = x86_64 ]; then hack/build-backends.sh --cached cpu $(LIBDIR) best >/dev/null; \
+	else echo "cpu-backend: no CPU variants for $$(uname -m); the neuron computes with its built-in CPU backend"; fi
+
+.PHONY: cuda
+cuda: check-deps ## libggml-cuda.so for every shipped architecture into $(LIBDIR) (no GPU needed; CUDA 11.8 from hack/cuda-toolkit.sh when no nvcc); cached.
+	@toolkit=$$(command -v nvcc >/dev/null 2>&1 && dirname "$$(command -v nvcc)" || hack/cuda-toolkit.sh --install); \
+	PATH="$$toolkit:$$PATH" CUDA_ARCHITECTURES='$(CUDA_ARCHITECTURES)' hack/build-cuda.sh --cached $(LIBDIR)
+
+.PHONY: cuda-check
+cuda-check: check-deps ## What CI compiles on every change: libggml-cuda.so for $(CUDA_CHECK_ARCHITECTURES) into ~/.cache/cortex/cuda-check (cached by source hash).
+	@toolkit=$$(command -v nvcc >/dev/null 2>&1 && dirname "$$(command -v nvcc)" || hack/cuda-toolkit.sh --install); \
+	PATH="$$toolkit:$$PATH" CUDA_ARCHITECTURES='$(CUDA_CHECK_ARCHITECTURES)' hack/build-cuda.sh --cached $(CUDA_CHECK_DIR)
 
 .PHONY: images
 images: ## Build the images with Docker (only prints the commands when no Docker daemon answers).

@@ -3,13 +3,19 @@
 # --library-path / CORTEX_LIBRARY_PATH), from the same ggml sources as the
 # ggml compiled into the neuron: the pinned github.com/ollama/ollama module.
 #
-#   hack/build-backends.sh cuda <outdir>               # <outdir>/libggml-cuda.so
-#   hack/build-backends.sh cpu  <outdir> [variant...]  # <outdir>/libggml-cpu-<variant>.so
+#   hack/build-backends.sh [--cached] cuda <outdir>               # <outdir>/libggml-cuda.so
+#   hack/build-backends.sh [--cached] cpu  <outdir> [variant...]  # <outdir>/libggml-cpu-<variant>.so
 #
 # CPU variants (x86-64): x64 sse42 sandybridge haswell skylakex icelake
-# alderlake, or "all" (the default), or "native" (those this machine can
-# run). The neuron's built-in CPU backend is baseline x86-64 (no AVX); at
-# start ggml loads the best variant its CPU supports from the folder.
+# alderlake, or "all" (the default), "native" (those this machine can
+# run) or "best" (the one of those ggml scores highest here). The neuron's
+# built-in CPU backend is baseline x86-64 (no AVX); at start ggml loads the
+# best variant its CPU supports from the folder.
+#
+# --cached keeps the libraries under ~/.cache/cortex/ggml (BACKENDS_CACHE_DIR)
+# keyed by a hash of the sources (the module version and its go.sum hash),
+# this script, the CMake wrapper, the compilers and the options: a second
+# run with the same key copies them without configuring anything.
 #
 # Sources, first found:
 #   1. $GGML_SOURCE_DIR: a copy of the module's CMakeLists.txt and
@@ -44,10 +50,15 @@ log() { echo "build-backends: [$((SECONDS - START))s] $*" >&2; }
 die() { echo "build-backends: error: $*" >&2; exit 1; }
 
 usage() {
-	sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
+CACHED=0
+if [[ "${1:-}" == --cached ]]; then
+	CACHED=1
+	shift
+fi
 [[ $# -ge 2 ]] || usage
 KIND=$1
 OUT=$2
@@ -61,6 +72,11 @@ esac
 # ml/backend/ggml/ggml/src/CMakeLists.txt and the variants' score
 # functions), so "native" can pick what /proc/cpuinfo allows.
 ALL_CPU_VARIANTS=(x64 sse42 sandybridge haswell skylakex icelake alderlake)
+# The same in the order of ggml_backend_cpu_x86_score (ggml-cpu/arch/x86/
+# cpu-feats.cpp): each feature adds a higher bit (AVX_VNNI 1<<6, AVX512F
+# 1<<7, VBMI 1<<8, AVX512_VNNI 1<<10), so among the variants a CPU runs the
+# last of this list is the one the loader would pick.
+SCORE_ORDER=(x64 sse42 sandybridge haswell alderlake skylakex icelake)
 cpu_variant_flags() {
 	case "$1" in
 	x64) echo "" ;;
@@ -169,11 +185,15 @@ cuda)
 	if ! command -v nvcc >/dev/null 2>&1 && [[ -x /usr/local/cuda/bin/nvcc ]]; then
 		export PATH=/usr/local/cuda/bin:${PATH}
 	fi
-	command -v nvcc >/dev/null 2>&1 || die "nvcc is not on PATH (install the CUDA toolkit, or export PATH=<cuda>/bin:\$PATH)"
+	command -v nvcc >/dev/null 2>&1 ||
+		die "nvcc is not on PATH: export PATH=\$(hack/cuda-toolkit.sh):\$PATH (Debian's CUDA 11.8, no GPU needed), or install a CUDA toolkit"
 	ARCHS=${CUDA_ARCHITECTURES:-${CMAKE_CUDA_ARCHITECTURES:-}}
 	[[ -n "${ARCHS}" ]] || ARCHS=$(default_cuda_architectures)
 	log "nvcc $(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p'), CUDA architectures ${ARCHS}"
+	# CUDAToolkit_ROOT: the libraries beside this nvcc, not another toolkit
+	# CMake might find first (an unpacked one is not in the system paths).
 	CONFIG+=(-DCMAKE_CUDA_COMPILER="$(command -v nvcc)" -DCMAKE_CUDA_ARCHITECTURES="${ARCHS}"
+		-DCUDAToolkit_ROOT="$(cd "$(dirname "$(readlink -f "$(command -v nvcc)")")/.." && pwd)"
 		-DCMAKE_CUDA_FLAGS="${CMAKE_CUDA_FLAGS:--Wno-deprecated-gpu-targets}")
 	TARGETS=(ggml-cuda)
 	;;
@@ -187,7 +207,7 @@ cpu)
 	for v in "${variants[@]}"; do
 		case "${v}" in
 		all) picked+=("${ALL_CPU_VARIANTS[@]}") ;;
-		native)
+		native | best)
 			flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
 			for c in "${ALL_CPU_VARIANTS[@]}"; do
 				ok=1
@@ -196,9 +216,16 @@ cpu)
 				done
 				((ok)) && picked+=("${c}")
 			done
+			if [[ "${v}" == best ]]; then
+				runnable=" ${picked[*]} "
+				for c in "${SCORE_ORDER[@]}"; do
+					[[ "${runnable}" == *" ${c} "* ]] && best=${c}
+				done
+				picked=("${best}")
+			fi
 			;;
 		*)
-			cpu_variant_flags "${v}" >/dev/null || die "unknown CPU variant '${v}' (${ALL_CPU_VARIANTS[*]}, all, native)"
+			cpu_variant_flags "${v}" >/dev/null || die "unknown CPU variant '${v}' (${ALL_CPU_VARIANTS[*]}, all, native, best)"
 			picked+=("${v}")
 			;;
 		esac
@@ -208,6 +235,34 @@ cpu)
 	done
 	;;
 esac
+
+# The cache key: everything that changes the libraries' bytes.
+if ((CACHED)); then
+	CACHE_ROOT=${BACKENDS_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME}/.cache}/cortex/ggml}
+	sum=$(awk -v m="${MODULE}" -v v="${SRC_VERSION##* }" '$1 == m && $2 == v { print $3 }' "${ROOT}/go.sum" 2>/dev/null || true)
+	key=$({
+		echo "${KIND} ${TARGETS[*]} ${SRC_VERSION##* } ${sum}"
+		echo "${CONFIG[*]}" | sed "s|${SRC}|SRC|g; s|-DCUDAToolkit_ROOT=[^ ]*||; s|-DCMAKE_CUDA_COMPILER=[^ ]*||"
+		sha256sum "${BASH_SOURCE[0]}" "${ROOT}/hack/gpu/ggml/CMakeLists.txt" | cut -d' ' -f1
+		c++ --version 2>/dev/null | head -1
+		[[ "${KIND}" == cuda ]] && nvcc --version | tail -1
+		true
+	} | sha256sum | cut -c1-16)
+	ENTRY=${CACHE_ROOT}/${KIND}-${key}
+	BUILD=${GGML_BUILD_DIR:-${CACHE_ROOT}/build/${KIND}}
+	if [[ -f "${ENTRY}/.complete" ]]; then
+		mkdir -p "${OUT}"
+		for t in "${TARGETS[@]}"; do
+			dst=${OUT}/lib${t}.so
+			if ! cmp -s "${ENTRY}/lib${t}.so" "${dst}"; then
+				cp "${ENTRY}/lib${t}.so" "${dst}.tmp" && mv -f "${dst}.tmp" "${dst}"
+			fi
+			echo "${dst}"
+		done
+		log "from the cache ${ENTRY}"
+		exit 0
+	fi
+fi
 
 mkdir -p "${BUILD}" "${OUT}"
 log "configuring ${BUILD} (${GENERATOR})"
@@ -249,5 +304,13 @@ for t in "${TARGETS[@]}"; do
 		log "wrote ${dst} ($(du -h "${dst}" | cut -f1))"
 	fi
 	echo "${dst}"
+	if ((CACHED)); then
+		mkdir -p "${ENTRY}"
+		cp "${lib}" "${ENTRY}/lib${t}.so"
+	fi
 done
+if ((CACHED)); then
+	touch "${ENTRY}/.complete"
+	log "cached in ${ENTRY}"
+fi
 log "done"

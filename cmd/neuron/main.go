@@ -51,6 +51,7 @@ func main() {
 		os.Exit(1)
 	}
 	cfg.Engine = eng
+	cfg.LibraryPath = libPath
 	ctx := ctrl.LoggerInto(ctrl.SetupSignalHandler(), logger)
 	if err := neuron.Run(ctx, cfg); err != nil {
 		logger.Error(err, "Neuron stopped")

@@ -18,7 +18,13 @@ type CPU struct {
 	limit       int64
 	meminfoPath string
 	name        string
+	// noGPU is why Open fell back to the CPU.
+	noGPU string
 }
+
+// NoGPUReason says why the host reports no GPU (NVML missing, failing or
+// disabled); empty for a CPU inventory made with NewCPU.
+func (c *CPU) NoGPUReason() string { return c.noGPU }
 
 // NewCPU returns the CPU inventory.
 func NewCPU(opts Options) *CPU {

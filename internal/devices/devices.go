@@ -78,16 +78,18 @@ type Options struct {
 // reports at least one GPU, and the CPU inventory otherwise. It never fails
 // because a driver is missing; it fails only when neither source works.
 func Open(ctx context.Context, opts Options) (Inventory, error) {
+	reason := "NVML disabled (--disable-nvml)"
 	if !opts.DisableNVML {
 		inv, err := openNVML(ctx, opts.NVML)
 		if err == nil {
 			return inv, nil
 		}
 		// No driver (or no GPU) is the normal case on CPU hosts; the
-		// reason is still worth a line at start-up.
-		logFrom(ctx).Info("NVML unavailable, reporting the CPU as the only device", "reason", err.Error())
+		// neuron says so once at start-up, with this reason.
+		reason = "NVML unavailable: " + err.Error()
 	}
 	cpu := NewCPU(opts)
+	cpu.noGPU = reason
 	if _, err := cpu.Devices(ctx); err != nil {
 		return nil, fmt.Errorf("reading host memory: %w", err)
 	}

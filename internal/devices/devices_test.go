@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -230,7 +231,17 @@ func TestOpenFallsBackToCPU(t *testing.T) {
 			if len(devs) != 1 || devs[0].Kind != KindCPU || devs[0].MemoryTotal != 2<<30 {
 				t.Fatalf("devices = %+v", devs)
 			}
+			if r := inv.(*CPU).NoGPUReason(); !strings.HasPrefix(r, "NVML unavailable: ") {
+				t.Fatalf("NoGPUReason = %q", r)
+			}
 		})
+	}
+	inv, err := Open(context.Background(), Options{DisableNVML: true, MeminfoPath: meminfo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := inv.(*CPU).NoGPUReason(); r != "NVML disabled (--disable-nvml)" {
+		t.Fatalf("NoGPUReason with DisableNVML = %q", r)
 	}
 }
 

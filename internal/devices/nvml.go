@@ -7,10 +7,7 @@ import (
 	"sync"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-	"github.com/go-logr/logr"
 )
-
-func logFrom(ctx context.Context) logr.Logger { return logr.FromContextOrDiscard(ctx) }
 
 // NVML is the inventory of a host with NVIDIA GPUs.
 type NVML struct {

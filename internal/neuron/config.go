@@ -55,6 +55,10 @@ type Config struct {
 	MemoryLimit int64
 	// DisableNVML reports the CPU device even where NVIDIA GPUs exist.
 	DisableNVML bool
+	// LibraryPath is the engine's folder list of ggml backend libraries
+	// (the --library-path flag); empty: the loader's default. The neuron
+	// only reads it to report what was found there and not loaded.
+	LibraryPath string
 
 	// Threads is the CPU threads per model (0: the engine's default).
 	Threads int

@@ -37,10 +37,13 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, neuronapi.Discovery{
-		Node:     s.cfg.NodeName,
-		Version:  version.String(),
-		Backends: s.cfg.Engine.Backends(),
-		Devices:  snap.Devices,
+		Node:       s.cfg.NodeName,
+		Version:    version.String(),
+		Backends:   s.cfg.Engine.Backends(),
+		Devices:    snap.Devices,
+		CPUBackend: s.compute.CPUBackend,
+		Libraries:  s.compute.Libraries,
+		NoGPU:      s.compute.NoGPU,
 	})
 }
 

@@ -52,6 +52,8 @@ type Server struct {
 	done       chan struct{}
 	err        error
 	ownsInv    bool
+	// compute is what computes here, read once at start for /discovery.
+	compute neuronapi.Discovery
 }
 
 // Run runs a neuron until ctx ends (SIGTERM in cmd/neuron), then shuts it
@@ -143,6 +145,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}()
 	s.ready.Store(true)
 	log.Info("Neuron serving", "addr", ln.Addr().String(), "node", cfg.NodeName, "engine", cfg.Engine.Version(), "backends", cfg.Engine.Backends())
+	s.compute = inspectCompute(s.inv, cfg)
+	if s.compute.NoGPU != "" {
+		log.Info("No GPU: serving on the CPU", "reason", s.compute.NoGPU, "cpuBackend", s.compute.CPUBackend, "libraries", s.compute.Libraries)
+	} else {
+		log.Info("Compute backends", "cpuBackend", s.compute.CPUBackend, "libraries", s.compute.Libraries)
+	}
 
 	go func() {
 		var err error

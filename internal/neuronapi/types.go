@@ -182,6 +182,15 @@ type Discovery struct {
 	Version  string   `json:"version"`
 	Backends []string `json:"backends"`
 	Devices  []Device `json:"devices"`
+	// CPUBackend names the ggml CPU backend computing on the CPU: the
+	// variant library loaded ("icelake", "haswell", …) or "built-in"
+	// (baseline x86-64, compiled into the binary).
+	CPUBackend string `json:"cpuBackend,omitempty"`
+	// Libraries are the ggml backend libraries the engine loaded.
+	Libraries []string `json:"libraries,omitempty"`
+	// NoGPU says why no GPU serves, when none does: NVML missing or
+	// failing (no driver), no device, or a CUDA backend that did not load.
+	NoGPU string `json:"noGPU,omitempty"`
 }
 
 // Version is GET /version.

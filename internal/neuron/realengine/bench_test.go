@@ -46,6 +46,7 @@ type benchRow struct {
 // stories260K and a generated 100M-parameter llama. It prints a table with
 // the HTTP/engine ratios. Run it with
 //
+//	make bench-neuron    # with this CPU's ggml variant (CORTEX_LIBRARY_PATH=lib/ollama)
 //	CGO_CPPFLAGS=-I$PWD/hack/include go test -run '^$' -bench NeuronVsEngine -benchtime 3x ./internal/neuron/realengine/
 //
 // CORTEX_BENCH_THREADS sets the CPU threads per model (default: the

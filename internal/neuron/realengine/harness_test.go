@@ -56,7 +56,11 @@ func realEngine(t testing.TB) *llamacpp.Engine {
 		if os.Getenv("CORTEX_TEST_LLAMA_LOG") != "" {
 			l = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		}
-		theEngine, engineErr = llamacpp.New(llamacpp.Options{Logger: l})
+		// CORTEX_LIBRARY_PATH, as the neuron reads it: `make bench-neuron`
+		// points it at the CPU variant `make cpu-backend` built, so the
+		// benchmark measures the speed this CPU can do. Unset: the built-in
+		// baseline backend, which the golden tests are written against.
+		theEngine, engineErr = llamacpp.New(llamacpp.Options{Logger: l, LibraryPath: os.Getenv("CORTEX_LIBRARY_PATH")})
 	})
 	if engineErr != nil {
 		t.Fatalf("starting llama.cpp: %v", engineErr)

@@ -54,6 +54,10 @@ verify-generated: generate manifests ## Fail if generated files differ from what
 		echo "generated files are stale; run 'make generate manifests' and commit:"; \
 		git status --porcelain -- api config charts/cortex/crds charts/cortex/files/rbac; git --no-pager diff --stat -- api config charts/cortex/crds charts/cortex/files/rbac; exit 1; fi
 
+.PHONY: llama-headers
+llama-headers: ## Link the pinned llama.cpp and ggml headers for the engine's cgo code (every target that compiles runs it).
+	@hack/llama-headers.sh >/dev/null
+
 .PHONY: fmt
 fmt: ## Format the Go code.
 	$(GO) fmt ./...
@@ -63,7 +67,7 @@ fmt-check: ## Fail if any Go file is not gofmt-formatted.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted (run make fmt):"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet: ## Run go vet.
+vet: llama-headers ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: lint
@@ -75,11 +79,11 @@ envtest: ## Print (and if needed build) the kube-apiserver + etcd directory for 
 	@hack/envtest.sh
 
 .PHONY: test
-test: verify-generated fmt-check vet ## Check generated files, vet, and run every test (envtest, engine, end-to-end).
+test: verify-generated fmt-check vet llama-headers ## Check generated files, vet, and run every test (envtest, engine, end-to-end).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test $(TEST_FLAGS) $(PKGS)
 
 .PHONY: test-short
-test-short: ## Run the tests with -short (skips the slowest real-engine, process and keep-alive tests).
+test-short: llama-headers ## Run the tests with -short (skips the slowest real-engine, process and keep-alive tests).
 	$(GO) test -short $(PKGS)
 
 .PHONY: bench
@@ -99,7 +103,7 @@ run: build ## Run the whole stack locally: API server, manager, gateway, two CPU
 ##@ Build
 
 .PHONY: build
-build: ## Build manager, neuron, gateway, the cortex CLI (also as the kubectl plugin kubectl-cortex) and cortex-acp into bin/.
+build: llama-headers ## Build manager, neuron, gateway, the cortex CLI (also as the kubectl plugin kubectl-cortex) and cortex-acp into bin/.
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 	@ln -sf cortex $(BIN)/kubectl-cortex
@@ -127,7 +131,7 @@ build-cortex: ## Build the cortex CLI as a static binary (CGO_ENABLED=0) into $(
 	@ln -sf cortex $(BIN)/kubectl-cortex
 
 .PHONY: build-neuron
-build-neuron: ## Build the neuron (cgo, llama.cpp CPU backend) into $(BIN); honours GOFLAGS.
+build-neuron: llama-headers ## Build the neuron (cgo, llama.cpp CPU backend) into $(BIN); honours GOFLAGS.
 	@mkdir -p $(BIN)
 	CGO_ENABLED=1 GOFLAGS="$(GOFLAGS)" $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/neuron ./cmd/neuron
 

@@ -90,6 +90,10 @@ test-short: llama-headers ## Run the tests with -short (skips the slowest real-e
 bench: ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/placement/
 
+.PHONY: bench-engine
+bench-engine: llama-headers ## The engine against llama.cpp alone (llama-bench's pp/tg loops) on stories260K and generated 100M Q8_0/Q4_0 llamas; BENCH_FLAGS, CORTEX_BENCH_THREADS, CORTEX_BENCH_LARGE=1 (800M).
+	$(GO) test -run '^$$' -bench Engine -benchtime 3x -timeout 60m $(BENCH_FLAGS) ./internal/engine/llamacpp/
+
 .PHONY: bench-scale
 bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated NeuronNodes on a real API server (a few minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/scalebench $(SCALE_FLAGS)

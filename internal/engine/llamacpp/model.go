@@ -29,8 +29,9 @@ type model struct {
 	cc    *cContext
 	batch *cBatch
 
-	ctxLen  int // enforced per-sequence context
-	budget  int // most tokens decoded per step
+	cparams contextParams // what cc was created with
+	ctxLen  int           // enforced per-sequence context
+	budget  int           // most tokens decoded per step
 	nVocab  int
 	nEmbd   int
 	pooling int
@@ -90,7 +91,7 @@ func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
 	}
 	trained := m.cm.nCtxTrain()
 	m.ctxLen = sched.ContextLength(cfg.ContextLength, trained)
-	m.cc, err = newCContext(cm, contextParams{
+	m.cparams = contextParams{
 		nCtx:    m.ctxLen * cfg.Parallel,
 		nBatch:  batchSize * cfg.Parallel,
 		nUbatch: batchSize,
@@ -98,8 +99,8 @@ func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
 		threads: cfg.Threads,
 		flash:   cfg.flash,
 		kvType:  cfg.KVCacheType,
-	})
-	if err != nil {
+	}
+	if m.cc, err = newCContext(cm, m.cparams); err != nil {
 		return nil, fmt.Errorf("%w (context %d × %d sequences)", err, m.ctxLen, cfg.Parallel)
 	}
 	// llama.cpp rounds each sequence's cells up to a multiple of 256; the

@@ -63,6 +63,10 @@ verify-generated: generate manifests ## Fail if generated files differ from what
 		echo "generated files are stale; run 'make generate manifests' and commit:"; \
 		git status --porcelain -- api config charts/cortex/crds charts/cortex/files/rbac; git --no-pager diff --stat -- api config charts/cortex/crds charts/cortex/files/rbac; exit 1; fi
 
+.PHONY: llama-headers
+llama-headers: ## Link the pinned llama.cpp and ggml headers for the engine's cgo code (every target that compiles runs it).
+	@hack/llama-headers.sh >/dev/null
+
 .PHONY: fmt
 fmt: ## Format the Go code.
 	$(GO) fmt ./...
@@ -76,7 +80,7 @@ check-deps: ## Stop with the install command when the cgo build's toolchain or h
 	@hack/check-deps.sh
 
 .PHONY: vet
-vet: check-deps ## Run go vet.
+vet: check-deps llama-headers ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: lint
@@ -88,11 +92,11 @@ envtest: ## Print (and if needed build) the kube-apiserver + etcd directory for 
 	@hack/envtest.sh
 
 .PHONY: test
-test: check-deps verify-generated fmt-check vet ## Check generated files, vet, and run every test (envtest, engine, end-to-end).
+test: check-deps verify-generated fmt-check vet llama-headers ## Check generated files, vet, and run every test (envtest, engine, end-to-end).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test $(TEST_FLAGS) $(PKGS)
 
 .PHONY: test-short
-test-short: check-deps ## Run the tests with -short (skips the slowest real-engine, process and keep-alive tests).
+test-short: check-deps llama-headers ## Run the tests with -short (skips the slowest real-engine, process and keep-alive tests).
 	$(GO) test -short $(PKGS)
 
 .PHONY: bench
@@ -102,6 +106,10 @@ bench: ## Run the benchmarks.
 .PHONY: bench-neuron
 bench-neuron: cpu-backend ## The neuron's HTTP API against the engine on real models, with this CPU's ggml variant (a few minutes).
 	CORTEX_LIBRARY_PATH=$(LIBDIR) $(GO) test -run '^$$' -bench NeuronVsEngine -benchtime 3x ./internal/neuron/realengine/
+
+.PHONY: bench-engine
+bench-engine: llama-headers ## The engine against llama.cpp alone (llama-bench's pp/tg loops) on stories260K and generated 100M Q8_0/Q4_0 llamas; BENCH_FLAGS, CORTEX_BENCH_THREADS, CORTEX_BENCH_LARGE=1 (800M).
+	$(GO) test -run '^$$' -bench Engine -benchtime 3x -timeout 60m $(BENCH_FLAGS) ./internal/engine/llamacpp/
 
 .PHONY: bench-scale
 bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated NeuronNodes on a real API server (a few minutes).
@@ -120,7 +128,7 @@ run: build ## Run the whole stack locally: API server, manager, gateway, two CPU
 ##@ Build
 
 .PHONY: build
-build: check-deps cpu-backend ## Build manager, neuron, gateway, the cortex CLI (also as the kubectl plugin kubectl-cortex) and cortex-acp into bin/, with the CPU backend variant for this CPU.
+build: check-deps llama-headers cpu-backend ## Build manager, neuron, gateway, the cortex CLI (also as the kubectl plugin kubectl-cortex) and cortex-acp into bin/, with the CPU backend variant for this CPU.
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 	@ln -sf cortex $(BIN)/kubectl-cortex
@@ -148,7 +156,7 @@ build-cortex: ## Build the cortex CLI as a static binary (CGO_ENABLED=0) into $(
 	@ln -sf cortex $(BIN)/kubectl-cortex
 
 .PHONY: build-neuron
-build-neuron: check-deps ## Build the neuron (cgo, llama.cpp CPU backend) into $(BIN); honours GOFLAGS.
+build-neuron: check-deps llama-headers ## Build the neuron (cgo, llama.cpp CPU backend) into $(BIN); honours GOFLAGS.
 	@mkdir -p $(BIN)
 	CGO_ENABLED=1 GOFLAGS="$(GOFLAGS)" $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/neuron ./cmd/neuron
 

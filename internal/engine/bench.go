@@ -25,6 +25,13 @@ type BenchResult struct {
 	// DecodeTokensPerSecond completion tokens over Decode (aggregate over
 	// the streams).
 	PrefillTokensPerSecond, DecodeTokensPerSecond float64
+	// StepDecodeTokensPerSecond is decode alone, comparable with
+	// llama-bench's tg: the tokens after each stream's first (those come
+	// from decode steps, not prefill) over the time from the first stream's
+	// first token to the last stream's last, as the engine timed them, so
+	// that neither the first token's prefill nor the callers' wake-ups
+	// count.
+	StepDecodeTokensPerSecond float64
 }
 
 // BenchGenerate runs one greedy completion of up to maxTokens for each
@@ -53,8 +60,13 @@ func BenchGenerate(ctx context.Context, m Model, prompts [][]int, maxTokens int)
 		return BenchResult{}, fmt.Errorf("benchmark generation: %w", err)
 	}
 	b := BenchResult{Streams: len(prompts), Wall: end.Sub(start)}
-	var firstMin, firstMax, ttftSum time.Duration
+	var firstMin, firstMax, ttftSum, lastEnd time.Duration
+	stepTokens := 0
 	for i, r := range results {
+		if r.CompletionTokens > 1 {
+			stepTokens += r.CompletionTokens - 1
+		}
+		lastEnd = max(lastEnd, r.QueueTime+r.PromptTime+r.GenerateTime)
 		b.PromptTokens += r.PromptTokens
 		b.CachedTokens += r.CachedTokens
 		b.CompletionTokens += r.CompletionTokens
@@ -73,6 +85,9 @@ func BenchGenerate(ctx context.Context, m Model, prompts [][]int, maxTokens int)
 	}
 	if b.Decode > 0 {
 		b.DecodeTokensPerSecond = float64(b.CompletionTokens) / b.Decode.Seconds()
+	}
+	if steps := lastEnd - firstMin; steps > 0 && stepTokens > 0 {
+		b.StepDecodeTokensPerSecond = float64(stepTokens) / steps.Seconds()
 	}
 	return b, nil
 }

@@ -20,7 +20,7 @@ func TestBenchGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Streams != 3 || r.PromptTokens != 9 || r.CompletionTokens != 15 || r.DecodeTokensPerSecond <= 0 || r.PrefillTokensPerSecond <= 0 || r.Wall < r.Prefill {
+	if r.Streams != 3 || r.PromptTokens != 9 || r.CompletionTokens != 15 || r.DecodeTokensPerSecond <= 0 || r.StepDecodeTokensPerSecond <= 0 || r.PrefillTokensPerSecond <= 0 || r.Wall < r.Prefill {
 		t.Errorf("BenchGenerate = %+v", r)
 	}
 	if _, err := engine.BenchGenerate(context.Background(), m, [][]int{{}}, 5); err == nil {

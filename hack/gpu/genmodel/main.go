@@ -35,7 +35,7 @@ var sizes = map[string]ggufgen.LlamaParams{
 func main() {
 	size := flag.String("size", "100M", "model shape: "+strings.Join(sizeNames(), ", "))
 	out := flag.String("o", "", "output GGUF file (required)")
-	weights := flag.String("type", "q8_0", "weight type: q8_0, f16 or f32")
+	weights := flag.String("type", "q8_0", "weight type: q8_0, q4_0, f16 or f32")
 	seed := flag.Uint64("seed", 1, "random seed (the same seed writes the same file)")
 	flag.Parse()
 	if err := run(*size, *out, *weights, *seed); err != nil {

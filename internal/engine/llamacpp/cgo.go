@@ -1,93 +1,44 @@
 package llamacpp
 
 /*
+// The pinned module's own headers, through the link hack/llama-headers.sh
+// makes (every make target that compiles runs it): a signature that changes
+// in a module upgrade breaks this package's build, not a running neuron.
+// The version in these paths is pinnedModule's; docs/development.md says
+// how to upgrade. The tools/mtmd folder is for the vision bindings.
+#cgo CPPFLAGS: -I${SRCDIR}/_pinned/ollama@v0.24.0/llama/llama.cpp/include
+#cgo CPPFLAGS: -I${SRCDIR}/_pinned/ollama@v0.24.0/llama/llama.cpp/tools/mtmd
+#cgo CPPFLAGS: -I${SRCDIR}/_pinned/ollama@v0.24.0/ml/backend/ggml/ggml/include
+
 // Backend libraries loaded at run time (libggml-cuda.so, CPU variants)
 // resolve ggml's symbols against the binary, so the binary must export
 // them; Go's linker exports almost nothing by default.
 #cgo linux LDFLAGS: -Wl,--export-dynamic
 
-#include <stdlib.h>
-#include <stdint.h>
-#include <stdbool.h>
+#include "pinned.h"
 
-// llama.cpp's own headers are not on this package's include path (they
-// live in the ollama module), so the few pointer-and-scalar functions the
-// Go wrapper lacks are declared here against the ABI of the pinned
-// revision (llama.cpp ec98e2002). Structs passed by value are left to the
-// wrapper; only these two small public structs are mirrored, for grammar
-// masking: they match llama_token_data and llama_token_data_array.
-struct llama_model;
-struct llama_context;
-struct llama_vocab;
-struct llama_sampler;
-
-typedef struct cortex_token_data {
-	int32_t id;
-	float   logit;
-	float   p;
-} cortex_token_data;
-
-typedef struct cortex_token_data_array {
-	cortex_token_data *data;
-	size_t  size;
-	int64_t selected;
-	bool    sorted;
-} cortex_token_data_array;
-
+// Defined by the wrapper's build-info.cpp; declared only in llama.cpp's
+// C++ common.h, which C cannot include.
 extern const char *LLAMA_COMMIT;
 
-const struct llama_model *llama_get_model(const struct llama_context *ctx);
-void     llama_free(struct llama_context *ctx);
-uint32_t llama_n_ctx(const struct llama_context *ctx);
-uint32_t llama_n_ctx_seq(const struct llama_context *ctx);
-uint32_t llama_n_batch(const struct llama_context *ctx);
-uint32_t llama_n_ubatch(const struct llama_context *ctx);
-uint32_t llama_n_seq_max(const struct llama_context *ctx);
-int      llama_pooling_type(const struct llama_context *ctx);
-void     llama_set_embeddings(struct llama_context *ctx, bool embeddings);
-float   *llama_get_logits_ith(struct llama_context *ctx, int32_t i);
-float   *llama_get_embeddings_ith(struct llama_context *ctx, int32_t i);
-float   *llama_get_embeddings_seq(struct llama_context *ctx, int32_t seq_id);
-
-const struct llama_vocab *llama_model_get_vocab(const struct llama_model *model);
-int32_t  llama_model_n_ctx_train(const struct llama_model *model);
-int32_t  llama_model_n_embd(const struct llama_model *model);
-int32_t  llama_model_n_layer(const struct llama_model *model);
-int32_t  llama_model_n_head(const struct llama_model *model);
-int32_t  llama_model_meta_val_str(const struct llama_model *model, const char *key, char *buf, size_t buf_size);
-uint64_t llama_model_size(const struct llama_model *model);
-uint64_t llama_model_n_params(const struct llama_model *model);
-bool     llama_model_has_encoder(const struct llama_model *model);
-
-int32_t  llama_vocab_n_tokens(const struct llama_vocab *vocab);
-int32_t  llama_vocab_bos(const struct llama_vocab *vocab);
-int32_t  llama_vocab_eos(const struct llama_vocab *vocab);
-bool     llama_vocab_get_add_bos(const struct llama_vocab *vocab);
-bool     llama_vocab_is_eog(const struct llama_vocab *vocab, int32_t token);
-int32_t  llama_token_to_piece(const struct llama_vocab *vocab, int32_t token, char *buf, int32_t length, int32_t lstrip, bool special);
-int32_t  llama_detokenize(const struct llama_vocab *vocab, const int32_t *tokens, int32_t n_tokens, char *text, int32_t text_len_max, bool remove_special, bool unparse_special);
-
-struct llama_sampler *llama_sampler_init_grammar(const struct llama_vocab *vocab, const char *grammar_str, const char *grammar_root);
-void     llama_sampler_apply(struct llama_sampler *smpl, cortex_token_data_array *cur_p);
-void     llama_sampler_accept(struct llama_sampler *smpl, int32_t token);
-void     llama_sampler_free(struct llama_sampler *smpl);
-
-typedef struct ggml_backend_device *ggml_backend_dev_t;
-ggml_backend_dev_t ggml_backend_dev_get(size_t index);
-void ggml_backend_dev_memory(ggml_backend_dev_t device, size_t *free, size_t *total);
-
-typedef struct ggml_backend_reg *ggml_backend_reg_t;
-size_t      ggml_backend_reg_count(void);
-ggml_backend_reg_t ggml_backend_reg_get(size_t index);
-const char *ggml_backend_reg_name(ggml_backend_reg_t reg);
-
-typedef void (*cortex_log_callback)(int level, const char *text, void *user_data);
-void llama_log_set(cortex_log_callback cb, void *user_data);
-
+// The Go callbacks (callbacks.go). These trampolines have the exact types
+// llama.h and ggml.h declare, so the compiler checks them.
 extern void cortexLlamaLog(int level, char *text, void *user_data);
+extern _Bool cortexLoadProgress(float progress, uintptr_t handle);
 
-static void cortex_install_log(void) {
-	llama_log_set((cortex_log_callback)cortexLlamaLog, NULL);
+static void cortex_log(enum ggml_log_level level, const char *text, void *user_data) {
+	cortexLlamaLog((int)level, (char *)text, user_data);
+}
+
+static bool cortex_progress(float progress, void *user_data) {
+	return cortexLoadProgress(progress, (uintptr_t)user_data);
+}
+
+static void cortex_install_log(void) { llama_log_set(cortex_log, NULL); }
+
+static void cortex_set_progress(struct llama_model_params *p, uintptr_t handle) {
+	p->progress_callback = cortex_progress;
+	p->progress_callback_user_data = (void *)handle;
 }
 */
 import "C"
@@ -95,57 +46,92 @@ import "C"
 import (
 	"errors"
 	"fmt"
-	"reflect"
+	"runtime/cgo"
 	"strings"
 	"unsafe"
-
-	"github.com/ollama/ollama/llama"
 )
 
-// rawPointer extracts the C pointer the wrapper keeps in its unexported
-// field c. The wrapper (ollama v0.24.0) does not expose it, and this
-// package needs it for the calls the wrapper lacks. The field is checked
-// by name and kind so that a changed wrapper fails loudly instead of
-// handing llama.cpp a wrong pointer.
-func rawPointer(v any) (unsafe.Pointer, error) {
-	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return nil, fmt.Errorf("llama wrapper: %T is not a non-nil pointer", v)
-	}
-	f := rv.Elem().FieldByName("c")
-	if !f.IsValid() || f.Kind() != reflect.Pointer {
-		return nil, fmt.Errorf("llama wrapper: %T has no C pointer field", v)
-	}
-	p := f.UnsafePointer()
-	if p == nil {
-		return nil, fmt.Errorf("llama wrapper: %T holds a nil C pointer", v)
-	}
-	return p, nil
+// pinnedModule is the github.com/ollama/ollama version whose headers the
+// #cgo lines above name; TestPinnedHeaders checks it against go.mod.
+const pinnedModule = "v0.24.0"
+
+// modelParams are the llama_model_params the engine sets.
+type modelParams struct {
+	devices   []uint64 // ggml device indices; none: llama.cpp's default
+	gpuLayers int
+	mainGPU   int
+	split     []float32 // per device in devices; none: llama.cpp's default
+	progress  func(float32)
 }
 
-// cModel is a loaded llama_model with its vocabulary.
+// cModel owns a llama_model and its vocabulary. free releases both; it is
+// idempotent.
 type cModel struct {
 	m *C.struct_llama_model
 	v *C.struct_llama_vocab
 }
 
-func newCModel(m *llama.Model) (cModel, error) {
-	p, err := rawPointer(m)
-	if err != nil {
-		return cModel{}, err
+// loadCModel reads a GGUF file. The progress callback runs on the calling
+// thread, inside llama.cpp.
+func loadCModel(path string, p modelParams) (*cModel, error) {
+	cp := C.llama_model_default_params()
+	cp.n_gpu_layers = C.int32_t(p.gpuLayers)
+	cp.main_gpu = C.int32_t(p.mainGPU)
+	cp.use_mmap = true
+	cp.vocab_only = false
+	// llama.cpp reads these arrays during the load only; C memory keeps
+	// Go's pointer rules out of the way.
+	if len(p.devices) > 0 {
+		devs := unsafe.Slice((*C.ggml_backend_dev_t)(C.calloc(C.size_t(len(p.devices)+1), C.size_t(unsafe.Sizeof(C.ggml_backend_dev_t(nil))))), len(p.devices)+1)
+		defer C.free(unsafe.Pointer(&devs[0]))
+		for i, d := range p.devices {
+			dev := C.ggml_backend_dev_get(C.size_t(d))
+			if dev == nil {
+				return nil, fmt.Errorf("ggml device %d does not exist", d)
+			}
+			devs[i] = dev
+		}
+		cp.devices = &devs[0]
 	}
-	cm := (*C.struct_llama_model)(p)
-	v := C.llama_model_get_vocab(cm)
+	if len(p.split) > 0 {
+		// llama.cpp reads llama_max_devices() entries.
+		n := max(len(p.split), int(C.llama_max_devices()))
+		split := unsafe.Slice((*C.float)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.float(0))))), n)
+		defer C.free(unsafe.Pointer(&split[0]))
+		for i, f := range p.split {
+			split[i] = C.float(f)
+		}
+		cp.tensor_split = &split[0]
+	}
+	if p.progress != nil {
+		h := cgo.NewHandle(p.progress)
+		defer h.Delete()
+		C.cortex_set_progress(&cp, C.uintptr_t(h))
+	}
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	m := C.llama_model_load_from_file(cpath, cp)
+	if m == nil {
+		return nil, fmt.Errorf("llama.cpp could not load %s (the log says why)", path)
+	}
+	v := C.llama_model_get_vocab(m)
 	if v == nil {
-		return cModel{}, errors.New("model has no vocabulary")
+		C.llama_model_free(m)
+		return nil, errors.New("model has no vocabulary")
 	}
-	return cModel{m: cm, v: (*C.struct_llama_vocab)(unsafe.Pointer(v))}, nil
+	return &cModel{m: m, v: v}, nil
 }
 
-func (m cModel) ptr() unsafe.Pointer { return unsafe.Pointer(m.m) }
+func (m *cModel) free() {
+	if m == nil || m.m == nil {
+		return
+	}
+	C.llama_model_free(m.m)
+	m.m, m.v = nil, nil
+}
 
 // meta reads a metadata string; ok is false when the key is absent.
-func (m cModel) meta(key string) (string, bool) {
+func (m *cModel) meta(key string) (string, bool) {
 	ck := C.CString(key)
 	defer C.free(unsafe.Pointer(ck))
 	n := C.llama_model_meta_val_str(m.m, ck, nil, 0)
@@ -157,46 +143,67 @@ func (m cModel) meta(key string) (string, bool) {
 	return string(buf[:n]), true
 }
 
-func (m cModel) nCtxTrain() int { return int(C.llama_model_n_ctx_train(m.m)) }
-func (m cModel) nEmbd() int     { return int(C.llama_model_n_embd(m.m)) }
-func (m cModel) nHead() int     { return int(C.llama_model_n_head(m.m)) }
-func (m cModel) size() int64    { return int64(C.llama_model_size(m.m)) }
-func (m cModel) hasEncoder() bool {
+func (m *cModel) nCtxTrain() int { return int(C.llama_model_n_ctx_train(m.m)) }
+func (m *cModel) nEmbd() int     { return int(C.llama_model_n_embd(m.m)) }
+func (m *cModel) nHead() int     { return int(C.llama_model_n_head(m.m)) }
+func (m *cModel) size() int64    { return int64(C.llama_model_size(m.m)) }
+func (m *cModel) hasEncoder() bool {
 	return bool(C.llama_model_has_encoder(m.m))
 }
-func (m cModel) nVocab() int  { return int(C.llama_vocab_n_tokens(m.v)) }
-func (m cModel) bos() int     { return int(C.llama_vocab_bos(m.v)) }
-func (m cModel) eos() int     { return int(C.llama_vocab_eos(m.v)) }
-func (m cModel) addBOS() bool { return bool(C.llama_vocab_get_add_bos(m.v)) }
-func (m cModel) isEOG(t int) bool {
-	return bool(C.llama_vocab_is_eog(m.v, C.int32_t(t)))
+func (m *cModel) nVocab() int  { return int(C.llama_vocab_n_tokens(m.v)) }
+func (m *cModel) bos() int     { return int(C.llama_vocab_bos(m.v)) }
+func (m *cModel) eos() int     { return int(C.llama_vocab_eos(m.v)) }
+func (m *cModel) addBOS() bool { return bool(C.llama_vocab_get_add_bos(m.v)) }
+func (m *cModel) isEOG(t int) bool {
+	return bool(C.llama_vocab_is_eog(m.v, C.llama_token(t)))
 }
 
 // piece renders one token. special renders control tokens as their text;
 // without it they render as nothing, which is what a completion shows.
-func (m cModel) piece(t int, special bool) []byte {
+func (m *cModel) piece(t int, special bool) []byte {
 	var small [32]byte
-	n := C.llama_token_to_piece(m.v, C.int32_t(t), (*C.char)(unsafe.Pointer(&small[0])), C.int32_t(len(small)), 0, C.bool(special))
+	n := C.llama_token_to_piece(m.v, C.llama_token(t), (*C.char)(unsafe.Pointer(&small[0])), C.int32_t(len(small)), 0, C.bool(special))
 	if n >= 0 {
 		return append([]byte(nil), small[:n]...)
 	}
-	buf := make([]byte, -n)
-	n = C.llama_token_to_piece(m.v, C.int32_t(t), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, C.bool(special))
+	buf := make([]byte, -int(n))
+	n = C.llama_token_to_piece(m.v, C.llama_token(t), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, C.bool(special))
 	if n < 0 {
 		return nil
 	}
 	return buf[:n]
 }
 
+// tokenize splits text into tokens; addSpecial adds BOS/EOS as the model
+// asks, parseSpecial reads control-token text as those tokens.
+func (m *cModel) tokenize(text string, addSpecial, parseSpecial bool) ([]int, error) {
+	ct := C.CString(text)
+	defer C.free(unsafe.Pointer(ct))
+	size := len(text) + 2
+	for range 2 {
+		buf := make([]C.llama_token, size)
+		n := C.llama_tokenize(m.v, ct, C.int32_t(len(text)), &buf[0], C.int32_t(len(buf)), C.bool(addSpecial), C.bool(parseSpecial))
+		if n >= 0 {
+			out := make([]int, n)
+			for i := range out {
+				out[i] = int(buf[i])
+			}
+			return out, nil
+		}
+		size = -int(n)
+	}
+	return nil, fmt.Errorf("tokenization failed, required %d tokens", size)
+}
+
 // detokenize renders tokens as llama.cpp does, special tokens included.
 // The tokens must be inside the vocabulary.
-func (m cModel) detokenize(tokens []int) (string, error) {
+func (m *cModel) detokenize(tokens []int) (string, error) {
 	if len(tokens) == 0 {
 		return "", nil
 	}
-	ct := make([]C.int32_t, len(tokens))
+	ct := make([]C.llama_token, len(tokens))
 	for i, t := range tokens {
-		ct[i] = C.int32_t(t)
+		ct[i] = C.llama_token(t)
 	}
 	size := max(64, len(tokens)*8)
 	for range 2 {
@@ -205,42 +212,99 @@ func (m cModel) detokenize(tokens []int) (string, error) {
 		if n >= 0 {
 			return string(buf[:n]), nil
 		}
-		size = int(-n)
+		size = -int(n)
 	}
 	return "", errors.New("detokenize: buffer size changed between calls")
 }
 
-// cContext is a llama_context.
+// contextParams are the llama_context_params the engine sets.
+type contextParams struct {
+	nCtx, nBatch, nUbatch, nSeq, threads int
+	flash                                llamaFlash // -1 auto, 0 off, 1 on
+	kvType                               string     // f16, q8_0, q4_0
+}
+
+// cContext owns a llama_context. free is idempotent.
 type cContext struct {
-	c *C.struct_llama_context
+	c   *C.struct_llama_context
+	mem C.llama_memory_t
 }
 
-func newCContext(c *llama.Context) (cContext, error) {
-	p, err := rawPointer(c)
-	if err != nil {
-		return cContext{}, err
+// newCContext creates a context on m. It is created with embeddings on,
+// so that llama.cpp sizes its buffers for them, then turned to logits only:
+// generation needs nothing else, and Embed turns them on for its batches.
+func newCContext(m *cModel, p contextParams) (*cContext, error) {
+	cp := C.llama_context_default_params()
+	cp.n_ctx = C.uint32_t(p.nCtx)
+	cp.n_batch = C.uint32_t(p.nBatch)
+	cp.n_ubatch = C.uint32_t(p.nUbatch)
+	cp.n_seq_max = C.uint32_t(p.nSeq)
+	cp.n_threads = C.int32_t(p.threads)
+	cp.n_threads_batch = cp.n_threads
+	cp.embeddings = true
+	switch p.flash {
+	case 1:
+		cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_ENABLED
+	case 0:
+		cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+	default:
+		cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_AUTO
 	}
-	return cContext{c: (*C.struct_llama_context)(p)}, nil
+	switch p.kvType {
+	case "q8_0":
+		cp.type_k, cp.type_v = C.GGML_TYPE_Q8_0, C.GGML_TYPE_Q8_0
+	case "q4_0":
+		cp.type_k, cp.type_v = C.GGML_TYPE_Q4_0, C.GGML_TYPE_Q4_0
+	default:
+		cp.type_k, cp.type_v = C.GGML_TYPE_F16, C.GGML_TYPE_F16
+	}
+	c := C.llama_init_from_model(m.m, cp)
+	if c == nil {
+		return nil, errors.New("llama.cpp could not create the context (the log says why)")
+	}
+	C.llama_set_embeddings(c, false)
+	return &cContext{c: c, mem: C.llama_get_memory(c)}, nil
 }
 
-func (c cContext) free() {
-	if c.c != nil {
-		C.llama_free(c.c)
+func (c *cContext) free() {
+	if c == nil || c.c == nil {
+		return
+	}
+	C.llama_free(c.c)
+	c.c, c.mem = nil, nil
+}
+
+func (c *cContext) nCtxSeq() int          { return int(C.llama_n_ctx_seq(c.c)) }
+func (c *cContext) nBatch() int           { return int(C.llama_n_batch(c.c)) }
+func (c *cContext) nUbatch() int          { return int(C.llama_n_ubatch(c.c)) }
+func (c *cContext) poolingType() int      { return int(C.llama_pooling_type(c.c)) }
+func (c *cContext) setEmbeddings(on bool) { C.llama_set_embeddings(c.c, C.bool(on)) }
+
+// errKVCacheFull is llama_decode's "no KV cache slot for the batch".
+var errKVCacheFull = errors.New("could not find a kv cache slot")
+
+// decode runs the batch through the model.
+func (c *cContext) decode(b *cBatch) error {
+	switch code := C.llama_decode(c.c, b.c); code {
+	case 0:
+		return nil
+	case 1:
+		return errKVCacheFull
+	default:
+		return fmt.Errorf("llama_decode failed with code %d", int(code))
 	}
 }
-func (c cContext) nCtxSeq() int          { return int(C.llama_n_ctx_seq(c.c)) }
-func (c cContext) nBatch() int           { return int(C.llama_n_batch(c.c)) }
-func (c cContext) nUbatch() int          { return int(C.llama_n_ubatch(c.c)) }
-func (c cContext) poolingType() int      { return int(C.llama_pooling_type(c.c)) }
-func (c cContext) setEmbeddings(on bool) { C.llama_set_embeddings(c.c, C.bool(on)) }
 
-// modelOf returns the model the context was created from, to check that
-// the pointers extracted from the wrapper belong together.
-func (c cContext) modelOf() unsafe.Pointer { return unsafe.Pointer(C.llama_get_model(c.c)) }
+// seqRm drops positions [p0, p1) of sequence seq (p1 < 0: to the end). It
+// is false when the memory cannot drop a part of a sequence.
+func (c *cContext) seqRm(seq, p0, p1 int) bool {
+	return bool(C.llama_memory_seq_rm(c.mem, C.llama_seq_id(seq), C.llama_pos(p0), C.llama_pos(p1)))
+}
 
 // logits returns a view of the logits of batch output i. It is valid until
-// the next decode; i must be an index whose logits flag was set.
-func (c cContext) logits(i, nVocab int) []float32 {
+// the next decode; i must be an index whose logits flag was set. The
+// sampler reads it in place: a copy per token would only cost time.
+func (c *cContext) logits(i, nVocab int) []float32 {
 	p := C.llama_get_logits_ith(c.c, C.int32_t(i))
 	if p == nil {
 		return nil
@@ -248,8 +312,9 @@ func (c cContext) logits(i, nVocab int) []float32 {
 	return unsafe.Slice((*float32)(unsafe.Pointer(p)), nVocab)
 }
 
-// embeddingIth is the embedding of batch output i (pooling none).
-func (c cContext) embeddingIth(i, nEmbd int) []float32 {
+// embeddingIth is a view of the embedding of batch output i (pooling
+// none), valid until the next decode.
+func (c *cContext) embeddingIth(i, nEmbd int) []float32 {
 	p := C.llama_get_embeddings_ith(c.c, C.int32_t(i))
 	if p == nil {
 		return nil
@@ -257,10 +322,10 @@ func (c cContext) embeddingIth(i, nEmbd int) []float32 {
 	return unsafe.Slice((*float32)(unsafe.Pointer(p)), nEmbd)
 }
 
-// embeddingSeq is the pooled embedding of a sequence (pooling mean, cls,
-// last).
-func (c cContext) embeddingSeq(seq, nEmbd int) []float32 {
-	p := C.llama_get_embeddings_seq(c.c, C.int32_t(seq))
+// embeddingSeq is a view of the pooled embedding of a sequence (pooling
+// mean, cls, last), valid until the next decode.
+func (c *cContext) embeddingSeq(seq, nEmbd int) []float32 {
+	p := C.llama_get_embeddings_seq(c.c, C.llama_seq_id(seq))
 	if p == nil {
 		return nil
 	}
@@ -269,22 +334,83 @@ func (c cContext) embeddingSeq(seq, nEmbd int) []float32 {
 
 // llama.cpp's pooling types.
 const (
-	poolingNone = 0
-	poolingRank = 4
+	poolingNone = C.LLAMA_POOLING_TYPE_NONE
+	poolingRank = C.LLAMA_POOLING_TYPE_RANK
 )
+
+// cBatch owns a llama_batch of token entries, each in one sequence. The
+// Go slices are views of its C arrays. free is idempotent.
+type cBatch struct {
+	c      C.struct_llama_batch
+	tokens []C.llama_token
+	pos    []C.llama_pos
+	nSeq   []C.int32_t
+	seq    []*C.llama_seq_id
+	logits []C.int8_t
+}
+
+func newCBatch(n int) (*cBatch, error) {
+	c := C.llama_batch_init(C.int32_t(n), 0, 1)
+	b := &cBatch{c: c}
+	if c.token == nil || c.pos == nil || c.n_seq_id == nil || c.seq_id == nil || c.logits == nil {
+		C.llama_batch_free(c)
+		return nil, fmt.Errorf("out of memory for a batch of %d tokens", n)
+	}
+	b.tokens = unsafe.Slice(c.token, n)
+	b.pos = unsafe.Slice(c.pos, n)
+	b.nSeq = unsafe.Slice(c.n_seq_id, n)
+	b.seq = unsafe.Slice(c.seq_id, n)
+	b.logits = unsafe.Slice(c.logits, n)
+	for _, s := range b.seq {
+		if s == nil {
+			C.llama_batch_free(c)
+			return nil, fmt.Errorf("out of memory for a batch of %d tokens", n)
+		}
+	}
+	return b, nil
+}
+
+func (b *cBatch) clear()   { b.c.n_tokens = 0 }
+func (b *cBatch) len() int { return int(b.c.n_tokens) }
+
+// add appends token at position pos of sequence seq; logits asks for its
+// output. Overfilling the batch is a bug in the caller.
+func (b *cBatch) add(token, pos int, logits bool, seq int) {
+	i := int(b.c.n_tokens)
+	if i >= len(b.tokens) {
+		panic(fmt.Sprintf("batch of %d tokens overfilled", len(b.tokens)))
+	}
+	b.tokens[i] = C.llama_token(token)
+	b.pos[i] = C.llama_pos(pos)
+	b.nSeq[i] = 1
+	*b.seq[i] = C.llama_seq_id(seq)
+	b.logits[i] = 0
+	if logits {
+		b.logits[i] = 1
+	}
+	b.c.n_tokens++
+}
+
+func (b *cBatch) free() {
+	if b == nil || b.tokens == nil {
+		return
+	}
+	C.llama_batch_free(b.c)
+	*b = cBatch{}
+}
 
 // grammar is a llama.cpp grammar sampler with a C candidate buffer. It is
 // used only to mask candidates; token choice stays in Go.
 type grammar struct {
 	s     *C.struct_llama_sampler
-	cands *C.cortex_token_data // n entries, C memory
+	cands *C.llama_token_data // n entries, C memory
 	n     int
 }
 
 // newGrammar parses a GBNF grammar against the model's vocabulary. A
 // grammar llama.cpp rejects yields ErrInvalidGrammar-wrapped errors; it
 // must never reach a sampler chain, where a null sampler would crash.
-func newGrammar(m cModel, gbnf string) (*grammar, error) {
+func newGrammar(m *cModel, gbnf string) (*grammar, error) {
 	cs := C.CString(gbnf)
 	defer C.free(unsafe.Pointer(cs))
 	root := C.CString("root")
@@ -294,7 +420,7 @@ func newGrammar(m cModel, gbnf string) (*grammar, error) {
 		return nil, errGrammarParse
 	}
 	n := m.nVocab()
-	cands := (*C.cortex_token_data)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.cortex_token_data{}))))
+	cands := (*C.llama_token_data)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof(C.llama_token_data{}))))
 	if cands == nil {
 		C.llama_sampler_free(s)
 		return nil, errors.New("out of memory for grammar candidates")
@@ -316,8 +442,8 @@ func (g *grammar) free() {
 // allows reports whether the grammar accepts token next.
 func (g *grammar) allows(token int) bool {
 	c := unsafe.Slice(g.cands, g.n)
-	c[0] = C.cortex_token_data{id: C.int32_t(token), logit: 0}
-	arr := C.cortex_token_data_array{data: g.cands, size: 1, selected: -1}
+	c[0] = C.llama_token_data{id: C.llama_token(token), logit: 0}
+	arr := C.llama_token_data_array{data: g.cands, size: 1, selected: -1}
 	C.llama_sampler_apply(g.s, &arr)
 	return !isNegInf(float32(c[0].logit))
 }
@@ -326,9 +452,9 @@ func (g *grammar) allows(token int) bool {
 func (g *grammar) mask(logits []float32) {
 	c := unsafe.Slice(g.cands, g.n)
 	for i := range c {
-		c[i] = C.cortex_token_data{id: C.int32_t(i), logit: C.float(logits[i])}
+		c[i] = C.llama_token_data{id: C.llama_token(i), logit: C.float(logits[i])}
 	}
-	arr := C.cortex_token_data_array{data: g.cands, size: C.size_t(g.n), selected: -1}
+	arr := C.llama_token_data_array{data: g.cands, size: C.size_t(g.n), selected: -1}
 	C.llama_sampler_apply(g.s, &arr)
 	// Samplers may reorder or shrink the array; read back by id.
 	out := unsafe.Slice(arr.data, int(arr.size))
@@ -345,7 +471,11 @@ func (g *grammar) mask(logits []float32) {
 // accept advances the grammar past token, which must be allowed and must
 // not be an end-of-generation token (llama.cpp aborts on an EOG the
 // grammar did not expect).
-func (g *grammar) accept(token int) { C.llama_sampler_accept(g.s, C.int32_t(token)) }
+func (g *grammar) accept(token int) { C.llama_sampler_accept(g.s, C.llama_token(token)) }
+
+// backendInit initialises llama.cpp's backends; the ggml backend libraries
+// must be loaded first.
+func backendInit() { C.llama_backend_init() }
 
 // backendNames lists the ggml backends registered in the process, e.g.
 // "CPU", "CUDA".
@@ -357,6 +487,29 @@ func backendNames() []string {
 		}
 	}
 	return names
+}
+
+// gpuDevice is a GPU ggml enumerates: its index among all ggml devices and
+// the library that drives it ("CUDA").
+type gpuDevice struct {
+	index   uint64
+	library string
+}
+
+// gpuDevices lists the GPUs (discrete or integrated) ggml enumerates, in
+// ggml's order.
+func gpuDevices() []gpuDevice {
+	var out []gpuDevice
+	for i := C.size_t(0); i < C.ggml_backend_dev_count(); i++ {
+		dev := C.ggml_backend_dev_get(i)
+		switch C.ggml_backend_dev_type(dev) {
+		case C.GGML_BACKEND_DEVICE_TYPE_GPU, C.GGML_BACKEND_DEVICE_TYPE_IGPU:
+			var props C.struct_ggml_backend_dev_props
+			C.ggml_backend_dev_get_props(dev, &props)
+			out = append(out, gpuDevice{index: uint64(i), library: C.GoString(props.library)})
+		}
+	}
+	return out
 }
 
 // memorySplit is a tensor split over ggml devices in proportion to their

@@ -1,6 +1,8 @@
-// Package llamacpp implements engine.Engine on llama.cpp, compiled in
-// through cgo by github.com/ollama/ollama/llama (llama.cpp ec98e2002). It
-// is the only package of cortex that imports "C".
+// Package llamacpp implements engine.Engine on llama.cpp (ec98e2002),
+// which the pinned github.com/ollama/ollama module's llama package compiles
+// into the binary. This package calls it through its own cgo bindings
+// (cgo.go), compiled against that module's llama.h and ggml headers; it is
+// the only package of cortex that imports "C".
 //
 // Concurrency: one goroutine per device, locked to its OS thread, owns
 // every llama.cpp call for the models placed on that device (a CPU-only
@@ -25,7 +27,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/ollama/ollama/llama"
+	// The wrapper's package compiles llama.cpp (and, through its imports,
+	// ggml) into the binary; this package calls it through cgo.go.
+	_ "github.com/ollama/ollama/llama"
+	ggml "github.com/ollama/ollama/ml/backend/ggml/ggml/src"
 
 	"github.com/helexa-ai/cortex/internal/engine"
 	"github.com/helexa-ai/cortex/internal/engine/internal/sched"
@@ -75,7 +80,10 @@ func New(opts Options) (*Engine, error) {
 		if opts.LibraryPath != "" {
 			_ = os.Setenv("OLLAMA_LIBRARY_PATH", opts.LibraryPath)
 		}
-		llama.BackendInit()
+		// ggml's loader reads OLLAMA_LIBRARY_PATH and loads the backend
+		// libraries (CPU variants, CUDA) before llama.cpp initialises.
+		ggml.OnceLoad()
+		backendInit()
 		installLogger()
 	})
 	return &Engine{log: l, devices: map[string]*device{}}, nil
@@ -94,7 +102,7 @@ func (e *Engine) Backends() []string {
 
 // Version names the llama.cpp revision compiled in.
 func (e *Engine) Version() string {
-	return "llama.cpp " + llamaCommit() + " (github.com/ollama/ollama v0.24.0)"
+	return "llama.cpp " + llamaCommit() + " (github.com/ollama/ollama " + pinnedModule + ")"
 }
 
 // config is LoadParams with defaults applied.
@@ -238,9 +246,9 @@ type placement struct {
 // devices in ordinal order, so ordinal k is the k-th CUDA device ggml
 // enumerates. Layers are split in proportion to each device's free memory.
 func place(cfg config) (placement, error) {
-	var cuda []llama.Devices
-	for _, d := range llama.EnumerateGPUs() {
-		if strings.EqualFold(d.Library, "CUDA") {
+	var cuda []gpuDevice
+	for _, d := range gpuDevices() {
+		if strings.EqualFold(d.library, "CUDA") {
 			cuda = append(cuda, d)
 		}
 	}
@@ -265,7 +273,7 @@ func place(cfg config) (placement, error) {
 			return p, fmt.Errorf("CUDA device %d listed twice", o)
 		}
 		seen[o] = true
-		p.devices = append(p.devices, cuda[o].LlamaID)
+		p.devices = append(p.devices, cuda[o].index)
 	}
 	if len(p.devices) > 1 {
 		p.split = memorySplit(p.devices)

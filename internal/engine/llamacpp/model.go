@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ollama/ollama/llama"
-	"github.com/ollama/ollama/ml"
 
 	"github.com/helexa-ai/cortex/internal/engine"
 	"github.com/helexa-ai/cortex/internal/engine/internal/sched"
@@ -26,14 +25,13 @@ type model struct {
 	cfg  config
 	info engine.Info
 
-	lm    *llama.Model
-	lc    *llama.Context
-	cm    cModel
-	cc    cContext
-	batch *llama.Batch
+	cm    *cModel
+	cc    *cContext
+	batch *cBatch
 
-	ctxLen  int // enforced per-sequence context
-	budget  int // most tokens decoded per step
+	cparams contextParams // what cc was created with
+	ctxLen  int           // enforced per-sequence context
+	budget  int           // most tokens decoded per step
 	nVocab  int
 	nEmbd   int
 	pooling int
@@ -66,39 +64,23 @@ type model struct {
 var _ engine.Model = (*model)(nil)
 
 func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
-	mp := llama.ModelParams{
-		Devices:      plc.devices,
-		NumGpuLayers: plc.gpuLayers,
-		MainGpu:      plc.mainGPU,
-		UseMmap:      true,
-		TensorSplit:  plc.split,
-	}
-	if cfg.Progress != nil {
-		// The callback runs inside llama.cpp; a Go panic cannot unwind
-		// through C frames, so it must not escape.
-		mp.Progress = func(f float32) {
-			defer func() {
-				if r := recover(); r != nil {
-					log.Warn("Load progress callback panicked", "panic", r)
-				}
-			}()
-			cfg.Progress(f)
-		}
-	}
-	lm, err := llama.LoadModelFromFile(cfg.Path, mp)
+	cm, err := loadCModel(cfg.Path, modelParams{
+		devices:   plc.devices,
+		gpuLayers: plc.gpuLayers,
+		mainGPU:   plc.mainGPU,
+		split:     plc.split,
+		progress:  cfg.Progress,
+	})
 	if err != nil {
 		return nil, err
 	}
-	m := &model{log: log, cfg: cfg, lm: lm}
+	m := &model{log: log, cfg: cfg, cm: cm}
 	ok := false
 	defer func() {
 		if !ok {
 			m.freeC()
 		}
 	}()
-	if m.cm, err = newCModel(lm); err != nil {
-		return nil, err
-	}
 	if m.cm.hasEncoder() {
 		return nil, errors.New("encoder-decoder models are not supported")
 	}
@@ -109,26 +91,25 @@ func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
 	}
 	trained := m.cm.nCtxTrain()
 	m.ctxLen = sched.ContextLength(cfg.ContextLength, trained)
-	cp := llama.NewContextParams(m.ctxLen*cfg.Parallel, batchSize, cfg.Parallel, cfg.Threads, ml.FlashAttentionType(cfg.flash), cfg.KVCacheType)
-	if m.lc, err = llama.NewContextWithModel(lm, cp); err != nil {
+	m.cparams = contextParams{
+		nCtx:    m.ctxLen * cfg.Parallel,
+		nBatch:  batchSize * cfg.Parallel,
+		nUbatch: batchSize,
+		nSeq:    cfg.Parallel,
+		threads: cfg.Threads,
+		flash:   cfg.flash,
+		kvType:  cfg.KVCacheType,
+	}
+	if m.cc, err = newCContext(cm, m.cparams); err != nil {
 		return nil, fmt.Errorf("%w (context %d × %d sequences)", err, m.ctxLen, cfg.Parallel)
 	}
-	if m.cc, err = newCContext(m.lc); err != nil {
-		return nil, err
-	}
-	if m.cc.modelOf() != m.cm.ptr() {
-		return nil, errors.New("llama wrapper: context and model pointers disagree")
-	}
-	// The wrapper creates contexts with embeddings on; generation needs
-	// only logits, and Embed turns embeddings on for its own batches.
-	m.cc.setEmbeddings(false)
 	// llama.cpp rounds each sequence's cells up to a multiple of 256; the
 	// context asked for is what the engine enforces.
 	if seq := m.cc.nCtxSeq(); seq < m.ctxLen {
 		m.ctxLen = seq
 	}
 	m.budget = min(m.cc.nBatch(), m.cc.nUbatch())
-	if m.batch, err = llama.NewBatch(m.budget, 1, 0); err != nil {
+	if m.batch, err = newCBatch(m.budget); err != nil {
 		return nil, err
 	}
 	m.nVocab = m.cm.nVocab()
@@ -202,16 +183,9 @@ func (m *model) freeC() {
 		return
 	}
 	m.freed = true
-	if m.batch != nil {
-		m.batch.Free()
-		m.batch = nil
-	}
+	m.batch.free()
 	m.cc.free()
-	m.cc = cContext{}
-	if m.lm != nil {
-		llama.FreeModel(m.lm)
-		m.lm = nil
-	}
+	m.cm.free()
 }
 
 func (m *model) Info() engine.Info { return m.info }
@@ -242,7 +216,7 @@ func (m *model) Tokenize(text string, addSpecial, parseSpecial bool) ([]int, err
 	var toks []int
 	err := m.withVocab(func() error {
 		var err error
-		toks, err = m.lm.Tokenize(text, addSpecial, parseSpecial)
+		toks, err = m.cm.tokenize(text, addSpecial, parseSpecial)
 		return err
 	})
 	if err != nil {

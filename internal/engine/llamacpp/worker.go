@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ollama/ollama/llama"
-
 	"github.com/helexa-ai/cortex/internal/engine"
 	"github.com/helexa-ai/cortex/internal/engine/internal/sched"
 )
@@ -193,7 +191,7 @@ func (m *model) reap() {
 }
 
 func (m *model) clearSeq(s *slot) {
-	m.lc.KvCacheSeqRm(s.id, 0, -1)
+	m.cc.seqRm(s.id, 0, -1)
 	s.cache = s.cache[:0]
 }
 
@@ -245,7 +243,7 @@ func (m *model) start(s *slot, r *sched.Request) {
 	prompt := r.Gen.Prompt
 	keep := min(sched.CommonPrefix(s.cache, prompt), len(prompt)-1)
 	if keep < len(s.cache) {
-		if !m.lc.KvCacheSeqRm(s.id, keep, -1) {
+		if !m.cc.seqRm(s.id, keep, -1) {
 			// Some memory types (recurrent, sliding window) cannot drop a
 			// suffix; start the sequence over.
 			m.clearSeq(s)
@@ -316,7 +314,7 @@ func (m *model) decodeStep() {
 		m.prefRR = (m.prefRR + 1) % len(pre)
 	}
 
-	m.batch.Clear()
+	m.batch.clear()
 	var batched []*slot
 	for _, s := range m.slots {
 		if s.nBatched == 0 {
@@ -325,15 +323,15 @@ func (m *model) decodeStep() {
 		batched = append(batched, s)
 		pos := len(s.cache)
 		if s.generating {
-			m.batch.Add(s.last, nil, pos, true, s.id)
-			s.outIdx = m.batch.NumTokens() - 1
+			m.batch.add(s.last, pos, true, s.id)
+			s.outIdx = m.batch.len() - 1
 			continue
 		}
 		for i, t := range s.pending[:s.nBatched] {
 			last := s.nBatched == len(s.pending) && i == s.nBatched-1
-			m.batch.Add(t, nil, pos+i, last, s.id)
+			m.batch.add(t, pos+i, last, s.id)
 			if last {
-				s.outIdx = m.batch.NumTokens() - 1
+				s.outIdx = m.batch.len() - 1
 			}
 		}
 	}
@@ -342,13 +340,13 @@ func (m *model) decodeStep() {
 		err = (*f)()
 	}
 	if err == nil {
-		err = m.lc.Decode(m.batch)
+		err = m.cc.decode(m.batch)
 	}
 	if err != nil {
 		for _, s := range batched {
 			s.nBatched, s.outIdx = 0, -1
 		}
-		if errors.Is(err, llama.ErrKvCacheFull) {
+		if errors.Is(err, errKVCacheFull) {
 			// Per-sequence limits make this unexpected; fail the requests
 			// in the batch rather than the model. llama.cpp has already
 			// rolled back what it stored for them.
@@ -358,7 +356,7 @@ func (m *model) decodeStep() {
 			}
 			return
 		}
-		m.poison(fmt.Errorf("decoding a batch of %d tokens: %w", m.batch.NumTokens(), err))
+		m.poison(fmt.Errorf("decoding a batch of %d tokens: %w", m.batch.len(), err))
 		return
 	}
 	for _, s := range batched {
@@ -505,12 +503,12 @@ func (m *model) embed(s *slot, tokens []int) ([]float32, error) {
 	}
 	for off := 0; off < len(tokens); off += chunk {
 		part := tokens[off:min(off+chunk, len(tokens))]
-		m.batch.Clear()
+		m.batch.clear()
 		for i, t := range part {
-			m.batch.Add(t, nil, off+i, true, s.id)
+			m.batch.add(t, off+i, true, s.id)
 		}
-		if err := m.lc.Decode(m.batch); err != nil {
-			if !errors.Is(err, llama.ErrKvCacheFull) {
+		if err := m.cc.decode(m.batch); err != nil {
+			if !errors.Is(err, errKVCacheFull) {
 				m.poison(fmt.Errorf("decoding for embeddings: %w", err))
 				return nil, fmt.Errorf("%w: %w", engine.ErrPoisoned, err)
 			}

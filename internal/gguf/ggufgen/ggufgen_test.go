@@ -108,6 +108,20 @@ func TestWriteRandomLlama(t *testing.T) {
 	if err != nil || uint64(n) != f.Parameters() {
 		t.Errorf("parameter count %d, file has %d", n, f.Parameters())
 	}
+	// Q4_0 writes 18-byte blocks that the reader sizes the same way.
+	p4 := p
+	p4.WeightType = "q4_0"
+	var q4 bytes.Buffer
+	if err := WriteRandomLlama(&q4, p4); err != nil {
+		t.Fatal(err)
+	}
+	f4, err := gguf.Read(bytes.NewReader(q4.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := f4.Tensor("blk.2.ffn_down.weight"); k.Type != gguf.TypeQ4_0 || f4.Parameters() != f.Parameters() || q4.Len() >= buf.Len() {
+		t.Errorf("q4_0: ffn_down %+v, %d parameters (q8_0 %d), %d bytes (q8_0 %d)", k, f4.Parameters(), f.Parameters(), q4.Len(), buf.Len())
+	}
 	// The same seed gives the same file.
 	var again bytes.Buffer
 	if err := WriteRandomLlama(&again, p); err != nil || !bytes.Equal(buf.Bytes(), again.Bytes()) {

@@ -24,8 +24,8 @@ type LlamaParams struct {
 	// generated pieces.
 	Vocab   int
 	Context int // context_length (default 2048)
-	// WeightType stores the 2-D weights: "f32", "f16" (default) or
-	// "q8_0". Norms are always F32.
+	// WeightType stores the 2-D weights: "f32", "f16" (default), "q8_0"
+	// or "q4_0". Norms are always F32.
 	WeightType string
 	// ChatTemplate, when set, is written as tokenizer.chat_template.
 	ChatTemplate string
@@ -87,9 +87,9 @@ func (p LlamaParams) withDefaults() (LlamaParams, error) {
 	}
 	switch p.typ {
 	case gguf.TypeF32, gguf.TypeF16:
-	case gguf.TypeQ8_0:
+	case gguf.TypeQ8_0, gguf.TypeQ4_0:
 		if p.Embd%32 != 0 || p.FF%32 != 0 {
-			return p, fmt.Errorf("Q8_0 weights need embd and ff to be multiples of 32")
+			return p, fmt.Errorf("%s weights need embd and ff to be multiples of 32", p.typ)
 		}
 	default:
 		return p, fmt.Errorf("weight type %s is not supported by the writer", p.typ)
@@ -307,6 +307,23 @@ func fillRandom(w io.Writer, rng *rand.Rand, t gguf.GGMLType, n int, scale float
 						blk[j] = 0x81
 					}
 				}
+			}
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+	case gguf.TypeQ4_0:
+		// 32 4-bit values q, each weighing (q-8)·d: [-8d, 7d].
+		d := f32ToF16(scale / 8)
+		buf := make([]byte, chunk/32*18)
+		for done := 0; done < n; done += chunk {
+			k := min(chunk, n-done) / 32
+			b := buf[:k*18]
+			for i := 0; i < k; i++ {
+				blk := b[i*18 : i*18+18]
+				binary.LittleEndian.PutUint16(blk, d)
+				binary.LittleEndian.PutUint64(blk[2:], rng.Uint64())
+				binary.LittleEndian.PutUint64(blk[10:], rng.Uint64())
 			}
 			if _, err := w.Write(b); err != nil {
 				return err

@@ -1,13 +1,19 @@
 package llamacpp
 
-// This file holds the only //export of the package; cgo forbids
-// definitions in the preamble of such a file, so it declares nothing.
+// This file holds the package's //export functions, which cgo.go's C
+// trampolines call; cgo forbids definitions in the preamble of such a
+// file, so it only includes.
 
+/*
+#include <stdbool.h>
+#include <stdint.h>
+*/
 import "C"
 
 import (
 	"context"
 	"log/slog"
+	"runtime/cgo"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,4 +87,24 @@ func emitLogLine(line string, level int) {
 	if l.Enabled(context.Background(), lvl) {
 		l.Log(context.Background(), lvl, "llama.cpp", "line", line)
 	}
+}
+
+// cortexLoadProgress receives llama.cpp's model loading progress for the
+// function behind handle (loadCModel). The callback runs inside llama.cpp,
+// and a Go panic cannot unwind through C frames, so none escapes; loading
+// always continues.
+//
+//export cortexLoadProgress
+func cortexLoadProgress(progress C.float, handle C.uintptr_t) (cont C.bool) {
+	// Set first: a recovered panic returns what the result holds.
+	cont = true
+	defer func() {
+		if r := recover(); r != nil {
+			currentLogger().Warn("Load progress callback panicked", "panic", r)
+		}
+	}()
+	if f, ok := cgo.Handle(handle).Value().(func(float32)); ok {
+		f(float32(progress))
+	}
+	return cont
 }

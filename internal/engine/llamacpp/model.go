@@ -31,6 +31,10 @@ type model struct {
 	cm    cModel
 	cc    cContext
 	batch *llama.Batch
+	// proj is the vision projector (nil for a text-only model) and ebatch
+	// the batch that carries image embedding rows.
+	proj   *projector
+	ebatch *llama.Batch
 
 	ctxLen  int // enforced per-sequence context
 	budget  int // most tokens decoded per step
@@ -131,6 +135,14 @@ func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
 	if m.batch, err = llama.NewBatch(m.budget, 1, 0); err != nil {
 		return nil, err
 	}
+	if cfg.ProjectorPath != "" {
+		if m.proj, err = loadProjector(cfg.ProjectorPath, m.cm, cfg.Threads, plc.gpuLayers != 0); err != nil {
+			return nil, err
+		}
+		if m.ebatch, err = llama.NewBatch(m.budget, 1, m.proj.nEmbd); err != nil {
+			return nil, err
+		}
+	}
 	m.nVocab = m.cm.nVocab()
 	m.nEmbd = m.cm.nEmbd()
 	m.pooling = m.cc.poolingType()
@@ -152,6 +164,7 @@ func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
 		ChatTemplate:         tmpl,
 		AddBOS:               m.cm.addBOS(),
 		SizeBytes:            m.cm.size(),
+		Vision:               m.proj != nil,
 	}
 	if b := m.cm.bos(); b >= 0 && b < m.nVocab {
 		m.info.BOS = string(m.cm.piece(b, true))
@@ -206,6 +219,13 @@ func (m *model) freeC() {
 		m.batch.Free()
 		m.batch = nil
 	}
+	if m.ebatch != nil {
+		m.ebatch.Free()
+		m.ebatch = nil
+	}
+	// The projector refers to the model; it goes first.
+	m.proj.free()
+	m.proj = nil
 	m.cc.free()
 	m.cc = cContext{}
 	if m.lm != nil {
@@ -305,6 +325,9 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, onChun
 	}
 	if err := sched.Validate(&req, m.nVocab, m.ctxLen); err != nil {
 		return engine.Result{}, err
+	}
+	if len(req.Images) > 0 && !m.info.Vision {
+		return engine.Result{}, fmt.Errorf("%w: this model does not accept images: it reads text only", engine.ErrInvalidRequest)
 	}
 	if req.Grammar != "" {
 		if err := m.checkGrammar(req.Grammar); err != nil {

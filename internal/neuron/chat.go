@@ -83,6 +83,21 @@ func byteInts(b []byte) []int {
 // prepareChat turns a chat request into the engine request: the template
 // renders it, the prompt is tokenized and checked against the context.
 func (s *Server) prepareChat(l *lease, req *openai.ChatRequest) (*chat.Prepared, []int, error) {
+	p, tokens, err := s.renderChat(l, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Images take more positions than their placeholders; the engine
+	// checks the whole once it has them.
+	if n := l.info.ContextLength; n > 0 && len(tokens) >= n {
+		return nil, nil, errContextLength(n, len(tokens), "messages")
+	}
+	return p, tokens, nil
+}
+
+// renderChat renders and tokenizes a chat request; images (vision models)
+// are engine.ImageToken placeholders.
+func (s *Server) renderChat(l *lease, req *openai.ChatRequest) (*chat.Prepared, []int, error) {
 	var opts chat.Options
 	if l.info.Vision {
 		opts.Images = &chat.ImageLimits{MaxBytes: s.cfg.MaxImageBytes, MaxPixels: s.cfg.MaxImagePixels}
@@ -99,11 +114,6 @@ func (s *Server) prepareChat(l *lease, req *openai.ChatRequest) (*chat.Prepared,
 	}
 	if err != nil {
 		return nil, nil, inferenceError(l.m.name, err)
-	}
-	// Images take more positions than their placeholders; the engine
-	// checks the whole once it has them.
-	if n := l.info.ContextLength; n > 0 && len(tokens) >= n {
-		return nil, nil, errContextLength(n, len(tokens), "messages")
 	}
 	return p, tokens, nil
 }

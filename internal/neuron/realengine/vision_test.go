@@ -101,6 +101,11 @@ func TestVisionDialects(t *testing.T) {
 		{Type: "image_url", ImageURL: &openai.ImageURL{URL: "data:image/png;base64," + small}},
 	}}}}}
 	chatOK("openai", oa)
+	// Counting (Anthropic count_tokens) includes the image's positions.
+	code, body = h.post(neuronapi.PathTokenize, neuronapi.TokenizeRequest{Model: "ns/vision", Chat: oa})
+	if tr := decode[neuronapi.TokenizeResponse](t, body); code != http.StatusOK || tr.Count != len(tr.Tokens)+perImage {
+		t.Errorf("tokenize: %d %s", code, body)
+	}
 
 	// Anthropic Messages: a base64 image block.
 	var am anthropic.MessagesRequest

@@ -25,7 +25,7 @@ type estimateKey struct {
 
 func estimateKeyOf(m *cortexv1.Model) estimateKey {
 	return estimateKey{
-		source: neuronapi.Source{URI: m.Spec.Source.URI, SHA256: m.Spec.Source.SHA256},
+		source: sourceOf(m),
 		engine: engineConfig(m.Spec.Engine).MemoryKey(),
 	}
 }

@@ -208,7 +208,11 @@ func (r *ModelReconciler) executeUnload(ctx context.Context, snap *snapshot, u p
 
 // sourceOf is the Model's source in the contract's terms.
 func sourceOf(m *cortexv1.Model) neuronapi.Source {
-	return neuronapi.Source{URI: m.Spec.Source.URI, SHA256: m.Spec.Source.SHA256}
+	s := neuronapi.Source{URI: m.Spec.Source.URI, SHA256: m.Spec.Source.SHA256}
+	if p := m.Spec.Source.Projector; p != nil {
+		s.ProjectorURI, s.ProjectorSHA256 = p.URI, p.SHA256
+	}
+	return s
 }
 
 func loadRequest(m *cortexv1.Model, l placement.Load) neuronapi.LoadRequest {

@@ -111,6 +111,29 @@ type ModelSource struct {
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[a-f0-9]{64}$`
 	SHA256 string `json:"sha256,omitempty"`
+
+	// projector is the vision projector of a vision model: the `mmproj`
+	// GGUF published beside it, loaded with the model so that requests may
+	// carry images. It follows the same source rules and cache as uri.
+	// Without it, image parts are refused with a 400.
+	// +optional
+	Projector *ProjectorSource `json:"projector,omitempty"`
+}
+
+// ProjectorSource says where a vision projector (mmproj GGUF) comes from.
+// +kubebuilder:validation:XValidation:rule="self.uri.startsWith('hf://') || self.uri.startsWith('https://') || self.uri.startsWith('file:///')",message="projector.uri must start with hf://, https:// or file:///"
+// +kubebuilder:validation:XValidation:rule="!self.uri.startsWith('hf://') || self.uri.matches('^hf://[^/]+/[^/@]+(@[^/]+)?/.+[.]gguf$')",message="an hf:// projector must be hf://<org>/<repo>/<path>.gguf"
+type ProjectorSource struct {
+	// uri locates the projector GGUF, as source.uri does.
+	// +required
+	// +kubebuilder:validation:MinLength=8
+	// +kubebuilder:validation:MaxLength=2048
+	URI string `json:"uri"`
+
+	// sha256 is the expected SHA-256 of the file, lower-case hex.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[a-f0-9]{64}$`
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // ReplicaRange bounds how many copies of a Model are kept loaded.

@@ -25,9 +25,12 @@
 // strftime_now, a Python-compatible tojson, and chat_template_kwargs such as
 // enable_thinking. A model without a template, or the override "chatml",
 // gets a built-in ChatML template that describes tools in the Hermes style.
-// Messages reach the template as strings: text parts are concatenated and
-// image, audio or file parts are refused with a 400, because the engine is
-// text-only. The "developer" role is passed as "system". Tool-call
+// Messages reach the template as strings: text parts are concatenated;
+// for a vision model (PrepareWith with Options.Images) each image part is
+// decoded (DecodeImage: base64 data: URIs within byte and pixel limits)
+// and stands in the text as ImageMarker, which TokenizePrompt turns into
+// engine.ImageToken; otherwise image parts are refused with a 400, and
+// audio or file parts always are. The "developer" role is passed as "system". Tool-call
 // arguments are passed as objects, or as JSON text to templates that
 // concatenate them (found by rendering a probe conversation at compile
 // time); templates that insist on 9-character call ids (Mistral) get the

@@ -56,6 +56,17 @@ type Prepared struct {
 	Generation
 	// Parse configures the output parser.
 	Parse ParserConfig
+	// Images are the request's pictures, in the order of the
+	// ImageMarkers in Prompt (vision models only); tokenize such a prompt
+	// with TokenizePrompt.
+	Images []engine.Image
+}
+
+// Options tune Prepare.
+type Options struct {
+	// Images, set for a vision model, admits image parts within these
+	// limits. Nil refuses them with a 400.
+	Images *ImageLimits
 }
 
 // Prepare validates req, renders its messages (and tools) with the template
@@ -64,13 +75,19 @@ type Prepared struct {
 // request needs none. Client errors are 400 *openai.Error values; template
 // failures wrap ErrTemplate.
 func (t *Template) Prepare(req *openai.ChatRequest, conv SchemaConverter) (*Prepared, error) {
-	return t.t.prepare(req, conv)
+	return t.t.prepare(req, conv, Options{})
+}
+
+// PrepareWith is Prepare with options (images for a vision model).
+func (t *Template) PrepareWith(req *openai.ChatRequest, conv SchemaConverter, opts Options) (*Prepared, error) {
+	return t.t.prepare(req, conv, opts)
 }
 
 // GenerateRequest is the engine request for the tokenized prompt.
 func (p *Prepared) GenerateRequest(prompt []int) engine.GenerateRequest {
 	return engine.GenerateRequest{
 		Prompt:      prompt,
+		Images:      p.Images,
 		MaxTokens:   p.MaxTokens,
 		Sampling:    p.Sampling,
 		Grammar:     p.Grammar,

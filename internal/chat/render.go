@@ -157,9 +157,17 @@ type templateException struct{ msg string }
 func (e *templateException) Error() string { return e.msg }
 
 func (t *template) render(in RenderInput) (string, error) {
-	msgs, err := t.messagesValue(in.Messages)
+	out, _, err := t.renderImages(in)
+	return out, err
+}
+
+// renderImages renders the conversation and returns the images of its
+// messages, in the order of the ImageMarkers that stand for them.
+func (t *template) renderImages(in RenderInput) (string, []engine.Image, error) {
+	var images []engine.Image
+	msgs, err := t.messagesValue(in.Messages, in.Images, &images)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	now := in.Now
 	if now.IsZero() {
@@ -179,14 +187,22 @@ func (t *template) render(in RenderInput) (string, error) {
 	ctx["eos_token"] = jinja.NewString(t.tokens.EOS)
 	out, err := t.exec(ctx, now)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	// Tokenizing with addSpecial adds BOS already; a template that writes
 	// it too would give the model two.
 	if t.tokens.AddBOS && t.tokens.BOS != "" {
 		out = strings.TrimPrefix(out, t.tokens.BOS)
 	}
-	return out, nil
+	if in.Images != nil {
+		// A marker the client typed, or a template that drops or repeats
+		// messages, would pair images with the wrong places.
+		if n := strings.Count(out, ImageMarker); n != len(images) {
+			return "", nil, openai.InvalidRequest("messages", CodeInvalidImage,
+				"The conversation renders %d image places for %d images; the text must not contain %q.", n, len(images), ImageMarker)
+		}
+	}
+	return out, images, nil
 }
 
 // exec renders with ctx plus the functions transformers provides.
@@ -220,7 +236,7 @@ func (t *template) exec(ctx map[string]jinja.Value, now time.Time) (string, erro
 // messagesValue builds the messages as transformers passes them: content a
 // string (or None), tool_calls and other optional keys present only when
 // set, because templates test `'tool_calls' in message`.
-func (t *template) messagesValue(msgs []openai.Message) (jinja.Value, error) {
+func (t *template) messagesValue(msgs []openai.Message, vision *ImageLimits, images *[]engine.Image) (jinja.Value, error) {
 	items := make([]jinja.Value, 0, len(msgs))
 	for i, m := range msgs {
 		d := jinja.NewDict()
@@ -230,7 +246,7 @@ func (t *template) messagesValue(msgs []openai.Message) (jinja.Value, error) {
 			role = openai.RoleSystem // templates predate the developer role
 		}
 		dd.Set("role", jinja.NewString(role))
-		content, err := textContent(m.Content, i)
+		content, err := textContent(m.Content, i, vision, images)
 		if err != nil {
 			return jinja.Value{}, err
 		}
@@ -312,9 +328,11 @@ func isShortID(id string) bool {
 	return true
 }
 
-// textContent flattens a message's content to text. The engine reads text
-// only, so any other part is refused rather than silently dropped.
-func textContent(c openai.MessageContent, msg int) (string, error) {
+// textContent flattens a message's content to text. For a vision model
+// (vision set) an image part becomes ImageMarker and its decoded image is
+// appended to images; any other part, and images for a text-only model,
+// are refused rather than silently dropped.
+func textContent(c openai.MessageContent, msg int, vision *ImageLimits, images *[]engine.Image) (string, error) {
 	if c.Text != nil {
 		return *c.Text, nil
 	}
@@ -325,7 +343,18 @@ func textContent(c openai.MessageContent, msg int) (string, error) {
 		case "text", "input_text", "output_text":
 			b.WriteString(p.Text)
 		case "image_url", "input_image", "image":
-			return "", openai.Unsupported(param, "This model does not accept images: it reads text only.")
+			if vision == nil {
+				return "", openai.Unsupported(param, "This model does not accept images: it reads text only.")
+			}
+			if p.ImageURL == nil {
+				return "", openai.MissingParameter(param + ".image_url")
+			}
+			im, err := DecodeImage(p.ImageURL.URL, *vision, param+".image_url")
+			if err != nil {
+				return "", err
+			}
+			*images = append(*images, im)
+			b.WriteString(ImageMarker)
 		case "input_audio", "audio":
 			return "", openai.Unsupported(param, "This model does not accept audio: it reads text only.")
 		case "file", "input_file":

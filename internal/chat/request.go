@@ -20,7 +20,7 @@ const (
 	thinkOpen                      // the prompt opened a block; the model must close it
 )
 
-func (t *template) prepare(req *openai.ChatRequest, conv SchemaConverter) (*Prepared, error) {
+func (t *template) prepare(req *openai.ChatRequest, conv SchemaConverter, opts Options) (*Prepared, error) {
 	if req == nil {
 		return nil, errors.New("preparing chat request: nil request")
 	}
@@ -56,16 +56,16 @@ func (t *template) prepare(req *openai.ChatRequest, conv SchemaConverter) (*Prep
 		return nil, openai.InvalidRequest("tool_choice", openai.CodeInvalidValue, "Invalid 'tool_choice': no tool in 'tools' can be called.")
 	}
 
-	in := RenderInput{Messages: req.Messages, AddGenerationPrompt: true, Kwargs: templateKwargs(req)}
+	in := RenderInput{Messages: req.Messages, AddGenerationPrompt: true, Kwargs: templateKwargs(req), Images: opts.Images}
 	if mode != "none" {
 		in.Tools = req.Tools
 	}
-	prompt, err := t.render(in)
+	prompt, images, err := t.renderImages(in)
 	if err != nil {
 		return nil, err
 	}
 
-	p := &Prepared{Prompt: prompt, Generation: gen}
+	p := &Prepared{Prompt: prompt, Generation: gen, Images: images}
 	tail := strings.TrimRightFunc(prompt, unicode.IsSpace)
 	think := thinkNone
 	switch {

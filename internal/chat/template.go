@@ -80,6 +80,9 @@ type RenderInput struct {
 	Kwargs map[string]any
 	// Now is what strftime_now formats (zero: the current time).
 	Now time.Time
+	// Images, set for a vision model, admits image parts within these
+	// limits: each renders as ImageMarker. Nil refuses them.
+	Images *ImageLimits
 }
 
 // Render renders the conversation to prompt text. Request problems

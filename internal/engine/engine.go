@@ -70,6 +70,10 @@ type LoadParams struct {
 	QueueSize int
 	// Progress, when set, receives load progress in [0,1].
 	Progress func(float32)
+	// ProjectorPath, when set, is the multimodal projector (the "mmproj"
+	// GGUF of a vision model) loaded with the model, so that prompts may
+	// carry images. Its output width must match the model's embeddings.
+	ProjectorPath string
 }
 
 // Info describes a loaded model.
@@ -88,8 +92,10 @@ type Info struct {
 	BOS, EOS string
 	// AddBOS reports whether tokenizing with special tokens adds BOS.
 	AddBOS bool
-	// SizeBytes is the size of the weights.
+	// SizeBytes is the size of the weights (the projector's not included).
 	SizeBytes int64
+	// Vision reports that a projector is loaded: prompts may carry images.
+	Vision bool
 }
 
 // Sampling configures token selection for one request.
@@ -111,10 +117,27 @@ type Sampling struct {
 	FrequencyPenalty float32
 }
 
+// ImageToken stands in GenerateRequest.Prompt for one image: the engine
+// replaces it with the image's embeddings (and any tokens the projector
+// frames them with), which take several positions of the context.
+const ImageToken = -1
+
+// Image is a decoded picture: Width×Height pixels, three bytes (R, G, B)
+// each, row by row from the top left.
+type Image struct {
+	Width, Height int
+	RGB           []byte
+}
+
 // GenerateRequest is one completion.
 type GenerateRequest struct {
-	// Prompt is the tokenized prompt.
+	// Prompt is the tokenized prompt; an ImageToken entry stands for the
+	// next image of Images.
 	Prompt []int
+	// Images are the pictures of the prompt, in the order of its
+	// ImageToken entries. Only a model with Info.Vision accepts them; the
+	// prompt must not end with one.
+	Images []Image
 	// MaxTokens bounds the completion (0: until the context is full).
 	MaxTokens int
 	Sampling  Sampling
@@ -164,8 +187,11 @@ type Result struct {
 	FinishReason FinishReason
 	// StopSequence is the request's stop string that ended the generation
 	// (FinishStop); empty when an end-of-generation token did.
-	StopSequence     string
+	StopSequence string
+	// PromptTokens counts every position the prompt took, images
+	// included; ImageTokens is the part the images took.
 	PromptTokens     int
+	ImageTokens      int
 	CompletionTokens int
 	// CachedTokens are prompt tokens reused from the sequence's KV cache.
 	CachedTokens int

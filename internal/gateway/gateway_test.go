@@ -308,7 +308,9 @@ func TestListModelsMergesNamesAndPlacement(t *testing.T) {
 	h := newHarness(t)
 	h.neuron("n1", "team/llama")
 	h.model("team", "llama", []string{"llama-3", "llama"}, "n1")
-	h.model("team", "qwen", nil)
+	q := h.model("team", "qwen", nil)
+	q.Spec.Source.Projector = &cortexv1.ProjectorSource{URI: "hf://org/qwen-vl/mmproj.gguf"}
+	h.g.catalog.UpsertModel(q)
 	req, _ := http.NewRequest(http.MethodGet, h.srv.URL+"/v1/models", nil)
 	req.Header.Set("Authorization", "Bearer sk-alice")
 	resp, err := http.DefaultClient.Do(req)
@@ -320,7 +322,7 @@ func TestListModelsMergesNamesAndPlacement(t *testing.T) {
 			ID     string `json:"id"`
 			Cortex struct {
 				Model, Canonical string
-				Loaded           bool
+				Loaded, Vision   bool
 				Nodes, Placeable []string
 			} `json:"cortex"`
 		} `json:"data"`
@@ -331,10 +333,10 @@ func TestListModelsMergesNamesAndPlacement(t *testing.T) {
 	ids := map[string]bool{}
 	for _, d := range list.Data {
 		ids[d.ID] = true
-		if d.ID == "llama" && (!d.Cortex.Loaded || d.Cortex.Canonical != "llama-3" || d.Cortex.Model != "team/llama" || len(d.Cortex.Nodes) != 1) {
+		if d.ID == "llama" && (!d.Cortex.Loaded || d.Cortex.Vision || d.Cortex.Canonical != "llama-3" || d.Cortex.Model != "team/llama" || len(d.Cortex.Nodes) != 1) {
 			t.Fatalf("llama entry: %+v", d)
 		}
-		if d.ID == "qwen" && (d.Cortex.Loaded || len(d.Cortex.Placeable) != 1) {
+		if d.ID == "qwen" && (d.Cortex.Loaded || !d.Cortex.Vision || len(d.Cortex.Placeable) != 1) {
 			t.Fatalf("qwen entry: %+v", d)
 		}
 	}

@@ -501,6 +501,7 @@ func modelObjects(v ModelView) []openai.ModelObject {
 	if cl := v.Model.Spec.Engine.ContextLength; cl != nil {
 		place.ContextLength = int(*cl)
 	}
+	place.Vision = v.Model.Spec.Source.Projector != nil
 	out := make([]openai.ModelObject, 0, len(v.Names))
 	for _, name := range v.Names {
 		out = append(out, openai.ModelObject{ID: name, Object: "model", Created: created, OwnedBy: v.Model.Namespace, Cortex: place})

@@ -154,3 +154,55 @@ func kvBytesPerElement(kvType string) float64 {
 	}
 	return TypeF16.bytesPerElement()
 }
+
+// ProjectorEstimate is the memory a vision projector (mmproj GGUF) needs
+// next to its model, in bytes, and what one image costs the context.
+type ProjectorEstimate struct {
+	// Weights is the size of the projector's tensors.
+	Weights int64
+	// Compute is the encoder's graph buffer for one image.
+	Compute int64
+	// Total is Weights + Compute.
+	Total int64
+	// ImageTokens is the number of context positions one image takes
+	// (for projectors that resize to a fixed square; 0 when the file does
+	// not say).
+	ImageTokens int
+}
+
+// EstimateProjector predicts the memory of a vision projector. The
+// encoder sees one image of image_size² pixels as (image_size /
+// patch_size)² patches (n) of width e with h heads and feed-forward f,
+// all f32:
+//
+//	4·3·image_size²                   the input image
+//	+ 4·n·(8·e + 2·f)                 hidden states, attention and feed-forward
+//	+ 4·n²·h                          attention scores
+//	+ 4·n·(hidden + n_embd_text)·2    projector layers
+//	+ 1 MiB
+//
+// The sum is an upper bound for the same reason as Estimate's: ggml
+// reuses buffers between these. It has not been measured against
+// llama.cpp's own accounting for large projectors.
+func EstimateProjector(f *File) ProjectorEstimate {
+	u := func(key string) int64 {
+		v, _ := f.Uint("clip.vision." + key)
+		return int64(v)
+	}
+	size, patch := u("image_size"), u("patch_size")
+	e, ff, heads := u("embedding_length"), u("feed_forward_length"), u("attention.head_count")
+	var n int64
+	if size > 0 && patch > 0 {
+		n = (size / patch) * (size / patch)
+	}
+	var proj int64
+	for _, name := range []string{"mm.0.weight", "mm.2.weight"} {
+		if t, ok := f.Tensor(name); ok && len(t.Shape) == 2 {
+			proj += int64(t.Shape[1])
+		}
+	}
+	pe := ProjectorEstimate{Weights: f.WeightsBytes(), ImageTokens: int(n)}
+	pe.Compute = 4*3*size*size + 4*n*(8*e+2*ff) + 4*n*n*heads + 4*n*proj*2 + 1<<20
+	pe.Total = pe.Weights + pe.Compute
+	return pe
+}

@@ -56,7 +56,7 @@ func usageOf(res engine.Result) *openai.Usage {
 		PromptTokens:        res.PromptTokens,
 		CompletionTokens:    res.CompletionTokens,
 		TotalTokens:         res.PromptTokens + res.CompletionTokens,
-		PromptTokensDetails: &openai.PromptTokensDetails{CachedTokens: res.CachedTokens},
+		PromptTokensDetails: &openai.PromptTokensDetails{CachedTokens: res.CachedTokens, ImageTokens: res.ImageTokens},
 	}
 }
 
@@ -83,16 +83,37 @@ func byteInts(b []byte) []int {
 // prepareChat turns a chat request into the engine request: the template
 // renders it, the prompt is tokenized and checked against the context.
 func (s *Server) prepareChat(l *lease, req *openai.ChatRequest) (*chat.Prepared, []int, error) {
-	p, err := l.tmpl.Prepare(req, l.eng)
+	p, tokens, err := s.renderChat(l, req)
 	if err != nil {
-		return nil, nil, inferenceError(l.m.name, err)
+		return nil, nil, err
 	}
-	tokens, err := l.eng.Tokenize(p.Prompt, true, true)
-	if err != nil {
-		return nil, nil, inferenceError(l.m.name, err)
-	}
+	// Images take more positions than their placeholders; the engine
+	// checks the whole once it has them.
 	if n := l.info.ContextLength; n > 0 && len(tokens) >= n {
 		return nil, nil, errContextLength(n, len(tokens), "messages")
+	}
+	return p, tokens, nil
+}
+
+// renderChat renders and tokenizes a chat request; images (vision models)
+// are engine.ImageToken placeholders.
+func (s *Server) renderChat(l *lease, req *openai.ChatRequest) (*chat.Prepared, []int, error) {
+	var opts chat.Options
+	if l.info.Vision {
+		opts.Images = &chat.ImageLimits{MaxBytes: s.cfg.MaxImageBytes, MaxPixels: s.cfg.MaxImagePixels}
+	}
+	p, err := l.tmpl.PrepareWith(req, l.eng, opts)
+	if err != nil {
+		return nil, nil, inferenceError(l.m.name, err)
+	}
+	var tokens []int
+	if opts.Images != nil {
+		tokens, err = chat.TokenizePrompt(p.Prompt, l.eng.Tokenize)
+	} else {
+		tokens, err = l.eng.Tokenize(p.Prompt, true, true)
+	}
+	if err != nil {
+		return nil, nil, inferenceError(l.m.name, err)
 	}
 	return p, tokens, nil
 }

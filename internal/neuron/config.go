@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 
+	"github.com/helexa-ai/cortex/internal/chat"
 	"github.com/helexa-ai/cortex/internal/devices"
 	"github.com/helexa-ai/cortex/internal/engine"
 	"github.com/helexa-ai/cortex/internal/envflag"
@@ -67,6 +68,11 @@ type Config struct {
 	QueueSize int
 	// MaxBodyBytes bounds request bodies.
 	MaxBodyBytes int64
+	// MaxImageBytes and MaxImagePixels bound one image of a request to a
+	// vision model: its encoded size and its width × height (0: the chat
+	// package's defaults).
+	MaxImageBytes  int64
+	MaxImagePixels int64
 	// KeepAliveInterval is how often a stream that has nothing to send yet
 	// (queued, or processing a long prompt) gets a ": keep-alive" comment.
 	KeepAliveInterval time.Duration
@@ -117,6 +123,8 @@ func DefaultConfig() Config {
 		HFToken:            os.Getenv("HF_TOKEN"),
 		CacheDir:           defaultCacheDir(),
 		MaxBodyBytes:       openai.DefaultBodyLimit,
+		MaxImageBytes:      chat.DefaultMaxImageBytes,
+		MaxImagePixels:     chat.DefaultMaxImagePixels,
 		KeepAliveInterval:  5 * time.Second,
 		UnloadDrainTimeout: 5 * time.Second,
 		ShutdownTimeout:    25 * time.Second,
@@ -157,6 +165,8 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.IntVar(fs, &c.Threads, "threads", "CPU threads per model (0: engine default)")
 	envflag.IntVar(fs, &c.QueueSize, "queue-size", "requests waiting per model before 429 (0: 4 x parallel)")
 	envflag.Int64Var(fs, &c.MaxBodyBytes, "max-body-bytes", "largest accepted request body")
+	envflag.Int64Var(fs, &c.MaxImageBytes, "max-image-bytes", "largest encoded image in a request to a vision model")
+	envflag.Int64Var(fs, &c.MaxImagePixels, "max-image-pixels", "largest image (width x height) in a request to a vision model")
 	envflag.DurationVar(fs, &c.KeepAliveInterval, "keep-alive-interval", "SSE keep-alive period while a stream has nothing to send")
 	envflag.DurationVar(fs, &c.UnloadDrainTimeout, "unload-drain-timeout", "how long an unload waits for requests in flight")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for requests in flight")
@@ -193,6 +203,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("max-body-bytes must be positive"))
+	}
+	if c.MaxImageBytes < 0 || c.MaxImagePixels < 0 {
+		errs = append(errs, errors.New("max-image-bytes and max-image-pixels must not be negative"))
 	}
 	for name, d := range map[string]time.Duration{
 		"keep-alive-interval": c.KeepAliveInterval, "unload-drain-timeout": c.UnloadDrainTimeout,

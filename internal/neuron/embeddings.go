@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/helexa-ai/cortex/internal/engine"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 )
@@ -134,6 +135,7 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 	defer l.release()
 	infoOf(r).model = l.m.name
 	var tokens []int
+	images := 0
 	if req.Chat != nil {
 		raw, err := json.Marshal(req.Chat)
 		if err != nil {
@@ -153,14 +155,20 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 			writeError(w, err)
 			return
 		}
-		p, err := l.tmpl.Prepare(&cr, l.eng)
-		if err != nil {
-			writeError(w, inferenceError(l.m.name, err))
+		var placed []int
+		if _, placed, err = s.renderChat(l, &cr); err != nil {
+			writeError(w, err)
 			return
 		}
-		if tokens, err = l.eng.Tokenize(p.Prompt, true, true); err != nil {
-			writeError(w, inferenceError(l.m.name, err))
-			return
+		// Image placeholders are left out of the tokens; each counts as
+		// the positions the projector gives one image, when known.
+		tokens = make([]int, 0, len(placed))
+		for _, t := range placed {
+			if t != engine.ImageToken {
+				tokens = append(tokens, t)
+			} else if l.m.est != nil {
+				images += l.m.est.ImageTokens
+			}
 		}
 	} else if tokens, err = l.eng.Tokenize(req.Text, true, true); err != nil {
 		writeError(w, inferenceError(l.m.name, err))
@@ -169,5 +177,5 @@ func (s *Server) handleTokenize(w http.ResponseWriter, r *http.Request) {
 	if tokens == nil {
 		tokens = []int{}
 	}
-	writeJSON(w, http.StatusOK, neuronapi.TokenizeResponse{Tokens: tokens, Count: len(tokens)})
+	writeJSON(w, http.StatusOK, neuronapi.TokenizeResponse{Tokens: tokens, Count: len(tokens) + images})
 }

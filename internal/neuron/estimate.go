@@ -37,7 +37,29 @@ func (r *registry) estimateSource(ctx context.Context, src neuronapi.Source, ec 
 		return neuronapi.Estimate{}, nil, sourceError(&sources.Error{Code: neuronapi.CodeSourceUnavailable, Permanent: !isRemote(src),
 			Err: fmt.Errorf("reading the GGUF header of %s: %w", src.URI, err)})
 	}
-	return estimateFile(gf, ec), gf, nil
+	est := estimateFile(gf, ec)
+	if ps, ok := src.Projector(); ok {
+		pf, err := r.res.Open(ctx, ps)
+		if err != nil {
+			return neuronapi.Estimate{}, nil, sourceError(err)
+		}
+		defer func() { _ = pf.Close() }()
+		pg, err := gguf.Read(pf)
+		if err != nil {
+			return neuronapi.Estimate{}, nil, sourceError(&sources.Error{Code: neuronapi.CodeSourceUnavailable, Permanent: !isRemote(ps),
+				Err: fmt.Errorf("reading the GGUF header of the projector %s: %w", ps.URI, err)})
+		}
+		addProjector(&est, pg)
+	}
+	return est, gf, nil
+}
+
+// addProjector counts a vision projector into a model's estimate.
+func addProjector(est *neuronapi.Estimate, pf *gguf.File) {
+	pe := gguf.EstimateProjector(pf)
+	est.ProjectorBytes = pe.Total
+	est.ImageTokens = pe.ImageTokens
+	est.TotalBytes += pe.Total
 }
 
 func estimateFile(gf *gguf.File, ec neuronapi.EngineConfig) neuronapi.Estimate {

@@ -164,6 +164,16 @@ func (r *registry) runLoad(ctx context.Context, m *model) {
 		r.failLoad(ctx, m, "source", err)
 		return
 	}
+	var projPath string
+	if ps, ok := m.req.Source.Projector(); ok {
+		projPath, err = r.res.Resolve(logr.NewContext(ctx, log), ps, func(p sources.Progress) {
+			r.setProgress(m, p.Phase, p.Done, p.Total, 0)
+		})
+		if err != nil {
+			r.failLoad(ctx, m, "source", fmt.Errorf("projector: %w", err))
+			return
+		}
+	}
 	r.mu.Lock()
 	deferred := m.deferred
 	r.mu.Unlock()
@@ -173,8 +183,16 @@ func (r *registry) runLoad(ctx context.Context, m *model) {
 			r.failLoad(ctx, m, "source", fmt.Errorf("reading the GGUF header: %w", err))
 			return
 		}
-		r.mu.Lock()
 		est := estimateFile(gf, m.req.Engine)
+		if projPath != "" {
+			pf, err := gguf.Open(projPath)
+			if err != nil {
+				r.failLoad(ctx, m, "source", fmt.Errorf("reading the projector's GGUF header: %w", err))
+				return
+			}
+			addProjector(&est, pf)
+		}
+		r.mu.Lock()
 		m.est = &est
 		m.need = needFor(est, m.req.Engine.GPULayers)
 		r.mu.Unlock()
@@ -193,7 +211,7 @@ func (r *registry) runLoad(ctx context.Context, m *model) {
 		r.changed()
 	}
 	r.mu.Lock()
-	m.path = path
+	m.path, m.projPath = path, projPath
 	r.mu.Unlock()
 	r.loadEngine(ctx, m, log)
 }
@@ -203,6 +221,7 @@ func (r *registry) loadEngine(ctx context.Context, m *model, log logr.Logger) {
 	r.mu.Lock()
 	p := engine.LoadParams{
 		Path:           m.path,
+		ProjectorPath:  m.projPath,
 		ContextLength:  m.req.Engine.ContextLength,
 		Parallel:       m.req.Engine.Parallel,
 		GPULayers:      -1,

@@ -62,6 +62,8 @@ type model struct {
 	devices    []int
 	cpu        bool
 	path       string
+	// projPath is the vision projector's local file ("" for none).
+	projPath string
 
 	eng      engine.Model
 	info     engine.Info

@@ -25,6 +25,15 @@ func (r *registry) normaliseLoad(req neuronapi.LoadRequest) (neuronapi.LoadReque
 	if _, err := r.res.Parse(req.Source); err != nil {
 		return req, errInvalid("source", "Invalid 'source': %s.", err.Error())
 	}
+	req.Source.ProjectorURI = strings.TrimSpace(req.Source.ProjectorURI)
+	req.Source.ProjectorSHA256 = strings.ToLower(strings.TrimSpace(req.Source.ProjectorSHA256))
+	if p, ok := req.Source.Projector(); ok {
+		if _, err := r.res.Parse(p); err != nil {
+			return req, errInvalid("source.projectorUri", "Invalid 'source.projectorUri': %s.", err.Error())
+		}
+	} else if req.Source.ProjectorSHA256 != "" {
+		return req, errInvalid("source.projectorSha256", "Invalid 'source.projectorSha256': set only with 'source.projectorUri'.")
+	}
 	// The contract's normal form and checks: the manager compares what the
 	// neuron echoes back with the same Normalize.
 	req.Engine = req.Engine.Normalize()

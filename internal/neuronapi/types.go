@@ -46,6 +46,19 @@ type Source struct {
 	URI string `json:"uri"`
 	// SHA256, when set, is verified after download.
 	SHA256 string `json:"sha256,omitempty"`
+	// ProjectorURI and ProjectorSHA256 locate a vision model's projector
+	// (mmproj GGUF), by the same rules; empty for a text-only model. They
+	// are flat so that sources compare with ==.
+	ProjectorURI    string `json:"projectorUri,omitempty"`
+	ProjectorSHA256 string `json:"projectorSha256,omitempty"`
+}
+
+// Projector returns the projector's own source; ok is false without one.
+func (s Source) Projector() (Source, bool) {
+	if s.ProjectorURI == "" {
+		return Source{}, false
+	}
+	return Source{URI: s.ProjectorURI, SHA256: s.ProjectorSHA256}, true
 }
 
 // EngineConfig tunes llama.cpp for one model. Zero values mean "default".
@@ -89,7 +102,8 @@ type EstimateRequest struct {
 
 // Estimate is the memory a model needs with given engine settings.
 type Estimate struct {
-	// TotalBytes = WeightsBytes + KVCacheBytes + ComputeBytes.
+	// TotalBytes = WeightsBytes + KVCacheBytes + ComputeBytes +
+	// ProjectorBytes.
 	TotalBytes    int64  `json:"totalBytes"`
 	WeightsBytes  int64  `json:"weightsBytes"`
 	KVCacheBytes  int64  `json:"kvCacheBytes"`
@@ -100,6 +114,11 @@ type Estimate struct {
 	Architecture  string `json:"architecture,omitempty"`
 	// TrainedContextLength is the model's own maximum context.
 	TrainedContextLength int `json:"trainedContextLength,omitempty"`
+	// ProjectorBytes is a vision projector's weights and encoder buffer
+	// (0 without one); ImageTokens is the context positions one image
+	// takes, when the projector says.
+	ProjectorBytes int64 `json:"projectorBytes,omitempty"`
+	ImageTokens    int   `json:"imageTokens,omitempty"`
 }
 
 // Need is what a replica loaded with gpuLayers (nil: every layer) asks of
@@ -111,7 +130,9 @@ func (e Estimate) Need(gpuLayers *int) vram.Need {
 	if gpuLayers != nil && *gpuLayers >= 0 && e.Layers > 0 && *gpuLayers < e.Layers {
 		split = split * int64(*gpuLayers) / int64(e.Layers)
 	}
-	return vram.Need{Split: split, Each: e.ComputeBytes}
+	// llama.cpp puts the projector on one device of its choosing, so
+	// every device must have room for it.
+	return vram.Need{Split: split, Each: e.ComputeBytes + e.ProjectorBytes}
 }
 
 // ModelState is a model's state on one neuron.

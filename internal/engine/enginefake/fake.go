@@ -340,6 +340,10 @@ func (m *Model) Generate(ctx context.Context, req engine.GenerateRequest, onChun
 	if err := sched.Validate(&req, m.vocab.size(), m.info.ContextLength); err != nil {
 		return engine.Result{}, err
 	}
+	if len(req.Images) > 0 {
+		// The fake has no projector; vision runs on the real engine.
+		return engine.Result{}, fmt.Errorf("%w: this model does not accept images: it reads text only", engine.ErrInvalidRequest)
+	}
 	if req.Grammar != "" {
 		if err := checkGrammar(req.Grammar); err != nil {
 			return engine.Result{}, err

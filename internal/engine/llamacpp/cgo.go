@@ -338,25 +338,44 @@ const (
 	poolingRank = C.LLAMA_POOLING_TYPE_RANK
 )
 
-// cBatch owns a llama_batch of token entries, each in one sequence. The
-// Go slices are views of its C arrays. free is idempotent.
+// cBatch owns a llama_batch of token entries (or, made by newCEmbdBatch,
+// of embedding rows), each in one sequence. The Go slices are views of its
+// C arrays. free is idempotent.
 type cBatch struct {
 	c      C.struct_llama_batch
 	tokens []C.llama_token
+	embd   []C.float // width × n, for an embedding batch
+	width  int
 	pos    []C.llama_pos
 	nSeq   []C.int32_t
 	seq    []*C.llama_seq_id
 	logits []C.int8_t
 }
 
-func newCBatch(n int) (*cBatch, error) {
-	c := C.llama_batch_init(C.int32_t(n), 0, 1)
-	b := &cBatch{c: c}
-	if c.token == nil || c.pos == nil || c.n_seq_id == nil || c.seq_id == nil || c.logits == nil {
+func newCBatch(n int) (*cBatch, error) { return newBatch(n, 0) }
+
+// newCEmbdBatch makes a batch of n embedding rows of width floats (image
+// rows for a vision model).
+func newCEmbdBatch(n, width int) (*cBatch, error) {
+	if width <= 0 {
+		return nil, fmt.Errorf("embedding batch of width %d", width)
+	}
+	return newBatch(n, width)
+}
+
+func newBatch(n, width int) (*cBatch, error) {
+	c := C.llama_batch_init(C.int32_t(n), C.int32_t(width), 1)
+	b := &cBatch{c: c, width: width}
+	if (width == 0) == (c.token == nil) || (width > 0) == (c.embd == nil) ||
+		c.pos == nil || c.n_seq_id == nil || c.seq_id == nil || c.logits == nil {
 		C.llama_batch_free(c)
 		return nil, fmt.Errorf("out of memory for a batch of %d tokens", n)
 	}
-	b.tokens = unsafe.Slice(c.token, n)
+	if width > 0 {
+		b.embd = unsafe.Slice(c.embd, n*width)
+	} else {
+		b.tokens = unsafe.Slice(c.token, n)
+	}
 	b.pos = unsafe.Slice(c.pos, n)
 	b.nSeq = unsafe.Slice(c.n_seq_id, n)
 	b.seq = unsafe.Slice(c.seq_id, n)
@@ -391,8 +410,28 @@ func (b *cBatch) add(token, pos int, logits bool, seq int) {
 	b.c.n_tokens++
 }
 
+// addEmbd appends an embedding row at position pos of sequence seq.
+// Overfilling the batch or a row of the wrong width is a bug in the caller.
+func (b *cBatch) addEmbd(row []float32, pos int, logits bool, seq int) {
+	i := int(b.c.n_tokens)
+	if b.width == 0 || len(row) != b.width || (i+1)*b.width > len(b.embd) {
+		panic(fmt.Sprintf("embedding batch (width %d) given row %d of width %d", b.width, i, len(row)))
+	}
+	for j, v := range row {
+		b.embd[i*b.width+j] = C.float(v)
+	}
+	b.pos[i] = C.llama_pos(pos)
+	b.nSeq[i] = 1
+	*b.seq[i] = C.llama_seq_id(seq)
+	b.logits[i] = 0
+	if logits {
+		b.logits[i] = 1
+	}
+	b.c.n_tokens++
+}
+
 func (b *cBatch) free() {
-	if b == nil || b.tokens == nil {
+	if b == nil || b.pos == nil {
 		return
 	}
 	C.llama_batch_free(b.c)

@@ -28,6 +28,10 @@ type model struct {
 	cm    *cModel
 	cc    *cContext
 	batch *cBatch
+	// proj is the vision projector (nil for a text-only model) and ebatch
+	// the batch that carries image embedding rows.
+	proj   *projector
+	ebatch *cBatch
 
 	cparams contextParams // what cc was created with
 	ctxLen  int           // enforced per-sequence context
@@ -112,6 +116,14 @@ func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
 	if m.batch, err = newCBatch(m.budget); err != nil {
 		return nil, err
 	}
+	if cfg.ProjectorPath != "" {
+		if m.proj, err = loadProjector(cfg.ProjectorPath, m.cm, cfg.Threads, plc.gpuLayers != 0); err != nil {
+			return nil, err
+		}
+		if m.ebatch, err = newCEmbdBatch(m.budget, m.proj.nEmbd); err != nil {
+			return nil, err
+		}
+	}
 	m.nVocab = m.cm.nVocab()
 	m.nEmbd = m.cm.nEmbd()
 	m.pooling = m.cc.poolingType()
@@ -133,6 +145,7 @@ func loadModel(cfg config, plc placement, log *slog.Logger) (*model, error) {
 		ChatTemplate:         tmpl,
 		AddBOS:               m.cm.addBOS(),
 		SizeBytes:            m.cm.size(),
+		Vision:               m.proj != nil,
 	}
 	if b := m.cm.bos(); b >= 0 && b < m.nVocab {
 		m.info.BOS = string(m.cm.piece(b, true))
@@ -184,6 +197,10 @@ func (m *model) freeC() {
 	}
 	m.freed = true
 	m.batch.free()
+	m.ebatch.free()
+	// The projector refers to the model; it goes first.
+	m.proj.free()
+	m.proj = nil
 	m.cc.free()
 	m.cm.free()
 }
@@ -279,6 +296,9 @@ func (m *model) Generate(ctx context.Context, req engine.GenerateRequest, onChun
 	}
 	if err := sched.Validate(&req, m.nVocab, m.ctxLen); err != nil {
 		return engine.Result{}, err
+	}
+	if len(req.Images) > 0 && !m.info.Vision {
+		return engine.Result{}, fmt.Errorf("%w: this model does not accept images: it reads text only", engine.ErrInvalidRequest)
 	}
 	if req.Grammar != "" {
 		if err := m.checkGrammar(req.Grammar); err != nil {

@@ -137,6 +137,13 @@ type slot struct {
 
 	nBatched int // tokens of this slot in the batch being built
 	outIdx   int // batch index whose logits this slot samples, or -1
+
+	// spans are the image chunks of the prompt (vision.go); imageRun
+	// says the positions batched this step are image rows; nImage counts
+	// the prompt's image positions.
+	spans    []visionSpan
+	imageRun bool
+	nImage   int
 }
 
 func (m *model) hasWork() bool {
@@ -241,7 +248,21 @@ func (s *slot) LastUse() uint64     { return s.lastUsed }
 // since its logits are needed.
 func (m *model) start(s *slot, r *sched.Request) {
 	prompt := r.Gen.Prompt
+	var ex *expansion
+	if len(r.Gen.Images) > 0 {
+		var err error
+		if ex, err = m.expandFor(r); err != nil {
+			// The sequence is untouched and stays free.
+			r.Finish(engine.Result{FinishReason: engine.FinishStop, PromptTokens: len(r.Gen.Prompt)}, err)
+			return
+		}
+		defer ex.free()
+		prompt = ex.prompt
+	}
 	keep := min(sched.CommonPrefix(s.cache, prompt), len(prompt)-1)
+	if ex != nil {
+		keep = ex.snap(keep)
+	}
 	if keep < len(s.cache) {
 		if !m.cc.seqRm(s.id, keep, -1) {
 			// Some memory types (recurrent, sliding window) cannot drop a
@@ -259,6 +280,14 @@ func (m *model) start(s *slot, r *sched.Request) {
 	s.nPrompt = len(prompt)
 	s.nCached = keep
 	s.pending = prompt[keep:]
+	if ex != nil {
+		s.nImage = ex.imageTokens
+		if err := ex.encode(m.proj, keep); err != nil {
+			m.finish(s, engine.FinishStop, err)
+			return
+		}
+		s.spans = ex.spans
+	}
 	if r.Gen.Grammar != "" {
 		g, err := newGrammar(m.cm, r.Gen.Grammar)
 		if err != nil {
@@ -266,6 +295,9 @@ func (m *model) start(s *slot, r *sched.Request) {
 			return
 		}
 		s.grammar = g
+	}
+	if ex != nil {
+		prompt = textTokens(prompt)
 	}
 	s.sampler = newSampler(r.Gen.Sampling, m.ctxLen, prompt)
 	s.text = sched.NewTextStream(r.Gen.Stop)
@@ -307,7 +339,7 @@ func (m *model) decodeStep() {
 			break
 		}
 		s := pre[(m.prefRR+i)%len(pre)]
-		s.nBatched = min(budget, len(s.pending))
+		s.nBatched, s.imageRun = m.prefillRun(s, budget)
 		budget -= s.nBatched
 	}
 	if len(pre) > 0 {
@@ -315,7 +347,11 @@ func (m *model) decodeStep() {
 	}
 
 	m.batch.clear()
+	if m.ebatch != nil {
+		m.ebatch.clear()
+	}
 	var batched []*slot
+	var err error
 	for _, s := range m.slots {
 		if s.nBatched == 0 {
 			continue
@@ -327,6 +363,18 @@ func (m *model) decodeStep() {
 			s.outIdx = m.batch.len() - 1
 			continue
 		}
+		if s.imageRun {
+			// A prompt never ends with an image, so no row needs logits.
+			var rows []float32
+			if rows, err = m.rowsAt(s, pos, s.nBatched); err != nil {
+				break
+			}
+			w := m.proj.nEmbd
+			for i := range s.nBatched {
+				m.ebatch.addEmbd(rows[i*w:(i+1)*w], pos+i, false, s.id)
+			}
+			continue
+		}
 		for i, t := range s.pending[:s.nBatched] {
 			last := s.nBatched == len(s.pending) && i == s.nBatched-1
 			m.batch.add(t, pos+i, last, s.id)
@@ -335,12 +383,11 @@ func (m *model) decodeStep() {
 			}
 		}
 	}
-	var err error
-	if f := m.testFault.Load(); f != nil {
+	if f := m.testFault.Load(); f != nil && err == nil {
 		err = (*f)()
 	}
 	if err == nil {
-		err = m.cc.decode(m.batch)
+		err = m.decodeBatches()
 	}
 	if err != nil {
 		for _, s := range batched {
@@ -356,7 +403,7 @@ func (m *model) decodeStep() {
 			}
 			return
 		}
-		m.poison(fmt.Errorf("decoding a batch of %d tokens: %w", m.batch.len(), err))
+		m.poison(fmt.Errorf("decoding a batch of %d tokens: %w", m.batch.len()+m.ebatchTokens(), err))
 		return
 	}
 	for _, s := range batched {
@@ -442,6 +489,7 @@ func (m *model) finish(s *slot, reason engine.FinishReason, err error) {
 		PromptTokens:     s.nPrompt,
 		CompletionTokens: s.nGen,
 		CachedTokens:     s.nCached,
+		ImageTokens:      s.nImage,
 		QueueTime:        s.tAssigned.Sub(r.Enqueued),
 	}
 	if s.text != nil && reason == engine.FinishStop {

@@ -361,6 +361,8 @@ type Usage struct {
 // PromptTokensDetails breaks down prompt tokens.
 type PromptTokensDetails struct {
 	CachedTokens int `json:"cached_tokens"`
+	// ImageTokens are the prompt positions images took (vision models).
+	ImageTokens int `json:"image_tokens,omitempty"`
 }
 
 // CompletionTokensDetails breaks down completion tokens.
@@ -468,6 +470,9 @@ type ModelPlacement struct {
 	Placeable []string `json:"placeable,omitempty"`
 	// ContextLength is the context per request, when known.
 	ContextLength int `json:"context_length,omitempty"`
+	// Vision reports that the model reads images (its source has a
+	// vision projector).
+	Vision bool `json:"vision,omitempty"`
 }
 
 // ModelList is GET /v1/models.

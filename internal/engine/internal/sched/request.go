@@ -194,8 +194,16 @@ func Validate(req *engine.GenerateRequest, vocab, ctxLen int) error {
 	if len(req.Prompt) == 0 {
 		return fmt.Errorf("%w: the prompt has no tokens", engine.ErrInvalidRequest)
 	}
-	if err := ValidateTokens(req.Prompt, vocab); err != nil {
+	if err := validateImages(req); err != nil {
 		return err
+	}
+	for i, t := range req.Prompt {
+		if t == engine.ImageToken {
+			continue // checked by validateImages
+		}
+		if t < 0 || t >= vocab {
+			return fmt.Errorf("%w: token %d at position %d is outside the vocabulary of %d", engine.ErrInvalidRequest, t, i, vocab)
+		}
 	}
 	if len(req.Prompt) >= ctxLen {
 		return fmt.Errorf("%w: %d prompt tokens leave no room in a context of %d", engine.ErrContextLengthExceeded, len(req.Prompt), ctxLen)
@@ -224,6 +232,29 @@ func Validate(req *engine.GenerateRequest, vocab, ctxLen int) error {
 	for _, st := range req.Stop {
 		if len(st) > 1024 {
 			return fmt.Errorf("%w: a stop sequence is longer than 1024 bytes", engine.ErrInvalidRequest)
+		}
+	}
+	return nil
+}
+
+// validateImages checks that the prompt's image placeholders and images
+// agree and that every image is a whole picture.
+func validateImages(req *engine.GenerateRequest) error {
+	n := 0
+	for _, t := range req.Prompt {
+		if t == engine.ImageToken {
+			n++
+		}
+	}
+	if n != len(req.Images) {
+		return fmt.Errorf("%w: the prompt has %d image placeholders for %d images", engine.ErrInvalidRequest, n, len(req.Images))
+	}
+	if n > 0 && req.Prompt[len(req.Prompt)-1] == engine.ImageToken {
+		return fmt.Errorf("%w: the prompt ends with an image; it must end with text", engine.ErrInvalidRequest)
+	}
+	for i, im := range req.Images {
+		if im.Width <= 0 || im.Height <= 0 || len(im.RGB) != 3*im.Width*im.Height {
+			return fmt.Errorf("%w: image %d is not %d×%d RGB pixels", engine.ErrInvalidRequest, i, im.Width, im.Height)
 		}
 	}
 	return nil

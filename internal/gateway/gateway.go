@@ -56,9 +56,9 @@ type Gateway struct {
 	keyLimiters keyLimiters
 	keyMetrics  *keyMetrics
 	peers       peerCounter
-	upstream *http.Client
-	tokens   *neuronapi.TokenSource
-	ready    chan struct{}
+	upstream    *http.Client
+	tokens      *neuronapi.TokenSource
+	ready       chan struct{}
 	// streams tracks responses in progress so shutdown can wait for them.
 	streams sync.WaitGroup
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/helexa-ai/cortex/internal/envflag"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
 
 // Config is the gateway's configuration.
@@ -15,9 +16,13 @@ type Config struct {
 	Addr string
 	// MetricsAddr serves /metrics ("" or "0" disables).
 	MetricsAddr string
-	// APIKeysFile lists accepted API keys, one per line ("#" comments,
-	// blank lines ignored; "name:key" lines name the key in logs).
+	// APIKeysFile lists accepted API keys: one per line ("#" comments,
+	// blank lines ignored; "name:key" lines name the key in logs), or the
+	// structured YAML/JSON format with per-key Models and limits (keys.go).
 	APIKeysFile string
+	// KeyLimitReplicas is how many gateway replicas share each key's
+	// limits (each enforces limit ÷ replicas).
+	KeyLimitReplicas int
 	// AllowAnonymous serves requests without a key. It must be asked for
 	// explicitly; without keys and without it, Run refuses to start.
 	AllowAnonymous bool
@@ -25,6 +30,11 @@ type Config struct {
 	NeuronTokenFile string
 	// NeuronToken is the token itself (tests; the file wins).
 	NeuronToken string
+	// NeuronTokenRecheck is how often the token file is read again;
+	// NeuronTokenGrace how long the previous token is still tried after a
+	// neuron refuses the current one (neuronapi.TokenSource).
+	NeuronTokenRecheck time.Duration
+	NeuronTokenGrace   time.Duration
 	// Namespace limits the Models served to one namespace ("" = all).
 	Namespace string
 	// ColdStartTimeout bounds how long a request waits for its Model to
@@ -64,6 +74,9 @@ func DefaultConfig() Config {
 		MaxBodyBytes:          32 << 20,
 		MaxAttempts:           3,
 		ShutdownTimeout:       2 * time.Minute,
+		KeyLimitReplicas:      1,
+		NeuronTokenRecheck:    neuronapi.DefaultTokenRecheck,
+		NeuronTokenGrace:      neuronapi.DefaultTokenGrace,
 	}
 }
 
@@ -72,9 +85,12 @@ func DefaultConfig() Config {
 func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.StringVar(fs, &c.Addr, "addr", "address serving the API")
 	envflag.StringVar(fs, &c.MetricsAddr, "metrics-addr", "address serving /metrics; 0 disables")
-	envflag.StringVar(fs, &c.APIKeysFile, "api-keys-file", "file of accepted API keys, one per line")
+	envflag.StringVar(fs, &c.APIKeysFile, "api-keys-file", "file of accepted API keys: one per line, or YAML/JSON with per-key models and limits")
+	envflag.IntVar(fs, &c.KeyLimitReplicas, "key-limit-replicas", "gateway replicas that share each API key's limits")
 	envflag.BoolVar(fs, &c.AllowAnonymous, "allow-anonymous", "serve requests without an API key")
-	envflag.StringVar(fs, &c.NeuronTokenFile, "neuron-token-file", "file holding the neurons' bearer token")
+	envflag.StringVar(fs, &c.NeuronTokenFile, "neuron-token-file", "file holding the neurons' bearer token (re-read while running)")
+	envflag.DurationVar(fs, &c.NeuronTokenRecheck, "neuron-token-recheck", "how often the neuron token file is read again")
+	envflag.DurationVar(fs, &c.NeuronTokenGrace, "neuron-token-grace", "how long the previous neuron token is still tried after a rotation")
 	envflag.StringVar(fs, &c.Namespace, "namespace", "serve only the Models of this namespace (default all)")
 	envflag.DurationVar(fs, &c.ColdStartTimeout, "cold-start-timeout", "how long a request waits for its model to load")
 	envflag.DurationVar(fs, &c.DemandInterval, "demand-interval", "least time between demand-signal writes per model")
@@ -106,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("max-body-bytes must be positive"))
+	}
+	if c.KeyLimitReplicas < 1 {
+		errs = append(errs, errors.New("key-limit-replicas must be at least 1"))
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, errors.New("max-attempts must be at least 1"))

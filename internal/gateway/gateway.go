@@ -52,9 +52,13 @@ type Gateway struct {
 	demand   *Demand
 	metrics  *metrics
 	keys     *keyring
-	upstream *http.Client
-	token    string
-	ready    chan struct{}
+	// Per-key limits and usage (keylimits.go, keymetrics.go).
+	keyLimiters keyLimiters
+	keyMetrics  *keyMetrics
+	peers       peerCounter
+	upstream    *http.Client
+	tokens      *neuronapi.TokenSource
+	ready       chan struct{}
 	// streams tracks responses in progress so shutdown can wait for them.
 	streams sync.WaitGroup
 }
@@ -73,6 +77,7 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 	if err != nil {
 		return err
 	}
+	g.keys.log = logger.WithName("api-keys")
 
 	scheme := runtime.NewScheme()
 	if err := cortexv1.AddToScheme(scheme); err != nil {
@@ -172,17 +177,17 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 // New builds a Gateway without starting anything (tests drive Handler
 // directly with a hand-fed Catalog).
 func New(cfg Config, opts Options) (*Gateway, error) {
-	token, err := neuronapi.Token(cfg.NeuronTokenFile, cfg.NeuronToken)
+	tokens, err := newNeuronTokens(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("neuron token: %w", err)
-	}
-	keys, err := loadKeyring(cfg.APIKeysFile)
-	if err != nil {
-		return nil, err
 	}
 	clk := opts.Clock
 	if clk == nil {
 		clk = clock.RealClock{}
+	}
+	keys, err := loadKeyring(cfg.APIKeysFile, clk)
+	if err != nil {
+		return nil, err
 	}
 	transport := opts.Transport
 	if transport == nil {
@@ -195,7 +200,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 			DisableCompression:  true,
 		}
 	}
-	return &Gateway{
+	g := &Gateway{
 		cfg:      cfg,
 		clock:    clk,
 		catalog:  NewCatalog(),
@@ -204,9 +209,11 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		metrics:  newMetrics(),
 		keys:     keys,
 		upstream: &http.Client{Transport: transport},
-		token:    token,
+		tokens:   tokens,
 		ready:    make(chan struct{}),
-	}, nil
+	}
+	g.initKeys()
+	return g, nil
 }
 
 // Catalog exposes the routing table (tests feed it directly).

@@ -1,19 +1,14 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -57,6 +52,13 @@ type reqInfo struct {
 	retries   int
 	stream    bool
 	streamErr string
+	// bodyBytes is the request body's size, for the token estimate.
+	bodyBytes int
+	// apiKey is the key the request came with; admission its account
+	// under the key's limits; keyOutcome the limit that refused it.
+	apiKey     *apiKey
+	admission  *admission
+	keyOutcome string
 }
 
 const infoKey = "cortex.req"
@@ -243,117 +245,4 @@ func (g *Gateway) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 		req.Body = http.MaxBytesReader(c.Response(), req.Body, g.cfg.MaxBodyBytes)
 		return next(c)
 	}
-}
-
-// authenticate checks the API key (Authorization: Bearer, or x-api-key as
-// Anthropic clients send it) unless anonymous access is configured.
-func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		path := c.Request().URL.Path
-		if path == "/healthz" || path == "/readyz" {
-			return next(c)
-		}
-		key := c.Request().Header.Get("x-api-key")
-		if key == "" {
-			if auth := c.Request().Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
-				key = strings.TrimSpace(auth[7:])
-			}
-		}
-		if name, ok := g.keys.check(key); ok {
-			info(c).keyName = name
-			return next(c)
-		}
-		if g.cfg.AllowAnonymous {
-			info(c).keyName = "anonymous"
-			return next(c)
-		}
-		if key == "" {
-			return openai.Unauthorized("missing API key: send Authorization: Bearer <key> or x-api-key")
-		}
-		return openai.Unauthorized("invalid API key")
-	}
-}
-
-// keyring holds API keys by their SHA-256, compared in constant time. It
-// re-reads its file when the file changes (a rotated Secret), at most every
-// few seconds.
-type keyring struct {
-	path string
-
-	mu      sync.Mutex
-	keys    map[[32]byte]string
-	modTime time.Time
-	checked time.Time
-}
-
-func loadKeyring(path string) (*keyring, error) {
-	k := &keyring{path: path, keys: map[[32]byte]string{}}
-	if path == "" {
-		return k, nil
-	}
-	if err := k.reload(); err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-func (k *keyring) reload() error {
-	st, err := os.Stat(k.path)
-	if err != nil {
-		return fmt.Errorf("reading API keys: %w", err)
-	}
-	if st.ModTime().Equal(k.modTime) && len(k.keys) > 0 {
-		return nil
-	}
-	f, err := os.Open(k.path)
-	if err != nil {
-		return fmt.Errorf("reading API keys: %w", err)
-	}
-	defer func() { _ = f.Close() }()
-	keys := map[[32]byte]string{}
-	sc := bufio.NewScanner(f)
-	n := 0
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		n++
-		name, key, found := strings.Cut(line, ":")
-		if !found {
-			name, key = fmt.Sprintf("key-%d", n), line
-		}
-		keys[sha256.Sum256([]byte(strings.TrimSpace(key)))] = strings.TrimSpace(name)
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("reading API keys: %w", err)
-	}
-	k.keys, k.modTime = keys, st.ModTime()
-	return nil
-}
-
-func (k *keyring) check(key string) (string, bool) {
-	if key == "" {
-		return "", false
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.path != "" && time.Since(k.checked) > 5*time.Second {
-		k.checked = time.Now()
-		_ = k.reload() // keep the old keys if the file is briefly absent
-	}
-	sum := sha256.Sum256([]byte(key))
-	var name string
-	found := 0
-	for h, n := range k.keys {
-		if subtle.ConstantTimeCompare(h[:], sum[:]) == 1 {
-			name = n
-			found = 1
-		}
-	}
-	return name, found == 1
-}
-
-func loggerOf(c echo.Context) logr.Logger {
-	return logr.FromContextOrDiscard(c.Request().Context())
 }

@@ -32,6 +32,7 @@ func (g *Gateway) readBody(c echo.Context) ([]byte, error) {
 		}
 		return nil, openai.InvalidRequest("", openai.CodeInvalidJSON, "could not read the request body: %v", err)
 	}
+	info(c).bodyBytes = len(data)
 	return data, nil
 }
 
@@ -65,7 +66,7 @@ func (g *Gateway) resolve(c echo.Context, name string) (string, error) {
 	if name == "" {
 		return "", openai.MissingParameter("model")
 	}
-	key, _, err := g.catalog.Lookup(name)
+	key, err := g.lookupFor(c, name) // only the Models the API key may use
 	if err != nil {
 		if errors.Is(err, errUnknownModel) {
 			return "", openai.ModelNotFound(name)
@@ -73,7 +74,7 @@ func (g *Gateway) resolve(c echo.Context, name string) (string, error) {
 		return "", err
 	}
 	ri.model = key
-	return key, nil
+	return key, g.admit(c) // the key's rate and concurrency limits
 }
 
 // prepareChat validates an OpenAI chat request and turns it into the call
@@ -454,7 +455,7 @@ func (g *Gateway) relayChatStream(c echo.Context, uc *upstreamCall, includeUsage
 }
 
 func (g *Gateway) listModels(c echo.Context) error {
-	views := g.catalog.Models()
+	views := g.visibleModels(c)
 	if c.Request().Header.Get("anthropic-version") != "" {
 		return c.JSON(http.StatusOK, anthropicModelList(views))
 	}

@@ -179,9 +179,6 @@ func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall) (*ups
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if g.token != "" {
-		req.Header.Set("Authorization", "Bearer "+g.token)
-	}
 	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
 		req.Header.Set("X-Request-Id", id)
 	}
@@ -193,7 +190,7 @@ func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall) (*ups
 		headerWait = g.cfg.StreamIdleTimeout
 	}
 	timer := time.AfterFunc(headerWait, cancel)
-	resp, err := g.upstream.Do(req) //nolint:bodyclose // closed by upstream.close, or below on error answers
+	resp, err := g.doNeuron(req) //nolint:bodyclose // closed by upstream.close, or below on error answers
 	if err != nil {
 		timer.Stop()
 		cancel()

@@ -142,13 +142,16 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	logger := log.FromContext(ctx)
-	token, err := neuronapi.Token(cfg.NeuronTokenFile, cfg.NeuronToken)
+	// The token file is re-read while the manager runs, so rotating its
+	// Secret needs no restart (see neuronapi.TokenSource).
+	tokens, err := neuronapi.NewTokenSource(cfg.NeuronTokenFile, cfg.NeuronToken, neuronapi.TokenOptions{Log: logger.WithName("neuron-token")})
 	if err != nil {
 		return fmt.Errorf("neuron token: %w", err)
 	}
 	neurons := opts.Neurons
 	if neurons == nil {
-		c := neuronapi.NewClient(token)
+		c := neuronapi.NewClient("")
+		c.Tokens = tokens
 		c.Timeout = cfg.NeuronTimeout
 		neurons = c
 	}

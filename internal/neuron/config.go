@@ -40,6 +40,13 @@ type Config struct {
 	// wins).
 	TokenFile string
 	Token     string
+	// TokenRecheck is how often the token file is looked at again, so a
+	// rotated Secret takes effect without a restart.
+	TokenRecheck time.Duration
+	// TokenGrace is how long the previous token stays good after the
+	// file changes (negative: not at all), so callers that see the new
+	// Secret later than this pod are not refused meanwhile.
+	TokenGrace time.Duration
 	// AllowUnauthenticated serves the API without a token. Without a token
 	// and without it, the neuron refuses to start.
 	AllowUnauthenticated bool
@@ -132,6 +139,8 @@ func DefaultConfig() Config {
 		ReadTimeout:        2 * time.Minute,
 		IdleTimeout:        2 * time.Minute,
 		HeartbeatInterval:  10 * time.Second,
+		TokenRecheck:       neuronapi.DefaultTokenRecheck,
+		TokenGrace:         neuronapi.DefaultTokenGrace,
 		Kubeconfig:         os.Getenv("KUBECONFIG"),
 	}
 	if c.NodeName == "" {
@@ -156,6 +165,8 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.StringVar(fs, &c.AdvertiseURL, "advertise-url", "endpoint advertised to the cluster, overriding pod-ip and addr")
 	envflag.StringVar(fs, &c.TokenFile, "token-file", "file holding the API bearer token")
 	envflag.StringVar(fs, &c.Token, "token", "API bearer token (prefer token-file)")
+	envflag.DurationVar(fs, &c.TokenRecheck, "token-recheck", "how often the token file is looked at again")
+	envflag.DurationVar(fs, &c.TokenGrace, "token-grace", "how long the previous token stays good after a rotation (negative: not at all)")
 	envflag.BoolVar(fs, &c.AllowUnauthenticated, "allow-unauthenticated", "serve the API without a bearer token")
 	envflag.StringVar(fs, &c.CacheDir, "cache-dir", "directory for downloaded models")
 	envflag.StringVar(fs, &c.HFEndpoint, "hf-endpoint", "Hugging Face endpoint for hf:// sources (default $HF_ENDPOINT or https://huggingface.co)")

@@ -537,37 +537,42 @@ func TestDeferredEstimateWithoutRangeSupport(t *testing.T) {
 }
 
 func TestTokenFileRotation(t *testing.T) {
-	p := t.TempDir() + "/token"
-	if err := os.WriteFile(p, []byte("first\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	h := newHarness(t, withConfig(func(c *Config) { c.Token, c.TokenFile = "", p }))
-	if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "first"); code != http.StatusOK {
-		t.Fatalf("first token: %d", code)
-	}
-	if err := os.WriteFile(p, []byte("second\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chtimes(p, time.Now(), time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	h.s.token.mu.Lock()
-	h.s.token.checked = time.Time{} // as if the recheck period had passed
-	h.s.token.mu.Unlock()
-	if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "second"); code != http.StatusOK {
-		t.Fatalf("rotated token refused: %d", code)
-	}
-	if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "first"); code != http.StatusUnauthorized {
-		t.Fatalf("old token still accepted: %d", code)
-	}
-	// An emptied file keeps the last good token.
-	if err := os.WriteFile(p, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	h.s.token.mu.Lock()
-	h.s.token.checked = time.Time{}
-	h.s.token.mu.Unlock()
-	if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "second"); code != http.StatusOK {
-		t.Fatalf("token lost with an empty file: %d", code)
+	for _, tc := range []struct {
+		name        string
+		grace       time.Duration
+		oldAccepted bool
+	}{
+		{"with a grace period the old token stays good", time.Hour, true},
+		{"without one it is refused at once", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := t.TempDir() + "/token"
+			if err := os.WriteFile(p, []byte("first\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			h := newHarness(t, withConfig(func(c *Config) { c.Token, c.TokenFile, c.TokenGrace = "", p, tc.grace }))
+			if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "first"); code != http.StatusOK {
+				t.Fatalf("first token: %d", code)
+			}
+			if err := os.WriteFile(p, []byte("second\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The new token is taken at once, without waiting for the
+			// recheck period: an unknown token makes the neuron look at
+			// the file again.
+			if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "second"); code != http.StatusOK {
+				t.Fatalf("rotated token refused: %d", code)
+			}
+			want := http.StatusUnauthorized
+			if tc.oldAccepted {
+				want = http.StatusOK
+			}
+			if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "first"); code != want {
+				t.Fatalf("old token: %d, want %d", code, want)
+			}
+			if code, _, _ := h.doToken(http.MethodGet, neuronapi.PathModels, nil, "third"); code != http.StatusUnauthorized {
+				t.Fatalf("unknown token: %d", code)
+			}
+		})
 	}
 }

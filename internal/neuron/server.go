@@ -10,8 +10,6 @@ package neuron
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -37,7 +35,7 @@ type Server struct {
 	reg   *registry
 	met   *metrics
 	inv   devices.Inventory
-	token *tokenSource
+	token *neuronapi.TokenSource
 
 	ln      net.Listener
 	srv     *http.Server
@@ -77,11 +75,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	log := logr.FromContextOrDiscard(ctx).WithName("neuron")
 	s := &Server{cfg: cfg, log: log, met: newMetrics(), done: make(chan struct{}), regDone: make(chan struct{})}
 
-	if _, err := neuronapi.Token(cfg.TokenFile, cfg.Token); err != nil {
-		return nil, err // the file must be readable at start
+	token, err := newTokenSource(log, cfg) // the file must be readable at start
+	if err != nil {
+		return nil, err
 	}
-	s.token = newTokenSource(log, cfg.TokenFile, cfg.Token)
-	if s.token.current(time.Now()) == nil {
+	s.token = token
+	if !s.token.Enabled() {
 		log.Info("Serving without authentication (--allow-unauthenticated)")
 	}
 
@@ -272,8 +271,7 @@ func exempt(path string) bool {
 
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		want := s.token.current(time.Now())
-		if want == nil || exempt(r.URL.Path) {
+		if !s.token.Enabled() || exempt(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -282,10 +280,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			writeError(w, openai.Unauthorized("Missing bearer token: send Authorization: Bearer <token>."))
 			return
 		}
-		// Comparing digests keeps the comparison constant-time whatever
-		// the lengths.
-		got := sha256.Sum256([]byte(strings.TrimSpace(auth[7:])))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		if !s.token.Accepts(strings.TrimSpace(auth[7:])) {
 			writeError(w, openai.Unauthorized("Incorrect bearer token."))
 			return
 		}

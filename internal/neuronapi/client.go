@@ -38,8 +38,12 @@ type Client struct {
 	// HTTP is the transport; its Timeout should be unset (per-call
 	// deadlines come from Timeout below).
 	HTTP *http.Client
-	// Token is sent as a bearer token.
+	// Token is sent as a bearer token, unless Tokens is set.
 	Token string
+	// Tokens, when set, supplies the bearer token on every call, so a
+	// rotated token file takes effect without a restart; a call refused
+	// with 401 is retried once with its Fallback.
+	Tokens *TokenSource
 	// Timeout bounds one attempt of one call.
 	Timeout time.Duration
 	// Attempts is how many times an idempotent call is tried on connection
@@ -133,7 +137,14 @@ func (c *Client) do(ctx context.Context, method, endpoint, path string, in, out 
 			}
 			backoff *= 2
 		}
-		err := c.once(ctx, method, strings.TrimRight(endpoint, "/")+path, body, out)
+		url := strings.TrimRight(endpoint, "/") + path
+		tok := c.token()
+		err := c.once(ctx, method, url, body, out, tok)
+		if alt := c.fallback(err, tok); alt != "" {
+			// The token rotated on one side first: one more try, not
+			// counted as an attempt.
+			err = c.once(ctx, method, url, body, out, alt)
+		}
 		if err == nil {
 			return nil
 		}
@@ -149,7 +160,24 @@ func (c *Client) do(ctx context.Context, method, endpoint, path string, in, out 
 	return lastErr
 }
 
-func (c *Client) once(ctx context.Context, method, url string, body []byte, out any) error {
+// token is the bearer token for the next call.
+func (c *Client) token() string {
+	if c.Tokens != nil {
+		return c.Tokens.Token()
+	}
+	return c.Token
+}
+
+// fallback is the token to retry a call refused with 401 with, or "".
+func (c *Client) fallback(err error, sent string) string {
+	var ae *APIError
+	if c.Tokens == nil || !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
+		return ""
+	}
+	return c.Tokens.Fallback(sent)
+}
+
+func (c *Client) once(ctx context.Context, method, url string, body []byte, out any, token string) error {
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
@@ -166,8 +194,8 @@ func (c *Client) once(ctx context.Context, method, url string, body []byte, out 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	hc := c.HTTP
 	if hc == nil {

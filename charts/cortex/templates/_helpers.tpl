@@ -107,8 +107,9 @@ chart's appVersion. The neuron's tag gets its variant as a suffix.
 {{/*
 The neuron token the chart manages: neuronToken.value, else the one already
 in the cluster (so upgrades keep it), else a new random one. Computed once
-per render and remembered, so the Secret and the pods' checksum annotations
-agree even on the first install.
+per render and remembered, so every use in one render agrees. Pods are not
+restarted when it changes: the manager, gateway and neurons re-read it, and
+the neurons accept the previous token for a grace period (docs/gateway.md).
 */}}
 {{- define "cortex.neuronTokenValue" -}}
 {{- $memo := .Values.__memo | default dict -}}
@@ -126,17 +127,6 @@ agree even on the first install.
 {{- $_ := set .Values "__memo" $memo -}}
 {{- end -}}
 {{- index $memo "neuronToken" -}}
-{{- end -}}
-
-{{/*
-Pod annotation that restarts pods when the chart-managed neuron token
-changes (the components read it once at start). Nothing for an existing
-Secret: restart by hand after rotating it.
-*/}}
-{{- define "cortex.neuronTokenChecksum" -}}
-{{- if not .Values.neuronToken.existingSecret -}}
-checksum/neuron-token: {{ include "cortex.neuronTokenValue" . | sha256sum }}
-{{- end -}}
 {{- end -}}
 
 {{/* The Secret holding the API keys file, its key, and whether there is one. */}}

@@ -49,6 +49,7 @@ type Gateway struct {
 	clock    clock.Clock
 	catalog  *Catalog
 	balancer *Balancer
+	admit    *admission
 	demand   *Demand
 	metrics  *metrics
 	keys     *keyring
@@ -195,7 +196,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 			DisableCompression:  true,
 		}
 	}
-	return &Gateway{
+	g := &Gateway{
 		cfg:      cfg,
 		clock:    clk,
 		catalog:  NewCatalog(),
@@ -206,7 +207,9 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		upstream: &http.Client{Transport: transport},
 		token:    token,
 		ready:    make(chan struct{}),
-	}, nil
+	}
+	g.admit = newAdmission(cfg.Admission, g.balancer, g.metrics)
+	return g, nil
 }
 
 // Catalog exposes the routing table (tests feed it directly).

@@ -134,11 +134,11 @@ func (g *Gateway) errorHandler(err error, c echo.Context) {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(ae.retryAfter.Round(time.Second)/time.Second)))
 	}
 	api := apiOf(c.Request().URL.Path)
-	var body any = ae.err.Body()
+	status, body := ae.err.Status, any(ae.err.Body())
 	if api == apiAnthropic {
-		body = anthropicErrorBody(ae.err, info(c).id)
+		status, body = anthropicError(ae.err, info(c).id)
 	}
-	_ = c.JSON(ae.err.Status, body)
+	_ = c.JSON(status, body)
 }
 
 func (g *Gateway) recoverer(next echo.HandlerFunc) echo.HandlerFunc {

@@ -91,7 +91,7 @@ bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated 
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/scalebench $(SCALE_FLAGS)
 
 .PHONY: bench-overload
-bench-overload: ## Goodput and latency from 0.5x to 3x capacity: a real neuron (stories260K) behind the gateway, with and without overload limits (about 8 minutes).
+bench-overload: ## Goodput and latency from 0.5x to 3x capacity: a real neuron (stories260K) behind the gateway, with and without overload limits (about 9 minutes).
 	$(GO) run ./hack/gatewaybench -overload $(OVERLOAD_FLAGS)
 
 ##@ Run

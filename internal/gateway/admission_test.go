@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -243,5 +244,48 @@ func TestNeuronQueueFullIsOverloadedInEachDialect(t *testing.T) {
 	paths2, _ := b.Requests()
 	if len(paths) != 2 || len(paths2) != 2 {
 		t.Fatalf("attempts per replica: %d and %d, want 2 each", len(paths), len(paths2))
+	}
+}
+
+func TestAdmissionIsFirstComeFirstServed(t *testing.T) {
+	m := newMetrics()
+	a := newAdmission(AdmissionConfig{PerSlot: 1, Timeout: time.Minute}, NewBalancer(), m)
+	rep := []Replica{{Node: "n1", Endpoint: "http://n1"}}
+	never := func(string) <-chan struct{} { return nil }
+	ctx := t.Context()
+	wait := waitOpts{deadline: time.Now().Add(time.Minute), changed: never}
+
+	first, err := a.acquire(ctx, &ticket{model: "m", reps: rep, limit: 1}, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 2)
+	for i, name := range []string{"second", "third"} {
+		go func() {
+			s, err := a.acquire(ctx, &ticket{model: "m", reps: rep, limit: 1}, wait)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			got <- name
+			<-ctx.Done()
+			s.release()
+		}()
+		waitFor(t, name+" to queue", func() bool { return a.waiting("m") == i+1 })
+	}
+	first.release()
+	if g := <-got; g != "second" {
+		t.Fatalf("first freed slot went to %s", g)
+	}
+	// A newcomer finds no room: the freed slot is taken, and the third
+	// still waits ahead of it.
+	_, err = a.acquire(ctx, &ticket{model: "m", reps: rep, limit: 1}, waitOpts{deadline: time.Now(), changed: never})
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.err.Code != "overloaded" || a.waiting("m") != 1 {
+		t.Fatalf("newcomer: %v, %d waiting", err, a.waiting("m"))
+	}
+	// Every replica excluded is not a wait.
+	if _, err := a.acquire(ctx, &ticket{model: "m", reps: rep, limit: 1, exclude: []string{"http://n1"}}, wait); !errors.Is(err, errAllTried) {
+		t.Fatalf("all excluded: %v", err)
 	}
 }

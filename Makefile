@@ -119,6 +119,10 @@ bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated 
 bench-cold: build ## A model's load order to first token on a real neuron against its floor (read bandwidth + engine init), page cache and cold.
 	$(GO) run ./hack/coldbench -neuron $(BIN)/neuron $(COLD_FLAGS)
 
+.PHONY: bench-overload
+bench-overload: ## Goodput and latency from 0.5x to 3x capacity: a real neuron (stories260K) behind the gateway, with and without overload limits (about 9 minutes).
+	$(GO) run ./hack/gatewaybench -overload $(OVERLOAD_FLAGS)
+
 ##@ Run
 
 .PHONY: run

@@ -7,6 +7,8 @@
 // beyond the direct path is the gateway's own work (parse, route, relay).
 // On a small machine the load generator, the gateway and the stub share the
 // CPUs, which the table's throughput ratio reflects.
+//
+// With -overload it runs the overload sweep instead (overload.go).
 package main
 
 import (
@@ -39,6 +41,13 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	modes := flag.String("modes", "json,stream", "which modes to run")
 	flag.Parse()
+	if *overload {
+		if err := runOverload(); err != nil {
+			fmt.Fprintln(os.Stderr, "overload sweep:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

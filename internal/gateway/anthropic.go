@@ -14,11 +14,12 @@ import (
 	"github.com/helexa-ai/cortex/internal/wire/sse"
 )
 
-// anthropicErrorBody is the Anthropic envelope of an error.
-func anthropicErrorBody(e *openai.Error, requestID string) anthropic.ErrorResponse {
-	env := anthropic.ErrorFromOpenAI(e.Status, e.Body())
+// anthropicError is the Anthropic status and envelope of an error (529
+// overloaded_error for servers at capacity).
+func anthropicError(e *openai.Error, requestID string) (int, anthropic.ErrorResponse) {
+	status, env := anthropic.FromError(e)
 	env.RequestID = requestID
-	return env
+	return status, env
 }
 
 func (g *Gateway) logWarnings(c echo.Context, warnings []wire.Warning) {

@@ -24,8 +24,10 @@ type Catalog struct {
 	// nodeObjects are the NeuronNodes as last seen, for the fleet report
 	// (fleet.go); routing reads only nodes.
 	nodeObjects map[string]*cortexv1.NeuronNode
-	// waiters are woken when a Model's ready set changes.
-	waiters map[string][]chan struct{}
+	// waiters are closed when a Model's ready set changes: one channel per
+	// Model, shared by everyone waiting, so waiting costs nothing that a
+	// request which stops waiting would leave behind.
+	waiters map[string]chan struct{}
 }
 
 type nodeState struct {
@@ -65,7 +67,7 @@ func NewCatalog() *Catalog {
 		models:  map[string]*entry{},
 		names:   map[string][]string{},
 		nodes:   map[string]nodeState{},
-		waiters: map[string][]chan struct{}{},
+		waiters: map[string]chan struct{}{},
 
 		nodeObjects: map[string]*cortexv1.NeuronNode{},
 	}
@@ -118,8 +120,11 @@ func (c *Catalog) Model(key string) (*cortexv1.Model, bool) {
 func (c *Catalog) Wait(key string) <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch := make(chan struct{})
-	c.waiters[key] = append(c.waiters[key], ch)
+	ch, ok := c.waiters[key]
+	if !ok {
+		ch = make(chan struct{})
+		c.waiters[key] = ch
+	}
 	return ch
 }
 
@@ -259,8 +264,8 @@ func (c *Catalog) refresh(e *entry) {
 }
 
 func (c *Catalog) wake(key string) {
-	for _, ch := range c.waiters[key] {
+	if ch, ok := c.waiters[key]; ok {
 		close(ch)
+		delete(c.waiters, key)
 	}
-	delete(c.waiters, key)
 }

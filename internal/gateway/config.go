@@ -59,11 +59,14 @@ type Config struct {
 	MaxAttempts int
 	// ShutdownTimeout bounds how long shutdown waits for streams to finish.
 	ShutdownTimeout time.Duration
+	// Overload: see admission.go.
+	Admission AdmissionConfig
 }
 
 // DefaultConfig returns the defaults the flags start from.
 func DefaultConfig() Config {
 	return Config{
+		Admission:             DefaultAdmissionConfig(),
 		Addr:                  ":8080",
 		MetricsAddr:           ":9090",
 		ColdStartTimeout:      10 * time.Minute,
@@ -100,6 +103,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.Int64Var(fs, &c.MaxBodyBytes, "max-body-bytes", "largest accepted request body")
 	envflag.IntVar(fs, &c.MaxAttempts, "max-attempts", "replicas one request may try before its first byte")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
+	c.Admission.bindFlags(fs)
 }
 
 // Validate checks the configuration once.
@@ -125,6 +129,9 @@ func (c *Config) Validate() error {
 	}
 	if c.KeyLimitReplicas < 1 {
 		errs = append(errs, errors.New("key-limit-replicas must be at least 1"))
+	}
+	if err := c.Admission.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, errors.New("max-attempts must be at least 1"))

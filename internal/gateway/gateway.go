@@ -49,6 +49,7 @@ type Gateway struct {
 	clock    clock.Clock
 	catalog  *Catalog
 	balancer *Balancer
+	admit    *admission
 	demand   *Demand
 	metrics  *metrics
 	keys     *keyring
@@ -213,6 +214,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 		ready:    make(chan struct{}),
 	}
 	g.initKeys()
+	g.admit = newAdmission(cfg.Admission, g.balancer, g.metrics)
 	return g, nil
 }
 

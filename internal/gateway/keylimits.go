@@ -183,18 +183,18 @@ func (ls *keyLimiters) get(name string) *keyLimiter {
 	return l
 }
 
-// admission is an admitted request's account, settled when it ends.
-type admission struct {
+// keyAccount is an admitted request's account, settled when it ends.
+type keyAccount struct {
 	lim     *keyLimiter
 	share   keyShare
 	charged float64
 }
 
-// admit applies the request's key limits to an inference request (a
+// admitKey applies the request's key limits to an inference request (a
 // POST), once its Model is resolved. Over a limit it is a 429 with
 // Retry-After, which the error handler renders in the caller's dialect
 // (Anthropic: rate_limit_error).
-func (g *Gateway) admit(c echo.Context) error {
+func (g *Gateway) admitKey(c echo.Context) error {
 	ri := info(c)
 	ak := ri.apiKey
 	if c.Request().Method != http.MethodPost || ak == nil || !ak.limited() || ri.admission != nil {
@@ -210,7 +210,7 @@ func (g *Gateway) admit(c echo.Context) error {
 		ri.keyOutcome = d.outcome
 		return newAPIError(openai.RateLimited("%s", limitMessage(ak, s, d, g.peers.count())), roundUpSecond(d.retryAfter))
 	}
-	ri.admission = &admission{lim: lim, share: s, charged: cost}
+	ri.admission = &keyAccount{lim: lim, share: s, charged: cost}
 	g.keyMetrics.inFlight.WithLabelValues(ak.name).Inc()
 	return nil
 }

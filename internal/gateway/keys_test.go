@@ -249,7 +249,7 @@ func TestTokensPerMinuteCountsTheNeuronsUsage(t *testing.T) {
 			t.Fatalf("request %d: %d %s", i, resp.StatusCode, readAll(t, resp))
 		}
 		want := 30 - 11*float64(i+1)
-		waitFor(t, func() bool {
+		waitFor(t, "the condition", func() bool {
 			lim.mu.Lock()
 			defer lim.mu.Unlock()
 			return lim.inFlight == 0 && lim.tokens.level == want
@@ -284,7 +284,7 @@ func TestConcurrencyLimitPerKey(t *testing.T) {
 		}()
 	}
 	lim := h.g.keyLimiters.get("one")
-	waitFor(t, func() bool { lim.mu.Lock(); defer lim.mu.Unlock(); return lim.inFlight == 2 })
+	waitFor(t, "the condition", func() bool { lim.mu.Lock(); defer lim.mu.Unlock(); return lim.inFlight == 2 })
 	resp := h.post("/v1/chat/completions", "sk-one", chat("slow", false))
 	body := readAll(t, resp)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || !strings.Contains(body, "concurrent requests") {
@@ -394,13 +394,3 @@ func grepLines(s, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached in 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

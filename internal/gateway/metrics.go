@@ -20,6 +20,10 @@ type metrics struct {
 	inFlight        *prometheus.GaugeVec
 	upstreamErrors  *prometheus.CounterVec
 	retries         *prometheus.CounterVec
+	admissionWait   *prometheus.HistogramVec
+	admissionQueue  *prometheus.GaugeVec
+	admitted        prometheus.Gauge
+	overloaded      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -59,9 +63,23 @@ func newMetrics() *metrics {
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cortex_gateway_retries_total", Help: "Requests retried on another replica before their first byte.",
 		}, []string{"model"}),
+		admissionWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cortex_gateway_admission_wait_seconds", Help: "Time requests waited for room under the in-flight limits before they were relayed.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30},
+		}, []string{"model"}),
+		admissionQueue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cortex_gateway_admission_waiting_requests", Help: "Requests waiting for room under the in-flight limits.",
+		}, []string{"model"}),
+		admitted: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cortex_gateway_admitted_requests", Help: "Requests relayed now, counted against --max-in-flight.",
+		}),
+		overloaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cortex_gateway_overload_rejections_total",
+			Help: "Requests turned away as overloaded, by model and reason (replica: every replica at its limit; gateway: --max-in-flight; upstream: every replica's queue full).",
+		}, []string{"model", "reason"}),
 	}
 	m.registry.MustRegister(m.requests, m.duration, m.ttft, m.promptTokens, m.completionToks, m.tokensPerSecond,
-		m.coldWait, m.inFlight, m.upstreamErrors, m.retries,
+		m.coldWait, m.inFlight, m.upstreamErrors, m.retries, m.admissionWait, m.admissionQueue, m.admitted, m.overloaded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

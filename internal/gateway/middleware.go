@@ -57,7 +57,7 @@ type reqInfo struct {
 	// apiKey is the key the request came with; admission its account
 	// under the key's limits; keyOutcome the limit that refused it.
 	apiKey     *apiKey
-	admission  *admission
+	admission  *keyAccount
 	keyOutcome string
 }
 
@@ -136,11 +136,11 @@ func (g *Gateway) errorHandler(err error, c echo.Context) {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int(ae.retryAfter.Round(time.Second)/time.Second)))
 	}
 	api := apiOf(c.Request().URL.Path)
-	var body any = ae.err.Body()
+	status, body := ae.err.Status, any(ae.err.Body())
 	if api == apiAnthropic {
-		body = anthropicErrorBody(ae.err, info(c).id)
+		status, body = anthropicError(ae.err, info(c).id)
 	}
-	_ = c.JSON(ae.err.Status, body)
+	_ = c.JSON(status, body)
 }
 
 func (g *Gateway) recoverer(next echo.HandlerFunc) echo.HandlerFunc {

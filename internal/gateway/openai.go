@@ -74,7 +74,7 @@ func (g *Gateway) resolve(c echo.Context, name string) (string, error) {
 		return "", err
 	}
 	ri.model = key
-	return key, g.admit(c) // the key's rate and concurrency limits
+	return key, g.admitKey(c) // the key's rate and concurrency limits
 }
 
 // prepareChat validates an OpenAI chat request and turns it into the call

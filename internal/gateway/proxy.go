@@ -54,6 +54,7 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 	ri := info(c)
 	ctx := c.Request().Context()
 	coldDeadline := g.clock.Now().Add(g.cfg.ColdStartTimeout)
+	admitDeadline := time.Now().Add(g.cfg.Admission.Timeout)
 	var tried []string
 	var lastErr *apiError
 	for attempt := 0; ; {
@@ -73,13 +74,29 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 				}
 				return nil, err
 			}
+			// Held for a cold Model: it may wait for room until its
+			// cold-start deadline (see AdmissionConfig.Timeout).
+			admitDeadline = time.Now().Add(max(g.cfg.Admission.Timeout, coldDeadline.Sub(g.clock.Now())))
 		}
-		rep, release, ok := g.balancer.Pick(reps, uc.affinity, tried)
-		if !ok {
+		model, _ := g.catalog.Model(uc.key)
+		s, err := g.admit.acquire(ctx, &ticket{
+			model: uc.key, reps: reps, limit: g.admit.replicaLimit(model, uc.path), affinity: uc.affinity, exclude: tried,
+		}, waitOpts{deadline: admitDeadline, changed: g.catalog.Wait, tick: uc.waiting, tickEvery: g.cfg.KeepAliveInterval})
+		if errors.Is(err, errReplicasChanged) {
+			continue
+		}
+		if err != nil && !errors.Is(err, errAllTried) {
+			return nil, err
+		}
+		rep, release := s.rep, s.release
+		if err != nil {
 			// Every ready replica failed this request once. A full queue
 			// everywhere is the client's to retry; anything else (a replica
 			// just evicted) is worth one look at a fresher catalog.
 			if lastErr != nil && (lastErr.err.Status == http.StatusTooManyRequests || attempt >= g.cfg.MaxAttempts) {
+				if lastErr.err.Code == openai.CodeOverloaded {
+					g.metrics.overloaded.WithLabelValues(uc.key, overloadUpstream).Inc()
+				}
 				return nil, lastErr
 			}
 			select {
@@ -238,6 +255,12 @@ func upstreamError(resp *http.Response, data []byte) error {
 		if eb.Error.Param != nil {
 			oe.Param = *eb.Error.Param
 		}
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		// A neuron has no clients of its own to limit: its 429 means every
+		// sequence busy and its queue full, which each dialect calls
+		// overloaded.
+		oe.Code = openai.CodeOverloaded
 	}
 	if resp.StatusCode >= 500 {
 		// The client sees a gateway-side outage, not a neuron's internals.

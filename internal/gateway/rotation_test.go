@@ -80,7 +80,7 @@ func TestNeuronTokenRotationUnderLoad(t *testing.T) {
 	if _, err := control.Load(ctx, srv.URL(), neuronapi.LoadRequest{Name: "team/llama", Source: neuronapi.Source{URI: "file://" + model}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	waitFor(t, "the condition", func() bool {
 		ms, err := control.Models(ctx, srv.URL())
 		return err == nil && len(ms.Models) == 1 && ms.Models[0].State == neuronapi.StateReady
 	})
@@ -145,7 +145,7 @@ func TestNeuronTokenRotationUnderLoad(t *testing.T) {
 	// paced by traffic, not by the clock.
 	progress := func(n int64) {
 		want := done.Load() + n
-		waitFor(t, func() bool { return done.Load() >= want })
+		waitFor(t, "the condition", func() bool { return done.Load() >= want })
 	}
 	retries := func() float64 {
 		mfs, _ := h.g.metrics.registry.Gather()
@@ -168,7 +168,7 @@ func TestNeuronTokenRotationUnderLoad(t *testing.T) {
 	// gateway retries with tok-B.
 	before := retries()
 	swapFile(t, gwToken, "tok-C\n")
-	waitFor(t, func() bool { return retries() > before })
+	waitFor(t, "the condition", func() bool { return retries() > before })
 	progress(80)
 	swapFile(t, nToken, "tok-C\n")
 	progress(80)

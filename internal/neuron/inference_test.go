@@ -242,6 +242,13 @@ func TestQueueFull(t *testing.T) {
 	if hdr.Get("Retry-After") == "" {
 		t.Fatal("no Retry-After on 429")
 	}
+	// A stream turned away has not begun: the same plain answer, which the
+	// gateway can still retry elsewhere or pass on in its caller's dialect.
+	code, data, hdr = h.do(http.MethodPost, neuronapi.PathChatCompletions, body)
+	h.wantError(http.StatusTooManyRequests, data, code, neuronapi.CodeQueueFull)
+	if hdr.Get("Retry-After") == "" || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
+		t.Fatalf("streaming 429: Retry-After %q, Content-Type %q", hdr.Get("Retry-After"), hdr.Get("Content-Type"))
+	}
 }
 
 func TestClientDisconnectFreesSlot(t *testing.T) {

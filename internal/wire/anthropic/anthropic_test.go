@@ -29,8 +29,17 @@ func TestErrorMapping(t *testing.T) {
 			t.Errorf("ErrorFromOpenAI(%d) = %+v, want type %s", tt.status, env, tt.want)
 		}
 	}
+	// Servers at capacity are overloaded_error with 529, not the client's
+	// own rate limit, although the OpenAI dialect answers them 429.
+	status, env := FromError(openai.Overloaded("busy"))
+	if status != StatusOverloaded || env.Error.Type != ErrOverloaded || env.Error.Message != "busy" {
+		t.Errorf("FromError(overloaded) = %d %+v, want 529 overloaded_error", status, env)
+	}
+	if status, env := FromError(openai.RateLimited("slow down")); status != 429 || env.Error.Type != ErrRateLimit {
+		t.Errorf("FromError(rate limited) = %d %+v, want 429 rate_limit_error", status, env)
+	}
 	p := "messages[0].content"
-	env := ErrorFromOpenAI(400, openai.ErrorBody{Error: openai.ErrorDetail{Message: "bad", Param: &p}})
+	env = ErrorFromOpenAI(400, openai.ErrorBody{Error: openai.ErrorDetail{Message: "bad", Param: &p}})
 	if env.Error.Message != "messages[0].content: bad" {
 		t.Errorf("param prefix: %q", env.Error.Message)
 	}
@@ -42,7 +51,7 @@ func TestErrorMapping(t *testing.T) {
 		t.Errorf("empty message: %q", env.Error.Message)
 	}
 
-	status, env := FromError(errors.New("dial tcp 10.0.0.1:13131: connection refused"))
+	status, env = FromError(errors.New("dial tcp 10.0.0.1:13131: connection refused"))
 	if status != 500 || env.Error.Type != ErrAPI || strings.Contains(env.Error.Message, "10.0.0.1") {
 		t.Errorf("FromError(plain) = %d %+v", status, env)
 	}

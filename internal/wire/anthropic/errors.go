@@ -55,7 +55,7 @@ func ErrorTypeForStatus(status int) string {
 		return ErrRequestTooLarge
 	case http.StatusTooManyRequests:
 		return ErrRateLimit
-	case http.StatusServiceUnavailable, 529:
+	case http.StatusServiceUnavailable, StatusOverloaded:
 		return ErrOverloaded
 	case http.StatusGatewayTimeout:
 		return ErrTimeout
@@ -83,15 +83,28 @@ func ErrorFromOpenAI(status int, body openai.ErrorBody) ErrorResponse {
 	if p := body.Error.Param; p != nil && *p != "" && !strings.Contains(msg, *p) {
 		msg = fmt.Sprintf("%s: %s", *p, msg)
 	}
+	if c := body.Error.Code; c != nil && *c == openai.CodeOverloaded {
+		// Servers at capacity, whatever the status: Anthropic's clients
+		// back off on overloaded_error, not on a rate limit of their own.
+		return ErrorResponse{Type: "error", Error: ErrorObject{Type: ErrOverloaded, Message: msg}}
+	}
 	return NewError(status, msg)
 }
 
+// StatusOverloaded is the status Anthropic answers overloaded_error with.
+const StatusOverloaded = 529
+
 // FromError renders any error as the status and Anthropic envelope to
-// send: an *openai.Error keeps its status and message, anything else is a
-// 500 api_error that does not leak its text.
+// send: an *openai.Error keeps its status and message (an overloaded one
+// becomes 529 overloaded_error), anything else is a 500 api_error that does
+// not leak its text.
 func FromError(err error) (int, ErrorResponse) {
 	e := openai.AsError(err)
-	return e.Status, ErrorFromOpenAI(e.Status, e.Body())
+	env := ErrorFromOpenAI(e.Status, e.Body())
+	if e.Code == openai.CodeOverloaded {
+		return StatusOverloaded, env
+	}
+	return e.Status, env
 }
 
 // ToOpenAIError maps an Anthropic error envelope (with its HTTP status, 0
@@ -135,7 +148,7 @@ func StatusForErrorType(t string) int {
 	case ErrTimeout:
 		return http.StatusGatewayTimeout
 	case ErrOverloaded:
-		return 529
+		return StatusOverloaded
 	default:
 		return http.StatusInternalServerError
 	}

@@ -33,6 +33,7 @@ const (
 	CodeModelNotFound          = "model_not_found"
 	CodeNotFound               = "not_found"
 	CodeRateLimitExceeded      = "rate_limit_exceeded"
+	CodeOverloaded             = "overloaded"
 	CodeServerError            = "server_error"
 	CodeServiceUnavailable     = "service_unavailable"
 	CodePreviousResponseAbsent = "previous_response_not_found"
@@ -128,6 +129,13 @@ func RequestTooLarge(limit int64) *Error {
 // RateLimited is a 429 rate_limit_exceeded.
 func RateLimited(format string, args ...any) *Error {
 	return NewError(http.StatusTooManyRequests, TypeRateLimit, CodeRateLimitExceeded, "", format, args...)
+}
+
+// Overloaded is the 429 for a request turned away because the servers are
+// at capacity (not because of the client's own rate): its code lets other
+// dialects say so in their own terms (Anthropic's 529 overloaded_error).
+func Overloaded(format string, args ...any) *Error {
+	return NewError(http.StatusTooManyRequests, TypeRateLimit, CodeOverloaded, "", format, args...)
 }
 
 // ServerError is a 500 server_error.

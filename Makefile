@@ -24,6 +24,9 @@ CONTROLLER_GEN := $(GO) tool controller-gen
 GOLANGCI_LINT := $(GO) tool -modfile=hack/tools/go.mod golangci-lint
 TEST_FLAGS ?= -timeout 45m
 PKGS ?= ./...
+FUZZTIME ?= 90s
+FUZZPARALLEL ?= 1
+FUZZ ?= .
 
 ##@ General
 
@@ -81,6 +84,10 @@ test: verify-generated fmt-check vet ## Check generated files, vet, and run ever
 .PHONY: test-short
 test-short: ## Run the tests with -short (skips the slowest real-engine, process and keep-alive tests).
 	$(GO) test -short $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target in turn for FUZZTIME each (default 90s; a count like 1000000x works too) and print the executions reached.
+	FUZZTIME="$(FUZZTIME)" FUZZPARALLEL="$(FUZZPARALLEL)" FUZZ="$(FUZZ)" GO="$(GO)" hack/fuzz.sh
 
 .PHONY: bench
 bench: ## Run the benchmarks.

@@ -49,6 +49,12 @@ type Config struct {
 	MaxAttempts int
 	// ShutdownTimeout bounds how long shutdown waits for streams to finish.
 	ShutdownTimeout time.Duration
+	// ReadHeaderTimeout and ReadTimeout bound reading a request's headers
+	// and its whole request (headers and body), so a client that trickles
+	// either cannot hold a connection forever. Go clears the read deadline
+	// once the body is read, so neither cuts a stream.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
 }
 
 // DefaultConfig returns the defaults the flags start from.
@@ -64,6 +70,8 @@ func DefaultConfig() Config {
 		MaxBodyBytes:          32 << 20,
 		MaxAttempts:           3,
 		ShutdownTimeout:       2 * time.Minute,
+		ReadHeaderTimeout:     10 * time.Second,
+		ReadTimeout:           2 * time.Minute,
 	}
 }
 
@@ -84,6 +92,8 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.Int64Var(fs, &c.MaxBodyBytes, "max-body-bytes", "largest accepted request body")
 	envflag.IntVar(fs, &c.MaxAttempts, "max-attempts", "replicas one request may try before its first byte")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
+	envflag.DurationVar(fs, &c.ReadHeaderTimeout, "read-header-timeout", "HTTP timeout for reading a request's headers")
+	envflag.DurationVar(fs, &c.ReadTimeout, "read-timeout", "HTTP timeout for reading a whole request")
 }
 
 // Validate checks the configuration once.
@@ -99,6 +109,7 @@ func (c *Config) Validate() error {
 		"cold-start-timeout": c.ColdStartTimeout, "demand-interval": c.DemandInterval,
 		"stream-idle-timeout": c.StreamIdleTimeout, "keep-alive-interval": c.KeepAliveInterval,
 		"upstream-header-timeout": c.UpstreamHeaderTimeout, "shutdown-timeout": c.ShutdownTimeout,
+		"read-header-timeout": c.ReadHeaderTimeout, "read-timeout": c.ReadTimeout,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))

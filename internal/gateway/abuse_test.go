@@ -325,4 +325,3 @@ func waitServed(t *testing.T, s *stack, model string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-

@@ -178,7 +178,7 @@ func TestAbuseMatrix(t *testing.T) {
 			for _, chunked := range []bool{false, true} {
 				var ms0, ms1 runtime.MemStats
 				runtime.ReadMemStats(&ms0)
-				var body io.Reader = io.LimitReader(zeros{}, size)
+				body := io.LimitReader(zeros{}, size)
 				req, err := http.NewRequest(http.MethodPost, s.gateway+d.path, body)
 				must(t, err)
 				if !chunked {

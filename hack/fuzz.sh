@@ -9,7 +9,8 @@
 #   FUZZTIME      per-target budget (default 90s; fast targets pass 10^6
 #                 executions well within it)
 #   FUZZMINIMIZETIME  how long to shrink each new interesting input
-#                 (default 10s; go test's 60s stalls short runs)
+#                 (default 2s: go test's 60s, spent on every new input,
+#                 leaves a short run idle most of its time)
 #   FUZZPARALLEL  fuzzing workers per target (default 1: the targets run
 #                 one after another, each on one core)
 #   FUZZ          only targets whose "package.Name" matches this extended
@@ -49,13 +50,19 @@ for t in "${targets[@]}"; do
 	log="${LOGDIR}/$(echo "${dir}" | tr / _).${name}.log"
 	echo "==> ${dir} ${name} (${FUZZTIME})"
 	start=$(date +%s)
-	"${GO}" test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME}" -fuzzminimizetime "${FUZZMINIMIZETIME:-10s}" -parallel "${FUZZPARALLEL}" "./${dir}/" >"${log}" 2>&1
+	"${GO}" test -run '^$' -fuzz "^${name}\$" -fuzztime "${FUZZTIME}" -fuzzminimizetime "${FUZZMINIMIZETIME:-2s}" -parallel "${FUZZPARALLEL}" "./${dir}/" >"${log}" 2>&1
 	rc=$?
 	secs=$(($(date +%s) - start))
 	# The last progress line carries the total: "fuzz: elapsed: 1m30s,
 	# execs: 1234567 (13717/sec), new interesting: ...".
 	execs=$(grep -oE 'execs: [0-9]+' "${log}" | tail -n1 | awk '{print $2}')
 	result=ok
+	if [[ ${rc} -ne 0 ]] && grep -q 'context deadline exceeded' "${log}" && ! grep -q 'Failing input written to' "${log}"; then
+		# go test reports the time running out while it shrinks a new
+		# input as a failure, with no failing input: not a finding.
+		rc=0
+		result='ok (time ran out while minimizing)'
+	fi
 	if [[ ${rc} -ne 0 ]]; then
 		result=FAIL
 		failed=1

@@ -33,6 +33,9 @@ CUDA_ARCHITECTURES ?=
 # `make cuda-check`: the one architecture CI compiles on every change.
 CUDA_CHECK_ARCHITECTURES ?= 90-real
 CUDA_CHECK_DIR ?= $(HOME)/.cache/cortex/cuda-check/lib/ollama
+FUZZTIME ?= 90s
+FUZZPARALLEL ?= 1
+FUZZ ?= .
 
 ##@ General
 
@@ -98,6 +101,10 @@ test: check-deps verify-generated fmt-check vet llama-headers ## Check generated
 .PHONY: test-short
 test-short: check-deps llama-headers ## Run the tests with -short (skips the slowest real-engine, process and keep-alive tests).
 	$(GO) test -short $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target in turn for FUZZTIME each (default 90s; a count like 1000000x works too) and print the executions reached.
+	FUZZTIME="$(FUZZTIME)" FUZZPARALLEL="$(FUZZPARALLEL)" FUZZ="$(FUZZ)" GO="$(GO)" hack/fuzz.sh
 
 .PHONY: bench
 bench: ## Run the benchmarks.

@@ -291,6 +291,10 @@ func TestPrepareErrors(t *testing.T) {
 		{name: "bad response schema", tmpl: tmpl, req: chatRequest(func(r *openai.ChatRequest) {
 			r.ResponseFormat = &openai.ResponseFormat{Type: "json_schema", JSONSchema: &openai.JSONSchema{Name: "x", Schema: json.RawMessage(`{"$bad": 1}`)}}
 		}), param: "response_format.json_schema.schema"},
+		{name: "schema nested too deep", tmpl: tmpl, req: chatRequest(func(r *openai.ChatRequest) {
+			deep := strings.Repeat(`{"type":"object","properties":{"a":`, 70) + `{}` + strings.Repeat(`}}`, 70)
+			r.ResponseFormat = &openai.ResponseFormat{Type: "json_schema", JSONSchema: &openai.JSONSchema{Name: "x", Schema: json.RawMessage(deep)}}
+		}), param: "response_format.json_schema.schema"},
 		{name: "template refuses", tmpl: gemma, req: chatRequest(func(r *openai.ChatRequest) {
 			r.Messages = append(r.Messages, openai.Message{Role: "user", Content: openai.TextContent("again")})
 		}), param: "messages"},

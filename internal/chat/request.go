@@ -254,6 +254,33 @@ func (s grammarSpec) callRules(g *gbnf, conv SchemaConverter) (string, error) {
 	}
 }
 
+// maxSchemaDepth bounds the JSON nesting of a schema turned into a
+// grammar. The converter's rule names grow with the depth, so a schema a
+// few thousand levels deep (40 kB) costs seconds of CPU and megabytes of
+// grammar before it fails; real schemas stay within a few dozen levels.
+const maxSchemaDepth = 128
+
+// jsonDepth is the deepest nesting of objects and arrays in data.
+func jsonDepth(data []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			depth++
+			deepest = max(deepest, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
+
 // schemaRule adds the rules for a JSON schema under prefix and returns the
 // rule to reference. No schema, or no converter, means any JSON object.
 func schemaRule(g *gbnf, conv SchemaConverter, schema json.RawMessage, prefix, param string) (string, error) {
@@ -261,6 +288,9 @@ func schemaRule(g *gbnf, conv SchemaConverter, schema json.RawMessage, prefix, p
 	if len(schema) == 0 || bytes.Equal(schema, []byte("null")) || conv == nil {
 		_, object := jsonRules(g, "json-")
 		return object, nil
+	}
+	if d := jsonDepth(schema); d > maxSchemaDepth {
+		return "", openai.InvalidRequest(param, openai.CodeInvalidValue, "Invalid '%s': the JSON schema is nested %d levels deep; at most %d are supported.", param, d, maxSchemaDepth)
 	}
 	grammar, err := conv.SchemaToGrammar(schema)
 	if err != nil {

@@ -61,6 +61,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Overload: see admission.go.
 	Admission AdmissionConfig
+	// ReadHeaderTimeout and ReadTimeout bound reading a request's headers
+	// and its whole request (headers and body), so a client that trickles
+	// either cannot hold a connection forever. Go clears the read deadline
+	// once the body is read, so neither cuts a stream.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
 }
 
 // DefaultConfig returns the defaults the flags start from.
@@ -80,6 +86,8 @@ func DefaultConfig() Config {
 		KeyLimitReplicas:      1,
 		NeuronTokenRecheck:    neuronapi.DefaultTokenRecheck,
 		NeuronTokenGrace:      neuronapi.DefaultTokenGrace,
+		ReadHeaderTimeout:     10 * time.Second,
+		ReadTimeout:           2 * time.Minute,
 	}
 }
 
@@ -104,6 +112,8 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.IntVar(fs, &c.MaxAttempts, "max-attempts", "replicas one request may try before its first byte")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
 	c.Admission.bindFlags(fs)
+	envflag.DurationVar(fs, &c.ReadHeaderTimeout, "read-header-timeout", "HTTP timeout for reading a request's headers")
+	envflag.DurationVar(fs, &c.ReadTimeout, "read-timeout", "HTTP timeout for reading a whole request")
 }
 
 // Validate checks the configuration once.
@@ -119,6 +129,7 @@ func (c *Config) Validate() error {
 		"cold-start-timeout": c.ColdStartTimeout, "demand-interval": c.DemandInterval,
 		"stream-idle-timeout": c.StreamIdleTimeout, "keep-alive-interval": c.KeepAliveInterval,
 		"upstream-header-timeout": c.UpstreamHeaderTimeout, "shutdown-timeout": c.ShutdownTimeout,
+		"read-header-timeout": c.ReadHeaderTimeout, "read-timeout": c.ReadTimeout,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))

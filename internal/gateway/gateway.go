@@ -118,11 +118,13 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 	}
 	srv := &http.Server{
 		Handler:           g.Handler(logger),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
 		// No WriteTimeout: it would cut long streams. Streams are bounded
 		// by the upstream idle timeout instead.
-		IdleTimeout: 2 * time.Minute,
-		BaseContext: func(net.Listener) context.Context { return log.IntoContext(context.WithoutCancel(ctx), logger) },
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 1 << 20,
+		BaseContext:    func(net.Listener) context.Context { return log.IntoContext(context.WithoutCancel(ctx), logger) },
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()

@@ -48,7 +48,7 @@ type stack struct {
 	metrics string
 }
 
-func startStack(t *testing.T, ns string) *stack {
+func startStack(t *testing.T, ns string, tweaks ...func(*gateway.Config, *gateway.Options)) *stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(log.IntoContext(context.Background(), logr.Discard()))
 	must(t, env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
@@ -70,10 +70,15 @@ func startStack(t *testing.T, ns string) *stack {
 	gcfg.Namespace = ns
 	gcfg.ColdStartTimeout = 30 * time.Second
 	gcfg.KeepAliveInterval = 200 * time.Millisecond
+	gopts := gateway.Options{Listener: ln, MetricsListener: mln}
+	for _, tweak := range tweaks {
+		tweak(&gcfg, &gopts)
+	}
 	ready := make(chan struct{})
 	gdone := make(chan error, 1)
 	go func() {
-		gdone <- gateway.Run(ctx, gcfg, env.Config, gateway.Options{Listener: ln, MetricsListener: mln, Ready: func(string) { close(ready) }})
+		gopts.Ready = func(string) { close(ready) }
+		gdone <- gateway.Run(ctx, gcfg, env.Config, gopts)
 	}()
 	select {
 	case <-ready:

@@ -24,6 +24,9 @@ const affinityPrefix = 8 << 10
 
 // readBody reads the request body under the size limit.
 func (g *Gateway) readBody(c echo.Context) ([]byte, error) {
+	if err := openai.CheckContentType(c.Request().Header.Get("Content-Type")); err != nil {
+		return nil, err
+	}
 	data, err := io.ReadAll(c.Request().Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -319,9 +322,16 @@ func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpH
 	// keep-alive comments the reader consumes): writes go through mu.
 	var mu sync.Mutex
 	lastWrite := g.clock.Now()
-	stopPing := make(chan struct{})
-	defer close(stopPing)
+	// The pinger is waited for before the handler returns: a ping that
+	// raced the end of the stream would write to a finished response,
+	// which crashes the process.
+	stopPing, pingDone := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(stopPing)
+		<-pingDone
+	}()
 	go func() {
+		defer close(pingDone)
 		t := time.NewTicker(g.cfg.KeepAliveInterval)
 		defer t.Stop()
 		for {
@@ -330,6 +340,12 @@ func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpH
 				return
 			case <-t.C:
 				mu.Lock()
+				select {
+				case <-stopPing:
+					mu.Unlock()
+					return
+				default:
+				}
 				if g.clock.Since(lastWrite) >= g.cfg.KeepAliveInterval {
 					_ = w.KeepAlive()
 					_ = w.Flush()

@@ -10,6 +10,9 @@ const (
 	estDefaultMaxContext = 8192
 	estUbatch            = 512
 	estEmbedOutputs      = 128 // rows the engine's Embed decodes at once
+	// estMaxLayers is llama.cpp's LLAMA_MAX_LAYERS: a header claiming more
+	// layers does not load, and costing its claim would allocate per layer.
+	estMaxLayers = 512
 )
 
 // MemoryEstimate is the memory a model needs in the engine, in bytes.
@@ -104,7 +107,7 @@ func Estimate(f *File, ctxLen, parallel int, kvType string, flashAttention bool)
 	nCtx := alignUp(int64(e.ContextLength)*int64(e.Parallel), 256)
 	e.Cells = int(alignUp(nCtx/int64(e.Parallel), 256))
 
-	nLayer := int(u64("block_count"))
+	nLayer := int(min(max(u64("block_count"), 0), estMaxLayers))
 	nEmbd := u64("embedding_length")
 	heads := perLayer("attention.head_count", nLayer, 0)
 	nHead := maxOf(heads)

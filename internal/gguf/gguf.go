@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 )
 
 // Magic is the first four bytes of every GGUF file.
@@ -359,7 +360,7 @@ func Read(r io.ReaderAt) (*File, error) {
 	if size >= 0 {
 		for _, t := range f.Tensors {
 			end := f.DataOffset + int64(t.Offset) + t.Size
-			if end > size || end < f.DataOffset {
+			if end > size || end < f.DataOffset || t.Size < 0 {
 				return nil, fmt.Errorf("tensor %s ends at byte %d, past the end of the file (%d bytes)", t.Name, end, size)
 			}
 		}
@@ -446,8 +447,10 @@ func (p *parser) file() (*File, error) {
 	if nKV > maxKVCount {
 		return nil, fmt.Errorf("metadata count %d is implausible", nKV)
 	}
-	f.index = make(map[string]int, nKV)
-	f.KV = make([]KV, 0, nKV)
+	// Capacity is bounded as for arrays: a bogus count fails at EOF
+	// instead of allocating up front.
+	f.index = make(map[string]int, min(nKV, 1<<10))
+	f.KV = make([]KV, 0, min(nKV, 1<<10))
 	for i := uint64(0); i < nKV; i++ {
 		key, err := p.str()
 		if err != nil {
@@ -527,24 +530,32 @@ func (p *parser) tensorInfo() (TensorInfo, error) {
 }
 
 // fillUnknownSizes bounds the size of tensors of unknown type by the offset
-// of the tensor that follows them in the data section.
+// of the tensor that follows them in the data section. The offsets are
+// sorted once, so a header with many such tensors costs n log n, not n².
 func (f *File) fillUnknownSizes() {
+	var offsets []uint64
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
 		if t.Size >= 0 {
 			continue
 		}
-		next := uint64(math.MaxUint64)
-		for _, o := range f.Tensors {
-			if o.Offset > t.Offset && o.Offset < next {
-				next = o.Offset
+		if offsets == nil {
+			offsets = make([]uint64, len(f.Tensors))
+			for j, o := range f.Tensors {
+				offsets[j] = o.Offset
 			}
+			slices.Sort(offsets)
 		}
-		if next != math.MaxUint64 {
-			t.Size = int64(next - t.Offset)
-		} else if f.FileSize > 0 {
+		j, found := slices.BinarySearch(offsets, t.Offset)
+		for found && j < len(offsets) && offsets[j] == t.Offset {
+			j++
+		}
+		switch {
+		case j < len(offsets):
+			t.Size = int64(offsets[j] - t.Offset)
+		case f.FileSize > 0:
 			t.Size = f.FileSize - f.DataOffset - int64(t.Offset)
-		} else {
+		default:
 			t.Size = 0
 		}
 	}

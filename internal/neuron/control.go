@@ -19,7 +19,11 @@ type UnloadResponse struct {
 }
 
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	if err := openai.DecodeJSON(r.Body, s.cfg.MaxBodyBytes, v); err != nil {
+	err := openai.CheckContentType(r.Header.Get("Content-Type"))
+	if err == nil {
+		err = openai.DecodeJSON(r.Body, s.cfg.MaxBodyBytes, v)
+	}
+	if err != nil {
 		writeError(w, err)
 		return false
 	}

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // DefaultBodyLimit is the request body size DecodeJSON callers use unless
@@ -34,11 +37,33 @@ func DecodeJSON(r io.Reader, limit int64, v any) error {
 	return DecodeJSONBytes(data, v)
 }
 
-// DecodeJSONBytes is DecodeJSON for a body already in memory.
+// CheckContentType accepts the Content-Type of a JSON request body:
+// application/json or any +json type, with any parameters, or none at all
+// (clients that set no header still send JSON). Anything else (a form, a
+// multipart upload, plain text) is a 415 *Error that says what to send,
+// rather than a confusing JSON syntax error.
+func CheckContentType(header string) error {
+	if strings.TrimSpace(header) == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(header)
+	if err == nil && (mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))) {
+		return nil
+	}
+	return NewError(http.StatusUnsupportedMediaType, TypeInvalidRequest, CodeUnsupportedMediaType, "",
+		"Unsupported Content-Type %q: send the request body as JSON with Content-Type: application/json.", header)
+}
+
+// DecodeJSONBytes is DecodeJSON for a body already in memory. Invalid
+// UTF-8 is rejected rather than silently replaced: the text would reach the
+// model altered.
 func DecodeJSONBytes(data []byte, v any) error {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 {
 		return InvalidRequest("", CodeInvalidJSON, "The request body is empty; expected a JSON object.")
+	}
+	if !utf8.Valid(trimmed) {
+		return InvalidRequest("", CodeInvalidJSON, "The request body is not valid UTF-8 (at byte %d).", invalidUTF8At(data))
 	}
 	if trimmed[0] != '{' {
 		if !json.Valid(trimmed) {
@@ -68,7 +93,97 @@ func DecodeJSONBytes(data []byte, v any) error {
 	if len(bytes.TrimSpace(trimmed[dec.InputOffset():])) > 0 {
 		return InvalidRequest("", CodeInvalidJSON, "The request body has data after its JSON object.")
 	}
+	if key, ok := duplicateKey(trimmed); ok {
+		return InvalidRequest("", CodeInvalidJSON, "The request body has the key %q twice in one object.", key)
+	}
 	return nil
+}
+
+// duplicateKey finds a key that appears twice in one object of data, which
+// must be valid JSON. encoding/json keeps the last value silently, another
+// parser the first; a request whose meaning depends on the parser is
+// refused. Objects with few keys are checked by a scan, large ones through
+// a set, so a hostile object with many keys costs linear time.
+func duplicateKey(data []byte) (string, bool) {
+	type frame struct {
+		object    bool
+		expectKey bool
+		start     int // index of the frame's first key in keys
+		set       map[string]struct{}
+	}
+	const scanKeys = 16
+	var stack []frame
+	var keys []string
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '{':
+			stack = append(stack, frame{object: true, expectKey: true, start: len(keys)})
+		case '[':
+			stack = append(stack, frame{start: len(keys)})
+		case '}', ']':
+			if len(stack) > 0 {
+				keys = keys[:stack[len(stack)-1].start]
+				stack = stack[:len(stack)-1]
+			}
+		case ',':
+			if len(stack) > 0 && stack[len(stack)-1].object {
+				stack[len(stack)-1].expectKey = true
+			}
+		case '"':
+			end, escaped := i+1, false
+			for ; end < len(data) && data[end] != '"'; end++ {
+				if data[end] == '\\' {
+					escaped = true
+					end++
+				}
+			}
+			raw := data[i : end+1]
+			i = end
+			if len(stack) == 0 || !stack[len(stack)-1].expectKey {
+				continue
+			}
+			f := &stack[len(stack)-1]
+			f.expectKey = false
+			key := string(raw[1 : len(raw)-1])
+			if escaped {
+				_ = json.Unmarshal(raw, &key)
+			}
+			if f.set != nil {
+				if _, dup := f.set[key]; dup {
+					return key, true
+				}
+				f.set[key] = struct{}{}
+				continue
+			}
+			for _, k := range keys[f.start:] {
+				if k == key {
+					return key, true
+				}
+			}
+			keys = append(keys, key)
+			if len(keys)-f.start > scanKeys {
+				f.set = make(map[string]struct{}, 2*scanKeys)
+				for _, k := range keys[f.start:] {
+					f.set[k] = struct{}{}
+				}
+				keys = keys[:f.start]
+			}
+		}
+	}
+	return "", false
+}
+
+// invalidUTF8At is the offset of the first byte of data that does not
+// start a valid UTF-8 sequence.
+func invalidUTF8At(data []byte) int {
+	for i := 0; i < len(data); {
+		r, n := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(data)
 }
 
 func invalidJSON(data []byte) *Error {

@@ -36,6 +36,13 @@ func TestDecodeJSON(t *testing.T) {
 		{name: "tool choice", body: `{"model":"m","tool_choice":"sometimes"}`, wantErr: true, param: "tool_choice", status: 400},
 		{name: "stop wrong", body: `{"model":"m","stop":[1]}`, wantErr: true, param: "stop", status: 400},
 		{name: "null fields fine", body: `{"model":"m","temperature":null,"tools":null,"stop":null}`},
+		{name: "invalid UTF-8", body: "{\"model\":\"m\xff\"}", wantErr: true, status: 400, code: CodeInvalidJSON, msgSubstr: "not valid UTF-8 (at byte 11)"},
+		{name: "duplicate key", body: `{"model":"a","stream":true,"model":"b"}`, wantErr: true, status: 400, code: CodeInvalidJSON, msgSubstr: `key "model" twice`},
+		{name: "duplicate nested key", body: `{"model":"m","messages":[{"role":"user","content":"x","role":"system"}]}`, wantErr: true, status: 400, msgSubstr: `key "role" twice`},
+		{name: "duplicate escaped key", body: `{"model":"m","mod\u0065l":"n"}`, wantErr: true, status: 400, msgSubstr: `key "model" twice`},
+		{name: "duplicate among many keys", body: `{"a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"k":1,"l":1,"m":1,"n":1,"o":1,"p":1,"q":1,"r":1,"a":2}`, wantErr: true, status: 400, msgSubstr: `key "a" twice`},
+		{name: "same key in sibling objects", body: `{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}],"metadata":{"model":"x","k":["model","model"]}}`},
+		{name: "key text as a value", body: `{"model":"model","stop":["model"]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +102,23 @@ func TestErrorBodyAndConversion(t *testing.T) {
 			if got := StatusForType(typ); got != status {
 				t.Errorf("StatusForType(%q) = %d, want %d", typ, got, status)
 			}
+		}
+	}
+}
+
+func TestCheckContentType(t *testing.T) {
+	for ct, ok := range map[string]bool{
+		"": true, "application/json": true, "application/json; charset=utf-8": true, "Application/JSON": true,
+		"application/vnd.api+json": true, "text/plain": false, "application/x-www-form-urlencoded": false,
+		"multipart/form-data; boundary=x": false, "application/jsonx": false, ";;": false,
+	} {
+		err := CheckContentType(ct)
+		if (err == nil) != ok {
+			t.Errorf("%q: %v", ct, err)
+		}
+		var e *Error
+		if err != nil && (!errors.As(err, &e) || e.Status != http.StatusUnsupportedMediaType) {
+			t.Errorf("%q: %v is not a 415", ct, err)
 		}
 	}
 }

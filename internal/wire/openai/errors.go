@@ -27,6 +27,7 @@ const (
 	CodeUnsupportedValue       = "unsupported_value"
 	CodeUnsupportedParameter   = "unsupported_parameter"
 	CodeRequestTooLarge        = "request_too_large"
+	CodeUnsupportedMediaType   = "unsupported_media_type"
 	CodeContextLengthExceeded  = "context_length_exceeded"
 	CodeInvalidAPIKey          = "invalid_api_key"
 	CodePermissionDenied       = "permission_denied"

@@ -90,6 +90,10 @@ bench: ## Run the benchmarks.
 bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated NeuronNodes on a real API server (a few minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/scalebench $(SCALE_FLAGS)
 
+.PHONY: soak
+soak: ## Soak and faults: mixed traffic through the local stack while neurons, gateways, managers and the API server fail (bounded, about 10 minutes).
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/soak $(SOAK_FLAGS)
+
 ##@ Run
 
 .PHONY: run

@@ -178,7 +178,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	s.env.ControlPlane.GetAPIServer().CertDir = filepath.Join(opts.Dir, "apiserver")
 	// Its graceful shutdown outlasts envtest's default 20 s while clients
 	// hold watches, on a busy machine.
-	s.env.ControlPlane.APIServer.StopTimeout = 90 * time.Second
+	s.env.ControlPlaneStopTimeout = 90 * time.Second
 	for _, d := range []string{s.env.ControlPlane.Etcd.DataDir, s.env.ControlPlane.APIServer.CertDir} {
 		if err := os.RemoveAll(d); err != nil {
 			return nil, err

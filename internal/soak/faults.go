@@ -56,6 +56,8 @@ type fixture struct {
 	st  *localstack.Stack
 
 	mu sync.Mutex
+	// supervised counts managers restarted after exiting by themselves.
+	supervised int
 	// restarted marks processes replaced during the soak (their footprint
 	// at the end is a new process's).
 	restarted map[string]bool
@@ -68,6 +70,35 @@ func (f *fixture) markRestarted(name string) {
 		f.restarted = map[string]bool{}
 	}
 	f.restarted[name] = true
+}
+
+// supervise restarts a manager that exits by itself, as the kubelet
+// restarts a Deployment's pod: a leader that cannot renew its lease (the
+// API server is away) exits by design.
+func (f *fixture) supervise(ctx context.Context) {
+	for ctx.Err() == nil {
+		for _, name := range f.st.Managers {
+			if f.ensureRunning(name) {
+				f.mu.Lock()
+				f.supervised++
+				f.mu.Unlock()
+				f.markRestarted(name)
+				f.cfg.Logf("%s exited by itself; restarted", name)
+			}
+		}
+		sleep(ctx, time.Second)
+	}
+}
+
+// ensureRunning starts a stopped process again and reports whether it had
+// to.
+func (f *fixture) ensureRunning(name string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.st.Running(name) {
+		return false
+	}
+	return f.st.Restart(name) == nil
 }
 
 func (f *fixture) model(ctx context.Context, name string) (*cortexv1.Model, error) {
@@ -213,7 +244,10 @@ func (f *fixture) managerFailover(ctx context.Context, ph *Phase) (int, error) {
 		return 0, errors.New("no manager holds the lease")
 	}
 	ph.Start = time.Now()
-	if err := f.st.Kill(leader); err != nil {
+	f.mu.Lock()
+	err := f.st.Kill(leader)
+	f.mu.Unlock()
+	if err != nil {
 		return 0, err
 	}
 	f.markRestarted(leader)
@@ -222,7 +256,8 @@ func (f *fixture) managerFailover(ctx context.Context, ph *Phase) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return 0, f.st.Restart(leader)
+	f.ensureRunning(leader)
+	return 0, nil
 }
 
 func (f *fixture) waitLeader(ctx context.Context, old string, timeout time.Duration) (time.Duration, string, error) {
@@ -245,7 +280,10 @@ func (f *fixture) apiServerRestart(ctx context.Context, ph *Phase) (int, error) 
 	if err := f.waitConverged(ctx, 3*time.Minute); err != nil {
 		return 0, err
 	}
-	ph.Note = fmt.Sprintf("API server and etcd took %.1f s to stop, were down 5 s, the API answered again %.1f s after the stop began; fleet converged %.1f s after it",
+	f.mu.Lock()
+	restarts := f.supervised
+	f.mu.Unlock()
+	ph.Note = fmt.Sprintf("managers that exited on losing the lease, restarted (total so far): %d. API server and etcd took %.1f s to stop, were down 5 s, the API answered again %.1f s after the stop began; fleet converged %.1f s after it", restarts,
 		f.st.ControlPlaneStop.Seconds(), back.Seconds(), time.Since(ph.Start).Seconds())
 	return 0, nil
 }
@@ -274,7 +312,10 @@ func (f *fixture) overlap(ctx context.Context, ph *Phase) (int, error) {
 		f.markRestarted(gw)
 		drain, rollErr = f.st.RollGateway(ctx, gw, time.Second, 150*time.Second)
 	}()
-	if err := f.st.Kill(leader); err != nil {
+	f.mu.Lock()
+	err = f.st.Kill(leader)
+	f.mu.Unlock()
+	if err != nil {
 		return 0, err
 	}
 	f.markRestarted(leader)
@@ -295,7 +336,8 @@ func (f *fixture) overlap(ctx context.Context, ph *Phase) (int, error) {
 	if err := f.st.Restart(victim); err != nil {
 		return 0, err
 	}
-	return len(affected), f.st.Restart(leader)
+	f.ensureRunning(leader)
+	return len(affected), nil
 }
 
 // waitConverged waits until every process runs, a manager leads, every

@@ -212,6 +212,9 @@ func run(ctx context.Context, cfg Config, st *localstack.Stack, file string) (*R
 		}
 	}
 	f := &fixture{cfg: cfg, st: st}
+	supCtx, stopSup := context.WithCancel(ctx)
+	defer stopSup()
+	go f.supervise(supCtx)
 	if err := f.waitConverged(ctx, 3*time.Minute); err != nil {
 		return nil, fmt.Errorf("the warm Models never became Ready: %w", err)
 	}

@@ -121,7 +121,13 @@ func (s *Stack) RollGateway(ctx context.Context, name string, preStop, grace tim
 	if err := s.Restart(name); err != nil {
 		return drain, err
 	}
-	if err := waitHTTP(ctx, "http://"+addr+"/readyz", 2*time.Minute, func() error { return s.exited() }); err != nil {
+	alive := func() error {
+		if !s.Running(name) {
+			return fmt.Errorf("%s exited (see %s)", name, s.LogPath(name))
+		}
+		return nil
+	}
+	if err := waitHTTP(ctx, "http://"+addr+"/readyz", 2*time.Minute, alive); err != nil {
 		return drain, fmt.Errorf("%s: %w", name, err)
 	}
 	if s.lb != nil {

@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"math/rand/v2"
 	"errors"
 	"fmt"
 	"slices"
@@ -32,7 +33,7 @@ var faults = map[string]fault{
 		func(f *fixture, ctx context.Context, ph *Phase) (int, error) { return f.neuronDown(ctx, ph, true) }},
 	"neuron-empty": {"the neuron holding warm-one killed and started at once: back before it is stale, its models gone",
 		(*fixture).neuronEmpty},
-	"gateway-roll": {"rolling restart of one gateway replica: out of the balancer, SIGTERM 1 s later, drained, replaced",
+	"gateway-roll": {"rolling restart of one gateway replica while slow streams run through it: out of the balancer, SIGTERM, drained, replaced",
 		(*fixture).gatewayRoll},
 	"manager-failover": {"kill -9 of the leader manager; the standby takes the lease; the old one restarts as standby",
 		(*fixture).managerFailover},
@@ -54,10 +55,14 @@ func FaultDoc(name string) string { return faults[name].doc }
 type fixture struct {
 	cfg Config
 	st  *localstack.Stack
+	c   *client
+	rec *recorder
 
 	mu sync.Mutex
 	// supervised counts managers restarted after exiting by themselves.
 	supervised int
+	// killed marks managers a fault killed and will restart itself.
+	killed map[string]bool
 	// restarted marks processes replaced during the soak (their footprint
 	// at the end is a new process's).
 	restarted map[string]bool
@@ -78,7 +83,10 @@ func (f *fixture) markRestarted(name string) {
 func (f *fixture) supervise(ctx context.Context) {
 	for ctx.Err() == nil {
 		for _, name := range f.st.Managers {
-			if f.ensureRunning(name) {
+			f.mu.Lock()
+			skip := f.killed[name]
+			f.mu.Unlock()
+			if !skip && f.ensureRunning(name) {
 				f.mu.Lock()
 				f.supervised++
 				f.mu.Unlock()
@@ -90,11 +98,24 @@ func (f *fixture) supervise(ctx context.Context) {
 	}
 }
 
+// killManager kills a manager that the fault, not the supervisor, brings
+// back.
+func (f *fixture) killManager(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.killed == nil {
+		f.killed = map[string]bool{}
+	}
+	f.killed[name] = true
+	return f.st.Kill(name)
+}
+
 // ensureRunning starts a stopped process again and reports whether it had
 // to.
 func (f *fixture) ensureRunning(name string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	delete(f.killed, name)
 	if f.st.Running(name) {
 		return false
 	}
@@ -230,10 +251,29 @@ func (f *fixture) neuronEmpty(ctx context.Context, ph *Phase) (int, error) {
 	return len(affected), err
 }
 
+// longStreams starts n slow-reading streams (several seconds each), so a
+// replica taken out of rotation has streams to drain.
+func (f *fixture) longStreams(ctx context.Context, n int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(1000+i), 7))
+			f.rec.add(f.c.do(ctx, KindSlowReader, []string{warmOne, warmTwo}[i%2], rng))
+		}()
+	}
+	sleep(ctx, 300*time.Millisecond)
+	return &wg
+}
+
 func (f *fixture) gatewayRoll(ctx context.Context, ph *Phase) (int, error) {
 	name := f.st.Gateways[len(f.st.Gateways)-1]
 	f.markRestarted(name)
-	drain, err := f.st.RollGateway(ctx, name, time.Second, 150*time.Second)
+	streams := f.longStreams(ctx, 6)
+	defer streams.Wait()
+	// No pause before SIGTERM: the streams are still running when it comes.
+	drain, err := f.st.RollGateway(ctx, name, 0, 150*time.Second)
 	ph.Note = fmt.Sprintf("%s exited %.1f s after SIGTERM", name, drain.Seconds())
 	return 0, err
 }
@@ -244,10 +284,7 @@ func (f *fixture) managerFailover(ctx context.Context, ph *Phase) (int, error) {
 		return 0, errors.New("no manager holds the lease")
 	}
 	ph.Start = time.Now()
-	f.mu.Lock()
-	err := f.st.Kill(leader)
-	f.mu.Unlock()
-	if err != nil {
+	if err := f.killManager(leader); err != nil {
 		return 0, err
 	}
 	f.markRestarted(leader)
@@ -303,6 +340,8 @@ func (f *fixture) overlap(ctx context.Context, ph *Phase) (int, error) {
 	}
 	gw := f.st.Gateways[0]
 	ph.Start = time.Now()
+	streams := f.longStreams(ctx, 6)
+	defer streams.Wait()
 	var wg sync.WaitGroup
 	var rollErr error
 	var drain time.Duration
@@ -310,12 +349,9 @@ func (f *fixture) overlap(ctx context.Context, ph *Phase) (int, error) {
 	go func() {
 		defer wg.Done()
 		f.markRestarted(gw)
-		drain, rollErr = f.st.RollGateway(ctx, gw, time.Second, 150*time.Second)
+		drain, rollErr = f.st.RollGateway(ctx, gw, 0, 150*time.Second)
 	}()
-	f.mu.Lock()
-	err = f.st.Kill(leader)
-	f.mu.Unlock()
-	if err != nil {
+	if err := f.killManager(leader); err != nil {
 		return 0, err
 	}
 	f.markRestarted(leader)

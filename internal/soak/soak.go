@@ -211,7 +211,9 @@ func run(ctx context.Context, cfg Config, st *localstack.Stack, file string) (*R
 			return nil, fmt.Errorf("creating Model %s: %w", m.Name, err)
 		}
 	}
-	f := &fixture{cfg: cfg, st: st}
+	rec := &recorder{}
+	c := newClient(st.GatewayURL, st.APIKey, cfg.Workers+8, cfg.RequestTimeout)
+	f := &fixture{cfg: cfg, st: st, c: c, rec: rec}
 	supCtx, stopSup := context.WithCancel(ctx)
 	defer stopSup()
 	go f.supervise(supCtx)
@@ -225,8 +227,6 @@ func run(ctx context.Context, cfg Config, st *localstack.Stack, file string) (*R
 	defer stopRes()
 	go res.run(resCtx, 300*time.Millisecond)
 
-	rec := &recorder{}
-	c := newClient(st.GatewayURL, st.APIKey, cfg.Workers+2, cfg.RequestTimeout)
 	gen := &generator{c: c, rec: rec, warm: []string{warmOne, warmTwo}, cold: cold, workers: cfg.Workers,
 		budget: cfg.MaxRequests, coldGap: 9 * time.Second}
 	trafficCtx, stopTraffic := context.WithCancel(ctx)

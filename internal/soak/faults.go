@@ -338,7 +338,9 @@ func (f *fixture) overlap(ctx context.Context, ph *Phase) (int, error) {
 	if leader == "" {
 		return 0, errors.New("no manager holds the lease")
 	}
-	gw := f.st.Gateways[0]
+	// The same replica as gateway-roll, so the other one lives through the
+	// whole soak and its footprint can be compared.
+	gw := f.st.Gateways[len(f.st.Gateways)-1]
 	ph.Start = time.Now()
 	streams := f.longStreams(ctx, 6)
 	defer streams.Wait()

@@ -110,8 +110,8 @@ func newClient(base, key string, conns int, timeout time.Duration) *client {
 func (c *client) closeIdle() { c.http.CloseIdleConnections() }
 
 // do sends one request of a kind and classifies its answer.
-func (c *client) do(ctx context.Context, kind Kind, model string, rng *rand.Rand) Result {
-	res := Result{Kind: kind, Model: model, Start: time.Now()}
+func (c *client) do(ctx context.Context, kind Kind, model string, rng *rand.Rand) (res Result) {
+	res = Result{Kind: kind, Model: model, Start: time.Now()}
 	defer func() { res.End = time.Now() }()
 	path, body, stream, dialect := request(kind, model, rng)
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)

@@ -314,10 +314,10 @@ func attribute(windows []Phase, results []Result) []Phase {
 			}
 		}
 		p.Sent++
-		switch {
-		case r.Outcome == OK:
+		switch r.Outcome {
+		case OK:
 			p.Completed++
-		case r.Outcome == Abandoned:
+		case Abandoned:
 			p.Abandoned++
 		default:
 			p.Failed[r.Outcome]++

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/helexa-ai/cortex/internal/soak"
 	"github.com/helexa-ai/cortex/internal/testenv"
 )
@@ -52,7 +55,7 @@ func TestShortSoak(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the binaries: %v\n%s", err, out)
 	}
-	var logs bytes.Buffer
+	ctrllog.SetLogger(logr.Discard())
 	rep, err := soak.Run(context.Background(), soak.Config{
 		Root: root, BinDir: bin, Assets: assets, Work: work, Model: model,
 		Faults:  []string{"gateway-roll", "apiserver-restart"},
@@ -60,7 +63,7 @@ func TestShortSoak(t *testing.T) {
 		Logf: t.Logf,
 	})
 	if err != nil {
-		t.Fatalf("soak: %v\n%s", err, logs.String())
+		t.Fatalf("soak: %v (process logs under %s)", err, filepath.Join(work, "stack", "logs"))
 	}
 	var table bytes.Buffer
 	rep.Print(&table)

@@ -130,6 +130,10 @@ bench-cold: build ## A model's load order to first token on a real neuron agains
 bench-overload: ## Goodput and latency from 0.5x to 3x capacity: a real neuron (stories260K) behind the gateway, with and without overload limits (about 9 minutes).
 	$(GO) run ./hack/gatewaybench -overload $(OVERLOAD_FLAGS)
 
+.PHONY: soak
+soak: llama-headers ## Soak and faults: mixed traffic through the local stack while neurons, gateways, managers and the API server fail (bounded, about 10 minutes).
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/soak $(SOAK_FLAGS)
+
 ##@ Run
 
 .PHONY: run

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -28,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/helexa-ai/cortex/internal/manager"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
 
 // NeuronSpec describes one local neuron.
@@ -63,6 +65,16 @@ type Options struct {
 	Threads int
 	// Logs, when set, also receives every process's output, prefixed.
 	Logs io.Writer
+	// Gateways is how many gateway replicas run (default 1). With more
+	// than one, GatewayURL is a loopback TCP balancer in front of them
+	// that gives each new connection to a replica in rotation, as a
+	// Service does with a Deployment's ready endpoints.
+	Gateways int
+	// Managers is how many managers run (default 1). With more than one,
+	// all run with leader election and one holds the lease.
+	Managers int
+	// GatewayArgs and ManagerArgs are extra flags for every replica.
+	GatewayArgs, ManagerArgs []string
 }
 
 // Stack is a running local cortex.
@@ -78,12 +90,27 @@ type Stack struct {
 	// GatewayURL is the gateway's base URL; APIKey a key it accepts.
 	GatewayURL string
 	APIKey     string
-	// GatewayMetrics and ManagerMetrics are the /metrics URLs.
+	// GatewayMetrics and ManagerMetrics are the /metrics URLs of the first
+	// gateway and manager.
 	GatewayMetrics, ManagerMetrics string
+	// Gateways and Managers name the replicas ("gateway", "gateway-2", …),
+	// in start order.
+	Gateways, Managers []string
+	// MetricsURLs maps every process (gateways, managers, neurons) to its
+	// /metrics URL.
+	MetricsURLs map[string]string
 	// NeuronToken is the neurons' bearer token.
 	NeuronToken string
 	// NeuronURLs maps neuron names to their base URLs.
 	NeuronURLs map[string]string
+
+	// ControlPlaneStop is how long the last RestartControlPlane took to
+	// stop the API server and etcd.
+	ControlPlaneStop time.Duration
+
+	// gatewayAddrs maps each gateway replica to its own address.
+	gatewayAddrs map[string]string
+	lb           *balancer
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -118,6 +145,12 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if opts.Threads == 0 {
 		opts.Threads = 1
 	}
+	if opts.Gateways == 0 {
+		opts.Gateways = 1
+	}
+	if opts.Managers == 0 {
+		opts.Managers = 1
+	}
 	for _, bin := range []string{"manager", "gateway", "neuron"} {
 		if _, err := os.Stat(filepath.Join(opts.BinDir, bin)); err != nil {
 			return nil, fmt.Errorf("localstack: %s binary missing (make build): %w", bin, err)
@@ -129,7 +162,8 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	if err := os.MkdirAll(opts.CacheDir, 0o755); err != nil {
 		return nil, err
 	}
-	s = &Stack{opts: opts, procs: map[string]*proc{}, NeuronURLs: map[string]string{}}
+	s = &Stack{opts: opts, procs: map[string]*proc{}, NeuronURLs: map[string]string{},
+		MetricsURLs: map[string]string{}, gatewayAddrs: map[string]string{}}
 	defer func() {
 		if err != nil {
 			_ = s.Stop()
@@ -137,6 +171,22 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	}()
 
 	s.env = &envtest.Environment{CRDDirectoryPaths: []string{opts.CRDDir}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: opts.Assets}
+	// Fixed directories (rather than envtest's temporary ones, removed on
+	// stop) let RestartControlPlane bring etcd back on its data and the API
+	// server back with the certificates every kubeconfig trusts.
+	s.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(opts.Dir, "etcd")}
+	s.env.ControlPlane.GetAPIServer().CertDir = filepath.Join(opts.Dir, "apiserver")
+	// Its graceful shutdown outlasts envtest's default 20 s while clients
+	// hold watches, on a busy machine.
+	s.env.ControlPlaneStopTimeout = 90 * time.Second
+	for _, d := range []string{s.env.ControlPlane.Etcd.DataDir, s.env.ControlPlane.APIServer.CertDir} {
+		if err := os.RemoveAll(d); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
 	if s.Config, err = s.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
@@ -166,22 +216,20 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	}
 	env := []string{"KUBECONFIG=" + s.Kubeconfig}
 
-	ports, err := freePorts(4 + len(opts.Neurons))
+	ports, err := freePorts(len(opts.Neurons) + 2*opts.Managers + 2*opts.Gateways)
 	if err != nil {
 		return nil, err
 	}
-	mgrMetrics, mgrProbe, gwMetrics := ports[0], ports[1], ports[2]
-	gwAddr := opts.GatewayAddr
-	if gwAddr == "" {
-		gwAddr = "127.0.0.1:" + strconv.Itoa(ports[3])
+	port := func() string {
+		p := ports[0]
+		ports = ports[1:]
+		return "127.0.0.1:" + strconv.Itoa(p)
 	}
-	s.GatewayURL = "http://" + gwAddr
-	s.GatewayMetrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", gwMetrics)
-	s.ManagerMetrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", mgrMetrics)
 
-	for i, n := range opts.Neurons {
-		addr := "127.0.0.1:" + strconv.Itoa(ports[4+i])
+	for _, n := range opts.Neurons {
+		addr := port()
 		s.NeuronURLs[n.Name] = "http://" + addr
+		s.MetricsURLs[n.Name] = "http://" + addr + neuronapi.PathMetrics
 		args := []string{
 			"--addr=" + addr, "--advertise-url=http://" + addr, "--node-name=" + n.Name,
 			"--token-file=" + tokenFile, "--cache-dir=" + opts.CacheDir, "--kubeconfig=" + s.Kubeconfig,
@@ -195,29 +243,68 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 			return nil, err
 		}
 	}
-	if err := s.spawn("manager", "manager", []string{
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mgrMetrics),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", mgrProbe),
-		"--neuron-token-file=" + tokenFile,
-		"--heartbeat-stale-after=" + opts.StaleAfter.String(),
-		"--poll-interval=" + opts.PollInterval.String(),
-	}, env); err != nil {
-		return nil, err
+	for i := range opts.Managers {
+		name := replicaName("manager", i)
+		metricsAddr, probeAddr := port(), port()
+		args := []string{
+			"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=" + probeAddr,
+			"--neuron-token-file=" + tokenFile,
+			"--heartbeat-stale-after=" + opts.StaleAfter.String(),
+			"--poll-interval=" + opts.PollInterval.String(),
+		}
+		if opts.Managers > 1 {
+			args = append(args, "--leader-elect=true", "--leader-election-namespace=default")
+		}
+		if err := s.spawn(name, "manager", append(args, opts.ManagerArgs...), env); err != nil {
+			return nil, err
+		}
+		s.Managers = append(s.Managers, name)
+		s.MetricsURLs[name] = "http://" + metricsAddr + "/metrics"
 	}
-	if err := s.spawn("gateway", "gateway", []string{
-		"--addr=" + gwAddr, fmt.Sprintf("--metrics-addr=127.0.0.1:%d", gwMetrics),
-		"--api-keys-file=" + keysFile, "--neuron-token-file=" + tokenFile,
-		"--keep-alive-interval=2s", "--cold-start-timeout=5m",
-	}, env); err != nil {
-		return nil, err
+	s.ManagerMetrics = s.MetricsURLs[s.Managers[0]]
+	for i := range opts.Gateways {
+		name := replicaName("gateway", i)
+		addr, metricsAddr := port(), port()
+		if opts.Gateways == 1 && opts.GatewayAddr != "" {
+			addr = opts.GatewayAddr
+		}
+		args := []string{
+			"--addr=" + addr, "--metrics-addr=" + metricsAddr,
+			"--api-keys-file=" + keysFile, "--neuron-token-file=" + tokenFile,
+			"--keep-alive-interval=2s", "--cold-start-timeout=5m",
+		}
+		if err := s.spawn(name, "gateway", append(args, opts.GatewayArgs...), env); err != nil {
+			return nil, err
+		}
+		s.Gateways = append(s.Gateways, name)
+		s.gatewayAddrs[name] = addr
+		s.MetricsURLs[name] = "http://" + metricsAddr + "/metrics"
+	}
+	s.GatewayMetrics = s.MetricsURLs[s.Gateways[0]]
+	if opts.Gateways == 1 {
+		s.GatewayURL = "http://" + s.gatewayAddrs[s.Gateways[0]]
+	} else {
+		lbAddr := opts.GatewayAddr
+		if lbAddr == "" {
+			lbAddr = "127.0.0.1:0"
+		}
+		if s.lb, err = newBalancer(lbAddr); err != nil {
+			return nil, err
+		}
+		s.GatewayURL = "http://" + s.lb.addr()
 	}
 
 	// Ready when the gateway answers and every neuron answers.
 	wait := func(url string) error {
 		return waitHTTP(ctx, url, 2*time.Minute, func() error { return s.exited() })
 	}
-	if err := wait(s.GatewayURL + "/readyz"); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+	for _, name := range s.Gateways {
+		if err := wait("http://" + s.gatewayAddrs[name] + "/readyz"); err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if s.lb != nil {
+			s.lb.set(name, s.gatewayAddrs[name], true)
+		}
 	}
 	for name, url := range s.NeuronURLs {
 		if err := wait(url + "/healthz"); err != nil {
@@ -225,6 +312,14 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		}
 	}
 	return s, nil
+}
+
+// replicaName names the i-th replica of a binary: "gateway", "gateway-2", …
+func replicaName(bin string, i int) string {
+	if i == 0 {
+		return bin
+	}
+	return bin + "-" + strconv.Itoa(i+1)
 }
 
 func secret(prefix string) string {
@@ -332,11 +427,7 @@ func (s *Stack) Restart(name string) error {
 	default:
 		return fmt.Errorf("%s is still running", name)
 	}
-	bin := name
-	if _, isNeuron := s.NeuronURLs[name]; isNeuron {
-		bin = "neuron"
-	}
-	return s.launch(name, bin, p)
+	return s.launch(name, s.binary(name), p)
 }
 
 // LogPath is where a process writes its output.
@@ -349,8 +440,8 @@ func (s *Stack) LogPath(name string) string {
 func (s *Stack) Stop() error {
 	s.mu.Lock()
 	procs := make([]*proc, 0, len(s.procs))
-	// Gateway and manager first, so nothing acts on neurons going away.
-	for _, name := range append([]string{"gateway", "manager"}, keys(s.NeuronURLs)...) {
+	// Gateways and managers first, so nothing acts on neurons going away.
+	for _, name := range slices.Concat(s.Gateways, s.Managers, keys(s.NeuronURLs)) {
 		if p, ok := s.procs[name]; ok && p.cmd != nil {
 			procs = append(procs, p)
 		}
@@ -369,6 +460,9 @@ func (s *Stack) Stop() error {
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
+	}
+	if s.lb != nil {
+		s.lb.close()
 	}
 	if s.env != nil {
 		return s.env.Stop()

@@ -86,6 +86,10 @@ test-short: ## Run the tests with -short (skips the slowest real-engine, process
 bench: ## Run the benchmarks.
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/placement/
 
+.PHONY: bench-fleet
+bench-fleet: ## The fleet simulator: cortex against Ollama-style, LRU, dedicated GPUs and routers on public traces (a few minutes); tables to stdout, plots to docs/img.
+	$(GO) run ./hack/fleetsim $(FLEET_FLAGS)
+
 .PHONY: bench-scale
 bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated NeuronNodes on a real API server (a few minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/scalebench $(SCALE_FLAGS)

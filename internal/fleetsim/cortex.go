@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/helexa-ai/cortex/controllers"
 	"github.com/helexa-ai/cortex/internal/placement"
 )
 
@@ -34,7 +35,8 @@ type cortexPolicy struct {
 	last    []float64
 	waiting []bool
 	// fastPoll, when set, is the poll interval while any load is under
-	// way (a what-if: the manager polls every PollInterval).
+	// way (the manager's LoadingPollInterval; the simulator polls the
+	// whole fleet at it, the manager only the nodes that load).
 	fastPoll float64
 }
 
@@ -49,9 +51,11 @@ func (p *cortexPolicy) loading(s *Sim) bool {
 	return false
 }
 
-// CortexFastPoll is Cortex with the manager polling every interval while a
-// load is under way: a what-if, not the manager's behaviour today.
-func CortexFastPoll(interval time.Duration) Policy {
+// CortexLoadingPoll is Cortex with the manager polling every interval
+// while a load is under way (the manager's default is
+// controllers.DefaultLoadingPollInterval; Cortex uses it). An interval
+// equal to the poll interval is the manager before that rule.
+func CortexLoadingPoll(interval time.Duration) Policy {
 	return &cortexPolicy{fastPoll: interval.Seconds()}
 }
 
@@ -63,21 +67,25 @@ type observed struct {
 	loadedAt float64
 }
 
-// Cortex is the manager's planner and the gateway's demand signal and
-// replica choice, with the Models' own keep-alive.
-func Cortex() Policy { return &cortexPolicy{} }
+// Cortex is the manager's planner, poll cadence and demand handling and
+// the gateway's replica choice, with the Models' own keep-alive.
+func Cortex() Policy {
+	return &cortexPolicy{fastPoll: controllers.DefaultLoadingPollInterval.Seconds()}
+}
 
 // CortexLearned is Cortex with keep-alives learned per Model from the
 // idle gaps the manager observes (each poll's last use, each demand
 // signal), at coldStartWorth byte-seconds per cold start.
-func CortexLearned(coldStartWorth float64) Policy { return &cortexPolicy{learn: coldStartWorth} }
+func CortexLearned(coldStartWorth float64) Policy {
+	return &cortexPolicy{learn: coldStartWorth, fastPoll: controllers.DefaultLoadingPollInterval.Seconds()}
+}
 
 func (p *cortexPolicy) Name() string {
 	switch {
 	case p.learn > 0:
 		return fmt.Sprintf("cortex, learned keep-alive (%.2g GiB·h)", p.learn/float64(GiB)/3600)
-	case p.fastPoll > 0:
-		return fmt.Sprintf("cortex, %gs poll while loading (what-if)", p.fastPoll)
+	case p.fastPoll != controllers.DefaultLoadingPollInterval.Seconds():
+		return fmt.Sprintf("cortex, %gs poll while loading", p.fastPoll)
 	}
 	return "cortex"
 }

@@ -21,7 +21,7 @@ func tracesDir(t *testing.T) string {
 }
 
 func oneModel(keepAlive time.Duration) []ModelSpec {
-	sz := Sizes[1]
+	sz := Sizes[4] // 70B: its load spans several polls
 	return []ModelSpec{{Key: "ns/a", Size: sz, Bytes: ReplicaBytes(sz, 8192, 4), Parallel: 4, ContextLength: 8192, KeepAlive: keepAlive, MaxReplicas: 1}}
 }
 
@@ -43,9 +43,15 @@ func TestCortexColdThenWarm(t *testing.T) {
 	if got := res.TTFT[1]; math.Abs(got-warm) > 1e-9 {
 		t.Errorf("warm TTFT = %g s, want prefill + one step = %g s", got, warm)
 	}
-	// Demand at 1 s + API latency, load, then the next 5 s poll.
+	// Demand at 1 s + API latency, then the load; polls run every 5 s
+	// (0, 5, …) and every second once one finds the load under way (6, 7,
+	// …), so the replica is routable at the first whole second after it is
+	// Ready.
 	ready := 1 + 0.05 + rates.LoadSeconds
-	poll := math.Ceil(ready/5) * 5
+	if ready < 5 {
+		t.Fatalf("load of %g s ends before the second poll; the test needs a longer one", rates.LoadSeconds)
+	}
+	poll := math.Ceil(ready)
 	if got, want := res.TTFT[0], poll-1+warm; math.Abs(got-want) > 1e-6 {
 		t.Errorf("cold TTFT = %g s, want %g s (visible at the poll after the load)", got, want)
 	}

@@ -131,11 +131,20 @@ func (p *cortexPolicy) start(s *Sim) {
 	}
 	p.nextPass = math.Inf(-1)
 	var poll func()
+	lastFull := 0.0
 	poll = func() {
-		p.poll(s)
-		next := s.cfg.PollInterval
+		// Every PollInterval a pass runs whatever changed (the manager's
+		// resync and keep-alive timers); between, a poll that only a load
+		// made faster wakes a pass when a state changed, as the manager's
+		// poller wakes the Models whose residency changed.
+		full := s.now-lastFull >= s.cfg.PollInterval-1e-9
+		if full {
+			lastFull = s.now
+		}
+		p.poll(s, full)
+		next := s.cfg.PollInterval - (s.now - lastFull)
 		if p.fastPoll > 0 && p.loading(s) {
-			next = p.fastPoll
+			next = min(next, p.fastPoll)
 		}
 		if s.now < s.trace.Duration()+s.cfg.ColdStartTimeout {
 			s.at(s.now+next, poll)
@@ -144,8 +153,16 @@ func (p *cortexPolicy) start(s *Sim) {
 	s.at(0, poll)
 }
 
-func (p *cortexPolicy) poll(s *Sim) {
+func (p *cortexPolicy) poll(s *Sim, full bool) {
+	changed := full
 	for _, n := range s.nodes {
+		if !changed {
+			for _, r := range n.replicas {
+				if r.state == stReady && !r.visible && !r.gone {
+					changed = true
+				}
+			}
+		}
 		o := p.obs[n.idx][:0]
 		for _, r := range n.replicas {
 			st := placement.StateLoading
@@ -157,7 +174,9 @@ func (p *cortexPolicy) poll(s *Sim) {
 		p.obs[n.idx] = o
 	}
 	p.observe(s)
-	p.pass(s)
+	if changed {
+		p.pass(s)
+	}
 	// The pass wrote the Models' status: the gateway now routes to what
 	// the poll found Ready.
 	for _, o := range p.obs {

@@ -118,6 +118,10 @@ bench-neuron: cpu-backend ## The neuron's HTTP API against the engine on real mo
 bench-engine: llama-headers ## The engine against llama.cpp alone (llama-bench's pp/tg loops) on stories260K and generated 100M Q8_0/Q4_0 llamas; BENCH_FLAGS, CORTEX_BENCH_THREADS, CORTEX_BENCH_LARGE=1 (800M).
 	$(GO) test -run '^$$' -bench Engine -benchtime 3x -timeout 60m $(BENCH_FLAGS) ./internal/engine/llamacpp/
 
+.PHONY: bench-fleet
+bench-fleet: ## The fleet simulator: cortex against Ollama-style, LRU, dedicated GPUs and routers on public traces (a few minutes); tables to stdout, plots to docs/img.
+	$(GO) run ./hack/fleetsim $(FLEET_FLAGS)
+
 .PHONY: bench-scale
 bench-scale: ## The control plane at fleet scale: 1,000 Models on 200 simulated NeuronNodes on a real API server (a few minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/scalebench $(SCALE_FLAGS)

@@ -194,13 +194,9 @@ func parallel(m *cortexv1.Model) int {
 // not end the wait.
 const DefaultWaitingWindow = 15 * time.Second
 
-// waiting reports whether the gateway holds requests for m now: its demand
-// annotation, rewritten every few seconds while requests wait, is younger
-// than the waiting window, and newer than anything that would have
-// answered it — a replica becoming Ready or serving, or the Model's last
-// eviction. Without the last part, a Model evicted a second after its own
-// cold request was served would look as if that request still waited, and
-// evict the next Model in turn.
+// waiting reports whether the gateway holds requests for m now, by the
+// planner's rule (placement.Waiting) applied to its demand annotation,
+// its replicas' activity and its last eviction.
 func (r *ModelReconciler) waiting(m *cortexv1.Model, act map[string]activity, now time.Time) bool {
 	t, ok := demandAnnotation(m)
 	if !ok {
@@ -210,14 +206,12 @@ func (r *ModelReconciler) waiting(m *cortexv1.Model, act map[string]activity, no
 	if window <= 0 {
 		window = DefaultWaitingWindow
 	}
-	if age := now.Sub(t); age >= window || age <= -window {
-		return false
+	s := placement.DemandSignals{Demand: t, Window: window,
+		LastLoaded: act[m.Key()].lastLoaded, LastUsed: act[m.Key()].lastUsed}
+	if e, ok := r.evictions.get(m.Key(), now); ok {
+		s.Evicted = e.at
 	}
-	if e, ok := r.evictions.get(m.Key(), now); ok && !t.After(e.at) {
-		return false
-	}
-	a := act[m.Key()]
-	return t.After(a.lastLoaded) && t.After(a.lastUsed)
+	return placement.Waiting(s, now)
 }
 
 func demandAnnotation(m *cortexv1.Model) (time.Time, bool) {

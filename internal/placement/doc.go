@@ -102,7 +102,9 @@
 //
 //   - strictly lower priority, or
 //   - equal priority, when the model being placed is Waiting (requests are
-//     held for it at the gateway) and had no replica when the pass began:
+//     held for it at the gateway: its demand signal is fresh and nothing
+//     answered it since, the rule of the Waiting function, which the
+//     manager applies) and had no replica when the pass began:
 //     demand beats idleness, as on any server that loads models on demand.
 //     Such a victim must have served since it was loaded, or have been
 //     loaded at least FreshGrace ago: a replica just loaded for a waiting
@@ -142,6 +144,16 @@
 // never stop serving); lower priority first, then moves already under way,
 // then the smallest. Compute finds the move after a first plan and plans
 // again with it as a hint; see defrag.go for the rules that bound it.
+//
+// # Learned keep-alive
+//
+// LearnKeepAlive chooses a keep-alive from a Model's idle gaps (an
+// IdleHistogram): the step of KeepAliveSteps with the lowest expected cost
+// per gap, counting a gap longer than the keep-alive as one cold start and
+// the replica's bytes held idle at a given worth of a cold start. The
+// planner does not call it and the manager does not use it yet; the fleet
+// simulator (internal/fleetsim) evaluates it against fixed keep-alives
+// (docs/fleet.md).
 //
 // # Cost
 //

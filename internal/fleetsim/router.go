@@ -1,0 +1,187 @@
+package fleetsim
+
+import (
+	"cmp"
+	"encoding/binary"
+	"math"
+	"slices"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/helexa-ai/cortex/internal/gateway"
+)
+
+// Router picks a replica for a request among the routable ones.
+type Router interface {
+	// Name is the router's name in tables.
+	Name() string
+	// pick returns the replica and what to call when the request is done.
+	pick(s *Sim, r *Request, reps []*replica) (*replica, func())
+}
+
+// gatewayPrefixBlocks is how many leading blocks the gateway's affinity
+// prefix covers: it hashes the first 8 KiB of the conversation, about
+// 2,048 tokens of English at 4 bytes a token, or 4 blocks of 512.
+const gatewayPrefixBlocks = 4
+
+// cortexRouter is the gateway's own replica choice: the real Balancer,
+// with the affinity key the gateway computes (AffinityKey over the
+// conversation's first 8 KiB, here the bytes of its first blocks' ids).
+type cortexRouter struct{ b *gateway.Balancer }
+
+// CortexRouter is the gateway's balancer.
+func CortexRouter() Router { return &cortexRouter{b: gateway.NewBalancer()} }
+
+func (c *cortexRouter) Name() string { return "cortex" }
+
+func (c *cortexRouter) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
+	cands := make([]gateway.Replica, len(reps))
+	for i, rep := range reps {
+		cands[i] = gateway.Replica{Node: rep.n.name, Endpoint: rep.endpoint}
+	}
+	var aff uint64
+	if len(r.Blocks) > 0 {
+		aff = gateway.AffinityKey(s.models[r.Model].spec.Key, blockBytes(r.Blocks[:min(len(r.Blocks), gatewayPrefixBlocks)]))
+	}
+	chosen, release, ok := c.b.Pick(cands, aff, nil)
+	if !ok {
+		return reps[0], nil
+	}
+	for _, rep := range reps {
+		if rep.endpoint == chosen.Endpoint {
+			return rep, release
+		}
+	}
+	release()
+	return reps[0], nil
+}
+
+func blockBytes(ids []uint64) []byte {
+	b := make([]byte, 0, 8*len(ids))
+	for _, id := range ids {
+		b = binary.LittleEndian.AppendUint64(b, id)
+	}
+	return b
+}
+
+type roundRobin struct{ next int }
+
+// RoundRobin takes the replicas in turn.
+func RoundRobin() Router { return &roundRobin{} }
+
+func (*roundRobin) Name() string { return "round-robin" }
+func (rr *roundRobin) pick(_ *Sim, _ *Request, reps []*replica) (*replica, func()) {
+	rr.next++
+	return reps[rr.next%len(reps)], nil
+}
+
+type leastLoad struct{}
+
+// LeastLoad takes the replica with the fewest requests in flight.
+func LeastLoad() Router { return leastLoad{} }
+
+func (leastLoad) Name() string { return "least-load" }
+func (leastLoad) pick(_ *Sim, _ *Request, reps []*replica) (*replica, func()) {
+	best := reps[0]
+	for _, r := range reps[1:] {
+		if r.inflight < best.inflight {
+			best = r
+		}
+	}
+	return best, nil
+}
+
+// chwbl is consistent hashing with bounded loads as KubeAI describes its
+// prefix-hash strategy: the key is the prompt's first 100 characters, each
+// replica has 256 points on a ring, and the request goes to the first
+// replica clockwise from the key whose load stays within 1.25 × the mean.
+type chwbl struct {
+	ring []ringPoint
+	for_ []string // the endpoints the ring was built for
+}
+
+type ringPoint struct {
+	h        uint64
+	endpoint string
+}
+
+// CHWBL is KubeAI's prefix-hash router (100 characters, load factor 1.25,
+// 256 virtual replicas).
+func CHWBL() Router { return &chwbl{} }
+
+func (*chwbl) Name() string { return "chwbl" }
+
+func (c *chwbl) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
+	eps := make([]string, len(reps))
+	for i, rep := range reps {
+		eps[i] = rep.endpoint
+	}
+	if !slices.Equal(eps, c.for_) {
+		c.for_ = eps
+		c.ring = c.ring[:0]
+		for _, ep := range eps {
+			for v := range 256 {
+				var b [8]byte
+				binary.LittleEndian.PutUint64(b[:], uint64(v))
+				c.ring = append(c.ring, ringPoint{xxhash.Sum64(append([]byte(ep), b[:]...)), ep})
+			}
+		}
+		slices.SortFunc(c.ring, func(a, b ringPoint) int { return cmp.Compare(a.h, b.h) })
+	}
+	if len(r.Blocks) == 0 {
+		return leastLoad{}.pick(s, r, reps)
+	}
+	// 100 characters are about 25 tokens: well inside the first block.
+	key := xxhash.Sum64(blockBytes(r.Blocks[:1]))
+	total := 0
+	byEp := map[string]*replica{}
+	for _, rep := range reps {
+		total += rep.inflight
+		byEp[rep.endpoint] = rep
+	}
+	bound := int(math.Ceil(1.25 * float64(total+1) / float64(len(reps))))
+	i, _ := slices.BinarySearchFunc(c.ring, key, func(p ringPoint, k uint64) int { return cmp.Compare(p.h, k) })
+	for k := range c.ring {
+		p := c.ring[(i+k)%len(c.ring)]
+		if rep := byEp[p.endpoint]; rep.inflight+1 <= bound {
+			return rep, nil
+		}
+	}
+	return leastLoad{}.pick(s, r, reps)
+}
+
+type oracle struct{}
+
+// Oracle knows every replica's cached blocks and queue exactly and picks
+// the replica whose first token would come soonest: the prefill work
+// queued there plus this prompt's uncached part; ties go to the longer
+// cached prefix, then the fewer requests in flight.
+func Oracle() Router { return oracle{} }
+
+func (oracle) Name() string { return "oracle" }
+func (oracle) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
+	type cand struct {
+		rep  *replica
+		eta  float64
+		hits int
+	}
+	var best cand
+	for i, rep := range reps {
+		hits := rep.cache.prefix(r.Blocks)
+		rate := rep.m.rates.PrefillTokPerSec
+		eta := max(0, rep.prefillAt-s.now) + float64(max(1, r.In-hits*BlockTokens))/rate
+		for _, q := range rep.queue {
+			qr := &s.trace.Requests[q.req]
+			eta += float64(max(1, qr.In-rep.cache.prefix(qr.Blocks)*BlockTokens)) / rate
+		}
+		// A full replica makes the request wait for a slot as well.
+		if rep.active >= rep.m.spec.Parallel {
+			eta += rep.m.rates.step(rep.active) * 64
+		}
+		c := cand{rep, eta, hits}
+		if i == 0 || c.eta < best.eta || (c.eta == best.eta && (c.hits > best.hits || (c.hits == best.hits && c.rep.inflight < best.rep.inflight))) {
+			best = c
+		}
+	}
+	return best.rep, nil
+}

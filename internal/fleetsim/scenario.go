@@ -1,0 +1,153 @@
+package fleetsim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// ChurnModels draws n models' sizes from Sizes by their shares, seeded,
+// independently of popularity (the trace's Zipf rank): each serves with
+// the given context and parallel sequences, keep-alive and at most
+// maxReplicas replicas.
+func ChurnModels(n int, seed uint64, contextLength, parallel, maxReplicas int, keepAlive time.Duration) []ModelSpec {
+	rng := rand.New(rand.NewPCG(seed, 0x517e))
+	out := make([]ModelSpec, n)
+	for i := range out {
+		u := rng.Float64()
+		sz := Sizes[len(Sizes)-1]
+		for _, s := range Sizes {
+			if u < s.Share {
+				sz = s
+				break
+			}
+			u -= s.Share
+		}
+		out[i] = ModelSpec{Key: fmt.Sprintf("fleet/m%02d-%s", i, sz.Name), Size: sz,
+			Bytes: ReplicaBytes(sz, contextLength, parallel), Parallel: parallel, ContextLength: contextLength,
+			KeepAlive: keepAlive, MaxReplicas: maxReplicas}
+	}
+	return out
+}
+
+// MinGPUs finds by bisection the fewest GPUs in [lo, hi] at which run
+// reaches the SLO attainment target; it returns hi+1 if hi does not.
+func MinGPUs(lo, hi int, target float64, run func(gpus int) (*Result, error)) (int, error) {
+	ok := func(g int) (bool, error) {
+		r, err := run(g)
+		if err != nil {
+			return false, err
+		}
+		return r.SLOAttainment() >= target, nil
+	}
+	if good, err := ok(hi); err != nil || !good {
+		return hi + 1, err
+	}
+	for lo < hi {
+		mid := (lo + hi) / 2
+		good, err := ok(mid)
+		if err != nil {
+			return 0, err
+		}
+		if good {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return hi, nil
+}
+
+// RoutingModel is the routing benchmark's one popular model: an 8B model
+// with 8 parallel sequences of 32k context, so each replica's prefix cache
+// holds 512 blocks (262,144 tokens).
+func RoutingModel(replicas int) ModelSpec {
+	sz := Sizes[1]
+	return ModelSpec{Key: "fleet/popular-8B", Size: sz, Bytes: ReplicaBytes(sz, 32768, 16), Parallel: 16,
+		ContextLength: 32768, KeepAlive: time.Hour, MinReplicas: replicas, MaxReplicas: replicas}
+}
+
+// RunRouting replays a prefix-structured trace against replicas fixed
+// replicas of RoutingModel on one node each, routed by router.
+func RunRouting(trace *Trace, class GPUClass, replicas int, router Router) (*Result, error) {
+	return Run(Config{Class: class, Nodes: replicas, Models: []ModelSpec{RoutingModel(replicas)},
+		Policy: Static(), Router: router, SampleEvery: 1}, trace)
+}
+
+// ChurnRun runs the churn benchmark's fleet: gpus GPUs of the class, one
+// per node, serving the models, with the gateway's balancer in front.
+func ChurnRun(trace *Trace, models []ModelSpec, class GPUClass, gpus int, policy Policy, sampleEvery float64) (*Result, error) {
+	return Run(Config{Class: class, Nodes: gpus, Models: models, Policy: policy, Router: CortexRouter(), SampleEvery: sampleEvery}, trace)
+}
+
+// ChurnGoal compares cortex with the Ollama-style baseline of the same
+// run: cold-start fraction and GPU memory-time as ratios, and the requests
+// Ollama-style served that cortex did not.
+type ChurnGoal struct {
+	ColdRatio, MemRatio float64
+	Lost                int
+}
+
+// Met reports whether the goal holds: cold-start fraction ≤ 0.5×, memory
+// ≤ 1.0×, nothing lost.
+func (g ChurnGoal) Met() bool { return g.ColdRatio <= 0.5 && g.MemRatio <= 1.0 && g.Lost == 0 }
+
+// CompareChurn computes the goal's ratios.
+func CompareChurn(cortex, ollama *Result) ChurnGoal {
+	return ChurnGoal{ColdRatio: cortex.ColdFraction() / ollama.ColdFraction(),
+		MemRatio: cortex.MemGiBHours / ollama.MemGiBHours, Lost: cortex.LostVersus(ollama)}
+}
+
+// RoutingPoint is one load level of the routing sweep.
+type RoutingPoint struct {
+	Factor float64
+	ByName map[string]*Result
+}
+
+// CollapseIndex is the first load level at which least-load's p99 TTFT
+// exceeds ten times its value at the lightest level; -1 if none.
+func CollapseIndex(points []RoutingPoint) int {
+	if len(points) == 0 {
+		return -1
+	}
+	light := Quantile(points[0].ByName["least-load"].All(), .99)
+	for i, p := range points {
+		if Quantile(p.ByName["least-load"].All(), .99) > 10*light {
+			return i
+		}
+	}
+	return -1
+}
+
+// RoutingGoal is cortex against least-load, CHWBL and the oracle at one
+// load level.
+type RoutingGoal struct {
+	MeanVsLeast, P99VsLeast, Imbalance, HitVsOracle float64
+	// WorseThanCHWBL names the measures on which cortex is worse.
+	WorseThanCHWBL []string
+}
+
+// Met reports whether every routing goal holds.
+func (g RoutingGoal) Met() bool {
+	return g.MeanVsLeast <= 0.25 && g.P99VsLeast <= 0.5 && g.Imbalance <= 1.25 && g.HitVsOracle >= 0.9 && len(g.WorseThanCHWBL) == 0
+}
+
+// CompareRouting computes the routing goal at one load level.
+func CompareRouting(p RoutingPoint) RoutingGoal {
+	c, ll, ch, or := p.ByName["cortex"], p.ByName["least-load"], p.ByName["chwbl"], p.ByName["oracle"]
+	g := RoutingGoal{MeanVsLeast: c.Mean() / ll.Mean(), P99VsLeast: Quantile(c.All(), .99) / Quantile(ll.All(), .99),
+		Imbalance: c.LoadImbalance(), HitVsOracle: c.HitRate() / or.HitRate()}
+	if c.Mean() > ch.Mean() {
+		g.WorseThanCHWBL = append(g.WorseThanCHWBL, "mean TTFT")
+	}
+	if Quantile(c.All(), .99) > Quantile(ch.All(), .99) {
+		g.WorseThanCHWBL = append(g.WorseThanCHWBL, "p99 TTFT")
+	}
+	if c.LoadImbalance() > ch.LoadImbalance() {
+		g.WorseThanCHWBL = append(g.WorseThanCHWBL, "max/mean load")
+	}
+	if c.HitRate() < ch.HitRate() {
+		g.WorseThanCHWBL = append(g.WorseThanCHWBL, "hit rate")
+	}
+	return g
+}

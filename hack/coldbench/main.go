@@ -347,7 +347,7 @@ func (n *neuronProc) firstToken(ctx context.Context, name string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("stream ended without a token: %v", sc.Err())
+	return fmt.Errorf("stream ended without a token: %w", sc.Err())
 }
 
 func (n *neuronProc) waitReady(ctx context.Context, name string) error {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"io"
 	"net/http"
+	"slices"
 
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
@@ -19,24 +20,32 @@ func (g *Gateway) doNeuron(req *http.Request) (*http.Response, error) {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := g.upstream.Do(req) //nolint:bodyclose // the caller closes it
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || tok == "" || req.GetBody == nil {
-		return resp, err
+	// Up to two retries: the neuron may adopt the new token between the
+	// first answer and the retry (then the previous token the retry
+	// carries is refused, and the current one is good).
+	tried := []string{tok}
+	for range 2 {
+		if err != nil || resp.StatusCode != http.StatusUnauthorized || tok == "" || req.GetBody == nil {
+			return resp, err
+		}
+		alt := g.tokens.Fallback(tried[len(tried)-1])
+		if alt == "" || slices.Contains(tried[1:], alt) {
+			return resp, nil
+		}
+		body, berr := req.GetBody()
+		if berr != nil {
+			return resp, nil //nolint:nilerr // the last answer stands
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		_ = resp.Body.Close()
+		retry := req.Clone(req.Context())
+		retry.Body = body
+		retry.Header.Set("Authorization", "Bearer "+alt)
+		g.keyMetrics.tokenRetries.Inc()
+		tried = append(tried, alt)
+		resp, err = g.upstream.Do(retry) //nolint:bodyclose // the caller closes it
 	}
-	alt := g.tokens.Fallback(tok)
-	if alt == "" {
-		return resp, nil
-	}
-	body, err := req.GetBody()
-	if err != nil {
-		return resp, nil //nolint:nilerr // the first answer stands
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-	_ = resp.Body.Close()
-	retry := req.Clone(req.Context())
-	retry.Body = body
-	retry.Header.Set("Authorization", "Bearer "+alt)
-	g.keyMetrics.tokenRetries.Inc()
-	return g.upstream.Do(retry)
+	return resp, err
 }
 
 // newNeuronTokens reads the neuron token, from a file re-read while the

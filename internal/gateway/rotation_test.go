@@ -1,9 +1,9 @@
 package gateway
 
 import (
-	"fmt"
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"

@@ -333,12 +333,8 @@ func (p *planner) placeMoves() {
 		if mv.to == "" || x == nil || x.loads > 0 || !p.keeps(x, p.hint.node) {
 			continue
 		}
-		i, ok := slices.BinarySearchFunc(p.nodes, mv.to, func(n *nodeState, name string) int { return cmp.Compare(n.name, name) })
-		if !ok {
-			continue
-		}
-		n := p.nodes[i]
-		if !p.candidate(x, n) || !p.fitsNow(x, n) {
+		n := p.node(mv.to)
+		if n == nil || !p.candidate(x, n) || !p.fitsNow(x, n) {
 			continue
 		}
 		p.load(x, p.fitNow(x, n))
@@ -349,12 +345,8 @@ func (p *planner) placeMoves() {
 // keeps reports whether x keeps (does not unload) its replica on the node
 // named node.
 func (p *planner) keeps(x *modelState, node string) bool {
-	for _, ri := range x.replicas {
-		if rs := &p.res[ri]; !rs.gone && p.nodes[rs.node].name == node {
-			return true
-		}
-	}
-	return false
+	j := p.replicaOn(x, node)
+	return j >= 0 && !p.res[x.replicas[j]].gone
 }
 
 // text says, for the model a hole is being opened for, what it waits

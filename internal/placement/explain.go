@@ -189,11 +189,10 @@ func selectorText(m *Model) string {
 // with no request waiting is told that one may evict idle replicas of its
 // priority.
 func (p *planner) waitingFor(m *modelState, node string) string {
-	i, ok := slices.BinarySearchFunc(p.nodes, node, func(n *nodeState, name string) int { return strings.Compare(n.name, name) })
-	if !ok {
+	n := p.node(node)
+	if n == nil {
 		return ""
 	}
-	n := p.nodes[i]
 	var items, held []string
 	onDemand := 0
 	// A replica this plan loads frees nothing soon, except for a waiting

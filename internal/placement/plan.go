@@ -251,6 +251,15 @@ func (p *planner) buildNode(n *nodeState, idx int, in *Node) *nodeState {
 	return n
 }
 
+// node returns the node named name, nil if none.
+func (p *planner) node(name string) *nodeState {
+	i, ok := slices.BinarySearchFunc(p.nodes, name, func(n *nodeState, name string) int { return cmp.Compare(n.name, name) })
+	if !ok {
+		return nil
+	}
+	return p.nodes[i]
+}
+
 func later(a, b time.Time) time.Time {
 	if a.After(b) {
 		return a

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
+	"github.com/helexa-ai/cortex/internal/manager"
 	"github.com/helexa-ai/cortex/internal/neurontest"
 )
 
@@ -228,6 +229,38 @@ func TestStaleNodeReplicasMove(t *testing.T) {
 	if nn.Status.Ready != "False" {
 		t.Fatalf("dead NeuronNode ready = %q", nn.Status.Ready)
 	}
+}
+
+// A neuron that hangs (SIGSTOP) keeps its TCP port open and answers
+// nothing, and its heartbeat stops with it. Its node must turn NotReady,
+// and its replica move, about one staleness later — not after every
+// attempt of the manager's poll has timed out (3 × the neuron timeout,
+// here 3 × 20 s).
+func TestHungNeuronTurnsNotReadyWithinTheStaleness(t *testing.T) {
+	f := newFixture(t)
+	f.addNeuron("a", 10*gib)
+	f.addNeuron("b", 10*gib)
+	f.startManager(func(c *manager.Config) { c.NeuronTimeout = 20 * time.Second })
+	f.apply("m", withMin(1), withVRAM(4))
+	m := f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
+	first := m.Status.Nodes
+	f.neurons[first].SetHung(true)
+	t.Cleanup(func() { f.neurons[first].SetHung(false) })
+	f.beats[first].Stop()
+	hungAt := time.Now()
+
+	// 2 × the staleness, plus a margin for a loaded machine, is still far
+	// below one attempt of the poll.
+	eventually(t, 2*staleAfter+4*time.Second, "the hung node to turn NotReady", func() (bool, string) {
+		nn := &cortexv1.NeuronNode{}
+		must(t, k8s.Get(f.ctx, types.NamespacedName{Name: first}, nn))
+		return nn.Status.Ready == "False", fmt.Sprintf("ready=%q", nn.Status.Ready)
+	})
+	eventually(t, 20*time.Second, "the replica to move", func() (bool, string) {
+		m = f.get("m")
+		return m.Status.Phase == cortexv1.ModelPhaseReady && m.Status.Nodes != "" && m.Status.Nodes != first, describe(m)
+	})
+	t.Logf("hung node NotReady and its replica moved %s after the hang", time.Since(hungAt).Round(100*time.Millisecond))
 }
 
 func TestDeleteUnloadsEverywhere(t *testing.T) {

@@ -140,7 +140,9 @@ func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronN
 	if nn.Status.Endpoint == "" {
 		return notReady(cortexv1.ReasonUnreachable, "the neuron reported no endpoint"), requeue
 	}
-	resp, err := r.Neurons.Models(ctx, nn.Status.Endpoint)
+	pctx, cancel := context.WithTimeout(ctx, pollBound(r.StaleAfter, age))
+	resp, err := r.Neurons.Models(pctx, nn.Status.Endpoint)
+	cancel()
 	if err != nil {
 		r.Fleet.SetError(nn.Name, nn.Status.Endpoint, err)
 		return notReady(cortexv1.ReasonUnreachable, truncate(err.Error(), 512)), requeue
@@ -159,6 +161,20 @@ func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronN
 		// so an unchanged node costs no status write.
 		Message: "heartbeat fresh and the neuron API answers",
 	}, requeue
+}
+
+// pollBound is how long one poll of a neuron may take, all its attempts
+// together. A neuron that hangs (SIGSTOP, a wedged process, a host that
+// stops answering but keeps its TCP stack) also stops heartbeating, so the
+// time left before its heartbeat goes stale is the most a poll needs: past
+// that the node turns NotReady on the heartbeat alone. Without the bound a
+// hung neuron held the reconcile for every attempt of the client's timeout
+// (3 × 10 s), and its Models stayed routable to it for half a minute
+// instead of about one staleness. The floor of half the staleness keeps a
+// neuron whose heartbeat is merely late from being called unreachable by a
+// poll that had no time to answer.
+func pollBound(staleAfter, age time.Duration) time.Duration {
+	return max(staleAfter-age, staleAfter/2)
 }
 
 // DefaultLoadingPollInterval is LoadingPollInterval's default. A replica

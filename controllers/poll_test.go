@@ -30,3 +30,23 @@ func TestNextPoll(t *testing.T) {
 		})
 	}
 }
+
+func TestPollBound(t *testing.T) {
+	tests := []struct {
+		name            string
+		staleAfter, age time.Duration
+		want            time.Duration
+	}{
+		{"fresh heartbeat: the whole staleness", 30 * time.Second, 0, 30 * time.Second},
+		{"the time left before it goes stale", 30 * time.Second, 10 * time.Second, 20 * time.Second},
+		{"nearly stale: never under half the staleness", 30 * time.Second, 29 * time.Second, 15 * time.Second},
+		{"already stale by the time it polls", 4 * time.Second, 5 * time.Second, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pollBound(tt.staleAfter, tt.age); got != tt.want {
+				t.Errorf("pollBound(%s, %s) = %s, want %s", tt.staleAfter, tt.age, got, tt.want)
+			}
+		})
+	}
+}

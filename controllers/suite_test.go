@@ -139,8 +139,9 @@ func (f *fixture) addNeuronWith(suffix string, cfg neurontest.Config) *neurontes
 	return s
 }
 
-// startManager runs the real manager in-process.
-func (f *fixture) startManager() {
+// startManager runs the real manager in-process; opts change its
+// configuration after the fixture's defaults.
+func (f *fixture) startManager(opts ...func(*manager.Config)) {
 	f.t.Helper()
 	ctx, cancel := context.WithCancel(f.ctx)
 	f.stopMgr = cancel
@@ -150,6 +151,9 @@ func (f *fixture) startManager() {
 	cfg.StaleAfter, cfg.PollInterval = staleAfter, pollInterval
 	cfg.NeuronToken = "secret"
 	cfg.NeuronTimeout = 2 * time.Second
+	for _, o := range opts {
+		o(&cfg)
+	}
 	ctx = log.IntoContext(ctx, logr.Discard())
 	if testing.Verbose() {
 		ctx = log.IntoContext(ctx, testr.NewWithOptions(f.t, testr.Options{Verbosity: 1}))

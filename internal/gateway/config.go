@@ -57,6 +57,14 @@ type Config struct {
 	// MaxAttempts is how many replicas one request may try before its
 	// first byte.
 	MaxAttempts int
+	// UnreachableHold is how long a request whose every replica refused
+	// its connection is held for the fleet to replace them (a neuron
+	// killed, or hung, with the only replicas of a Model), as a request for
+	// a cold Model is held for its load; 0 fails it at once with a 502.
+	// It should cover the time for the dead node to turn NotReady
+	// (the manager's --heartbeat-stale-after, 30 s) plus a manager
+	// failover (a 15 s lease) and the new replica's load.
+	UnreachableHold time.Duration
 	// ShutdownTimeout bounds how long shutdown waits for streams to finish.
 	ShutdownTimeout time.Duration
 	// Overload: see admission.go.
@@ -82,6 +90,7 @@ func DefaultConfig() Config {
 		KeepAliveInterval:     10 * time.Second,
 		MaxBodyBytes:          32 << 20,
 		MaxAttempts:           3,
+		UnreachableHold:       90 * time.Second,
 		ShutdownTimeout:       2 * time.Minute,
 		KeyLimitReplicas:      1,
 		NeuronTokenRecheck:    neuronapi.DefaultTokenRecheck,
@@ -110,6 +119,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.KeepAliveInterval, "keep-alive-interval", "keep-alive period for waiting streaming clients")
 	envflag.Int64Var(fs, &c.MaxBodyBytes, "max-body-bytes", "largest accepted request body")
 	envflag.IntVar(fs, &c.MaxAttempts, "max-attempts", "replicas one request may try before its first byte")
+	envflag.DurationVar(fs, &c.UnreachableHold, "unreachable-hold", "how long a request is held when every replica of its model is unreachable; 0 fails it at once")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
 	c.Admission.bindFlags(fs)
 	envflag.DurationVar(fs, &c.ReadHeaderTimeout, "read-header-timeout", "HTTP timeout for reading a request's headers")
@@ -146,6 +156,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, errors.New("max-attempts must be at least 1"))
+	}
+	if c.UnreachableHold < 0 {
+		errs = append(errs, errors.New("unreachable-hold must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -441,7 +442,7 @@ func TestKeepAlivesWhileUpstreamIsSilent(t *testing.T) {
 // A replica that cannot be reached is a 502 naming the node, never the
 // dial error with the pod's address.
 func TestUnreachableReplicaIs502WithoutAddresses(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.MaxAttempts = 1 })
+	h := newHarness(t, func(c *Config) { c.MaxAttempts, c.UnreachableHold = 1, 0 })
 	n := h.neuron("n1", "team/llama")
 	h.model("team", "llama", nil, "n1")
 	n.Close()
@@ -449,5 +450,64 @@ func TestUnreachableReplicaIs502WithoutAddresses(t *testing.T) {
 	body := readAll(t, resp)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "on n1 could not be reached") || strings.Contains(body, "127.0.0.1") {
 		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+// The only replica's neuron dies: requests are held, as for a cold Model,
+// until the fleet has a replacement, and then served; not failed with a
+// 502 for what the dead neuron never held.
+func TestRequestsAreHeldWhileTheOnlyReplicaIsReplaced(t *testing.T) {
+	h := newHarness(t)
+	dead := h.neuron("n1", "team/llama")
+	m := h.model("team", "llama", nil, "n1")
+	dead.Close()
+	go func() {
+		// Later than the retries without a hold last (MaxAttempts, a
+		// second apart).
+		time.Sleep(3 * time.Second)
+		h.neuron("n2", "team/llama")
+		moved := m.DeepCopy()
+		moved.Status.Replicas = []cortexv1.Replica{{Node: "n2", State: cortexv1.ReplicaReady}}
+		h.g.catalog.UpsertModel(moved)
+	}()
+	var wg sync.WaitGroup
+	bodies := make([]string, 2)
+	codes := make([]int, 2)
+	for i, stream := range []bool{false, true} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", stream))
+			codes[i], bodies[i] = resp.StatusCode, readAll(t, resp)
+		}()
+	}
+	wg.Wait()
+	if codes[0] != http.StatusOK || !strings.Contains(bodies[0], "n2") {
+		t.Fatalf("plain request: %d %s", codes[0], bodies[0])
+	}
+	if err := ssecheck.OpenAIChatStream(strings.NewReader(bodies[1])); err != nil || !strings.Contains(bodies[1], "n2.") {
+		t.Fatalf("streamed request (%v):\n%s", err, bodies[1])
+	}
+	if !strings.Contains(bodies[1], ": ping") {
+		t.Fatalf("a held stream gets keep-alives:\n%s", bodies[1])
+	}
+}
+
+// The hold is bounded: with no replacement the request fails with the
+// dialect's 502 once UnreachableHold has passed.
+func TestUnreachableHoldRunsOut(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.UnreachableHold = 400 * time.Millisecond })
+	dead := h.neuron("n1", "team/llama")
+	h.model("team", "llama", nil, "n1")
+	dead.Close()
+	start := time.Now()
+	msg := map[string]any{"model": "llama", "max_tokens": 20, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
+	resp := h.post("/v1/messages", "sk-alice", msg)
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, `"type":"api_error"`) || !strings.Contains(body, "on n1 could not be reached") {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if waited := time.Since(start); waited < 400*time.Millisecond {
+		t.Fatalf("failed after %s, before the hold ran out", waited)
 	}
 }

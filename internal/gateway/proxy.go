@@ -50,6 +50,9 @@ const maxErrorBody = 64 << 10
 // the Model is cold, and retries on another replica after a connection
 // error, a 5xx, a full queue or a replica that no longer has the model —
 // always before the first byte reaches the client, so retrying is safe.
+// When every replica refuses the connection (their node died or hung) it
+// holds the request for up to UnreachableHold while the fleet replaces
+// them, instead of failing what a dead neuron never held.
 func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) {
 	ri := info(c)
 	ctx := c.Request().Context()
@@ -57,6 +60,34 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 	admitDeadline := time.Now().Add(g.cfg.Admission.Timeout)
 	var tried []string
 	var lastErr *apiError
+	// unreachable: every replica tried since tried was last cleared refused
+	// the connection; holdUntil: when holding for their replacement ends.
+	unreachable := true
+	var holdUntil time.Time
+	// hold waits for the replicas' replacement when every one tried was
+	// unreachable and the hold has time left; true means try again.
+	hold := func() (bool, error) {
+		if lastErr == nil || !unreachable || g.cfg.UnreachableHold <= 0 {
+			return false, nil
+		}
+		if holdUntil.IsZero() {
+			holdUntil = g.clock.Now().Add(g.cfg.UnreachableHold)
+			if holdUntil.After(coldDeadline) {
+				holdUntil = coldDeadline
+			}
+		}
+		if !g.clock.Now().Before(holdUntil) {
+			return false, lastErr // held long enough: no more tries
+		}
+		start := g.clock.Now()
+		err := g.holdForReplacement(ctx, uc, holdUntil)
+		ri.coldWait += g.clock.Since(start)
+		if err != nil {
+			return false, err
+		}
+		tried, unreachable = nil, true
+		return true, nil
+	}
 	for attempt := 0; ; {
 		reps := g.catalog.Replicas(uc.key)
 		if len(reps) == 0 {
@@ -93,6 +124,12 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			// Every ready replica failed this request once. A full queue
 			// everywhere is the client's to retry; anything else (a replica
 			// just evicted) is worth one look at a fresher catalog.
+			if again, err := hold(); err != nil {
+				return nil, err
+			} else if again {
+				attempt = 0
+				continue
+			}
 			if lastErr != nil && (lastErr.err.Status == http.StatusTooManyRequests || attempt >= g.cfg.MaxAttempts) {
 				if lastErr.err.Code == openai.CodeOverloaded {
 					g.metrics.overloaded.WithLabelValues(uc.key, overloadUpstream).Inc()
@@ -105,11 +142,17 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			tried = nil
+			tried, unreachable = nil, true
 			continue
 		}
 		if attempt >= g.cfg.MaxAttempts {
 			release()
+			if again, err := hold(); err != nil {
+				return nil, err
+			} else if again {
+				attempt = 0
+				continue
+			}
 			return nil, lastErr
 		}
 		attempt++
@@ -156,9 +199,39 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 		g.metrics.upstreamErrors.WithLabelValues(uc.key, rep.Node, kind).Inc()
 		if kind == "connect" {
 			g.balancer.MarkDown(rep.Endpoint, suspectFor)
+		} else {
+			unreachable = false
 		}
 		lastErr = ae
 		tried = append(tried, rep.Endpoint)
+	}
+}
+
+// holdForReplacement holds a request whose every replica was unreachable
+// until the Model's ready set changes (the dead node's replicas dropped,
+// a new one ready), a second has passed (the process may be back on the
+// same address) or until, keeping a streaming client alive meanwhile.
+func (g *Gateway) holdForReplacement(ctx context.Context, uc *upstreamCall, until time.Time) error {
+	changed := g.catalog.Wait(uc.key)
+	retry := time.NewTimer(min(time.Second, until.Sub(g.clock.Now())))
+	defer retry.Stop()
+	var tickC <-chan time.Time
+	if uc.waiting != nil {
+		t := time.NewTicker(g.cfg.KeepAliveInterval)
+		defer t.Stop()
+		tickC = t.C
+	}
+	for {
+		select {
+		case <-changed:
+			return nil
+		case <-retry.C:
+			return nil
+		case <-tickC:
+			uc.waiting()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

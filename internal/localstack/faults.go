@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -214,4 +215,20 @@ func scrape(ctx context.Context, url, series string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// RotateNeuronToken writes a new neuron token into the file every neuron,
+// manager and gateway reads, as a Secret update does: a new file renamed
+// over the old, so no reader sees half a token. Each process notices on its
+// own schedule (its token recheck interval). It returns the new token.
+func (s *Stack) RotateNeuronToken() (string, error) {
+	tok := secret("nt-")
+	tmp := s.TokenFile + ".new"
+	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, s.TokenFile); err != nil {
+		return "", err
+	}
+	return tok, nil
 }

@@ -73,8 +73,9 @@ type Options struct {
 	// Managers is how many managers run (default 1). With more than one,
 	// all run with leader election and one holds the lease.
 	Managers int
-	// GatewayArgs and ManagerArgs are extra flags for every replica.
-	GatewayArgs, ManagerArgs []string
+	// GatewayArgs and ManagerArgs are extra flags for every replica;
+	// NeuronArgs for every neuron.
+	GatewayArgs, ManagerArgs, NeuronArgs []string
 }
 
 // Stack is a running local cortex.
@@ -99,8 +100,9 @@ type Stack struct {
 	// MetricsURLs maps every process (gateways, managers, neurons) to its
 	// /metrics URL.
 	MetricsURLs map[string]string
-	// NeuronToken is the neurons' bearer token.
-	NeuronToken string
+	// NeuronToken is the neurons' bearer token as the stack started;
+	// TokenFile holds the current one (RotateNeuronToken).
+	NeuronToken, TokenFile string
 	// NeuronURLs maps neuron names to their base URLs.
 	NeuronURLs map[string]string
 
@@ -207,6 +209,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	}
 	s.NeuronToken, s.APIKey = secret("nt-"), secret("sk-local-")
 	tokenFile := filepath.Join(opts.Dir, "neuron-token")
+	s.TokenFile = tokenFile
 	keysFile := filepath.Join(opts.Dir, "api-keys")
 	if err := os.WriteFile(tokenFile, []byte(s.NeuronToken+"\n"), 0o600); err != nil {
 		return nil, err
@@ -239,7 +242,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		if n.MemoryLimit != "" {
 			args = append(args, "--memory-limit="+n.MemoryLimit)
 		}
-		if err := s.spawn(n.Name, "neuron", args, env); err != nil {
+		if err := s.spawn(n.Name, "neuron", append(args, opts.NeuronArgs...), env); err != nil {
 			return nil, err
 		}
 	}

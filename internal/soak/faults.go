@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/localstack"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
 
 // fault injects itself, waits until the fleet has dealt with it, puts the
@@ -39,13 +41,15 @@ var faults = map[string]fault{
 		(*fixture).managerFailover},
 	"apiserver-restart": {"the API server and etcd stopped for 5 s and started again on the same data",
 		(*fixture).apiServerRestart},
+	"token-rotate": {"the neuron token rotated twice under traffic (the file every process reads replaced; the next rotation once every neuron accepts the new token); the neurons keep the previous token for a short grace, which then runs out",
+		(*fixture).tokenRotate},
 	"overlap": {"neuron-kill, manager-failover and gateway-roll at the same moment",
 		(*fixture).overlap},
 }
 
 // FaultNames lists the faults in the order the full soak runs them.
 func FaultNames() []string {
-	return []string{"neuron-kill", "neuron-hang", "neuron-empty", "gateway-roll", "manager-failover", "apiserver-restart", "overlap"}
+	return []string{"neuron-kill", "neuron-hang", "neuron-empty", "gateway-roll", "manager-failover", "apiserver-restart", "token-rotate", "overlap"}
 }
 
 // FaultDoc describes a fault.
@@ -376,6 +380,59 @@ func (f *fixture) overlap(ctx context.Context, ph *Phase) (int, error) {
 	}
 	f.ensureRunning(leader)
 	return len(affected), nil
+}
+
+// TokenGrace is how long the soak's neurons keep accepting the token a
+// rotation replaced: short, so that the soak also runs past it and any
+// process still sending the old token would fail.
+const TokenGrace = 15 * time.Second
+
+func (f *fixture) tokenRotate(ctx context.Context, ph *Phase) (int, error) {
+	ph.Start = time.Now()
+	first := f.st.NeuronToken
+	var notes []string
+	for i := 1; i <= 2; i++ {
+		tok, err := f.st.RotateNeuronToken()
+		if err != nil {
+			return 0, err
+		}
+		at := time.Now()
+		if err := f.waitAccepted(ctx, tok, time.Minute); err != nil {
+			return 0, fmt.Errorf("rotation %d: %w", i, err)
+		}
+		notes = append(notes, fmt.Sprintf("every neuron accepted token %d %.1f s after it was written", i, time.Since(at).Seconds()))
+	}
+	// Past the grace only the newest token is good: a gateway or manager
+	// that had not read it would fail from here on.
+	sleep(ctx, TokenGrace+2*time.Second)
+	for name, url := range f.st.NeuronURLs {
+		if _, err := neuronapi.NewClient(first).Models(ctx, url); err == nil {
+			return 0, fmt.Errorf("%s still accepts the token from before the rotations", name)
+		}
+	}
+	if err := f.waitConverged(ctx, time.Minute); err != nil {
+		return 0, err
+	}
+	ph.Note = strings.Join(notes, "; ") + fmt.Sprintf("; the first token refused everywhere and traffic kept on for %s past the grace", TokenGrace+2*time.Second)
+	return 0, nil
+}
+
+// waitAccepted waits until every neuron accepts tok.
+func (f *fixture) waitAccepted(ctx context.Context, tok string, timeout time.Duration) error {
+	c := neuronapi.NewClient(tok)
+	c.Timeout, c.Attempts = time.Second, 1
+	deadline := time.Now().Add(timeout)
+	for name, url := range f.st.NeuronURLs {
+		for {
+			if _, err := c.Models(ctx, url); err == nil {
+				break
+			} else if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("%s did not accept the new token within %s: %w", name, timeout, err)
+			}
+			sleep(ctx, 200*time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // waitConverged waits until every process runs, a manager leads, every

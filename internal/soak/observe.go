@@ -95,8 +95,9 @@ type load struct {
 	at          time.Time
 }
 
-func newResidency(neurons map[string]string, token string) *residency {
-	c := neuronapi.NewClient(token)
+func newResidency(neurons map[string]string, tokens *neuronapi.TokenSource) *residency {
+	c := neuronapi.NewClient("")
+	c.Tokens = tokens
 	c.Timeout = 700 * time.Millisecond
 	return &residency{neurons: neurons, client: c, seen: map[instance]bool{}, loading: map[[2]string]bool{}}
 }

@@ -26,6 +26,7 @@ import (
 
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/localstack"
+	"github.com/helexa-ai/cortex/internal/neuronapi"
 )
 
 // Namespace holds the soak's Models.
@@ -187,6 +188,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		},
 		StaleAfter: cfg.StaleAfter, Heartbeat: cfg.Heartbeat, PollInterval: 300 * time.Millisecond,
 		Gateways: 2, Managers: 2, Logs: cfg.Logs,
+		NeuronArgs: []string{"--token-grace=" + TokenGrace.String()},
 	})
 	if err != nil {
 		return nil, err
@@ -222,7 +224,11 @@ func run(ctx context.Context, cfg Config, st *localstack.Stack, file string) (*R
 	}
 	cfg.Logf("Models ready; starting %d clients", cfg.Workers)
 
-	res := newResidency(st.NeuronURLs, st.NeuronToken)
+	tokens, err := neuronapi.NewTokenSource(st.TokenFile, "", neuronapi.TokenOptions{Recheck: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	res := newResidency(st.NeuronURLs, tokens)
 	resCtx, stopRes := context.WithCancel(ctx)
 	defer stopRes()
 	go res.run(resCtx, 300*time.Millisecond)

@@ -1,9 +1,10 @@
 // Package soak runs a short version of the soak-and-fault benchmark
 // (internal/soak, `make soak` runs the full one): mixed traffic through two
-// gateway replicas on the real local stack while one gateway is rolled and
-// the API server and etcd restart, asserting the goals that are firm: no
-// request fails during the rolling restart, none to a warm Model during the
-// API-server outage, none in steady state, and the gateways and neurons
+// gateway replicas on the real local stack while one gateway is rolled,
+// the API server and etcd restart and the neuron token rotates, asserting
+// the goals that are firm: no request fails during the rolling restart or
+// the token rotation, none to a warm Model during the API-server outage,
+// none in steady state, and the gateways and neurons
 // end the run with no more goroutines or descriptors than they started with
 // (within a tolerance for connection pools).
 package soak
@@ -58,7 +59,7 @@ func TestShortSoak(t *testing.T) {
 	ctrllog.SetLogger(logr.Discard())
 	rep, err := soak.Run(context.Background(), soak.Config{
 		Root: root, BinDir: bin, Assets: assets, Work: work, Model: model,
-		Faults:  []string{"gateway-roll", "apiserver-restart"},
+		Faults:  []string{"gateway-roll", "apiserver-restart", "token-rotate"},
 		Workers: 4, Steady: 5 * time.Second, MaxDuration: 6 * time.Minute, MaxRequests: 50000,
 		Logf: t.Logf,
 	})
@@ -75,7 +76,7 @@ func TestShortSoak(t *testing.T) {
 	for _, p := range rep.Phases {
 		byFault[p.Fault] = p
 	}
-	for _, name := range []string{"gateway-roll", "apiserver-restart", "steady"} {
+	for _, name := range []string{"gateway-roll", "apiserver-restart", "token-rotate", "steady"} {
 		p, ok := byFault[name]
 		if !ok {
 			t.Fatalf("no %s phase in the report", name)
@@ -89,6 +90,9 @@ func TestShortSoak(t *testing.T) {
 	}
 	if p := byFault["apiserver-restart"]; p.WarmFailed != 0 {
 		t.Errorf("the API-server restart failed %d requests to warm Models: %v", p.WarmFailed, p.Examples)
+	}
+	if p := byFault["token-rotate"]; p.FailedTotal() != 0 {
+		t.Errorf("rotating the neuron token failed %d requests: %v", p.FailedTotal(), p.Examples)
 	}
 	if p := byFault["steady"]; p.FailedTotal() != 0 {
 		t.Errorf("%d requests failed with no fault: %v", p.FailedTotal(), p.Examples)

@@ -404,7 +404,8 @@ func (f *fixture) tokenRotate(ctx context.Context, ph *Phase) (int, error) {
 	}
 	// Past the grace only the newest token is good: a gateway or manager
 	// that had not read it would fail from here on.
-	sleep(ctx, TokenGrace+2*time.Second)
+	past := TokenGrace + 2*time.Second
+	sleep(ctx, past)
 	for name, url := range f.st.NeuronURLs {
 		if _, err := neuronapi.NewClient(first).Models(ctx, url); err == nil {
 			return 0, fmt.Errorf("%s still accepts the token from before the rotations", name)
@@ -413,7 +414,7 @@ func (f *fixture) tokenRotate(ctx context.Context, ph *Phase) (int, error) {
 	if err := f.waitConverged(ctx, time.Minute); err != nil {
 		return 0, err
 	}
-	ph.Note = strings.Join(notes, "; ") + fmt.Sprintf("; the first token refused everywhere and traffic kept on for %s past the grace", TokenGrace+2*time.Second)
+	ph.Note = strings.Join(notes, "; ") + fmt.Sprintf("; the first token refused everywhere and traffic kept on for %s past the grace", past)
 	return 0, nil
 }
 

@@ -73,6 +73,7 @@ func run(c config, w io.Writer) error {
 		day.Name, len(day.Requests), day.Duration()/3600, c.models, gib(total), c.seed, gib(int64(c.gpus)*class.MemoryBytes))
 	policies := []fleetsim.Policy{
 		fleetsim.Cortex(),
+		fleetsim.CortexNoRate(),
 		fleetsim.CortexLoadingPoll(5 * time.Second),
 		fleetsim.CortexLearned(4 * float64(fleetsim.GiB) * 3600),
 		fleetsim.OllamaStyle(5 * time.Minute),
@@ -88,7 +89,7 @@ func run(c config, w io.Writer) error {
 		rows = append(rows, r)
 	}
 	churnTable(w, rows)
-	cortex, ollama := rows[0], rows[3]
+	cortex, ollama := rows[0], rows[4]
 	g := fleetsim.CompareChurn(cortex, ollama)
 	fmt.Fprintf(w, "\nGoal (cortex vs Ollama-style, same run): cold-start fraction %.2f× (goal ≤ 0.5×), GPU memory-time %.2f× (goal ≤ 1.0×), requests Ollama-style served that cortex lost: %d — %s.\n\n",
 		g.ColdRatio, g.MemRatio, g.Lost, metStr(g.Met()))
@@ -132,10 +133,11 @@ func metStr(ok bool) string {
 }
 
 func churnTable(w io.Writer, rows []*fleetsim.Result) {
-	fmt.Fprintln(w, "| Policy | Cold-start fraction | TTFT p50 / p99 warm (s) | TTFT p50 / p99 cold (s) | Failed | SLO attainment | GPU memory (GiB·h) | Loads | Evictions | Idle unloads |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| Policy | Cold-start fraction | Cold: first / evicted / idled out / loading | TTFT p50 / p99 warm (s) | TTFT p50 / p99 cold (s) | Failed | SLO attainment | GPU memory (GiB·h) | Loads | Evictions | Idle unloads |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %.4f | %s / %s | %s / %s | %d | %.4f | %.0f | %d | %d | %d |\n", r.Policy, r.ColdFraction(),
+		fmt.Fprintf(w, "| %s | %.4f | %d / %d / %d / %d | %s / %s | %s / %s | %d | %.4f | %.0f | %d | %d | %d |\n", r.Policy, r.ColdFraction(),
+			r.ColdBy[fleetsim.ColdFirst], r.ColdBy[fleetsim.ColdEvicted], r.ColdBy[fleetsim.ColdIdle], r.ColdBy[fleetsim.ColdLoading],
 			sec(fleetsim.Quantile(r.TTFTWarm, .5)), sec(fleetsim.Quantile(r.TTFTWarm, .99)),
 			sec(fleetsim.Quantile(r.TTFTCold, .5)), sec(fleetsim.Quantile(r.TTFTCold, .99)),
 			r.Failed, r.SLOAttainment(), r.MemGiBHours, r.Loads, r.Evictions, r.IdleUnloads)

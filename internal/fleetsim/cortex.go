@@ -34,6 +34,11 @@ type cortexPolicy struct {
 	// none); waiting is set while its demand signal is unanswered.
 	last    []float64
 	waiting []bool
+	// rates are the request rates the manager measures per Model from
+	// what its polls show each replica served (the manager's
+	// RateTracker); noRate leaves them out of the planner's input.
+	rates  []placement.RateEstimator
+	noRate bool
 	// fastPoll, when set, is the poll interval while any load is under
 	// way (the manager's LoadingPollInterval; the simulator polls the
 	// whole fleet at it, the manager only the nodes that load).
@@ -63,6 +68,7 @@ type observed struct {
 	rep      *replica
 	state    placement.State
 	inflight int
+	served   int64
 	lastUsed float64
 	loadedAt float64
 }
@@ -84,6 +90,8 @@ func (p *cortexPolicy) Name() string {
 	switch {
 	case p.learn > 0:
 		return fmt.Sprintf("cortex, learned keep-alive (%.2g GiB·h)", p.learn/float64(GiB)/3600)
+	case p.noRate:
+		return "cortex, no request rates"
 	case p.fastPoll != controllers.DefaultLoadingPollInterval.Seconds():
 		return fmt.Sprintf("cortex, %gs poll while loading", p.fastPoll)
 	}
@@ -126,6 +134,11 @@ func (p *cortexPolicy) start(s *Sim) {
 	p.hist = make([]placement.IdleHistogram, len(s.models))
 	p.last = make([]float64, len(s.models))
 	p.waiting = make([]bool, len(s.models))
+	p.rates = make([]placement.RateEstimator, len(s.models))
+	// The manager measures every Model from when it first sees it.
+	for i := range p.rates {
+		p.rates[i].Add(wall(0), 0)
+	}
 	for i := range p.last {
 		p.last[i] = math.NaN()
 	}
@@ -163,13 +176,18 @@ func (p *cortexPolicy) poll(s *Sim, full bool) {
 				}
 			}
 		}
+		prev := map[*replica]int64{}
+		for _, o := range p.obs[n.idx] {
+			prev[o.rep] = o.served
+		}
 		o := p.obs[n.idx][:0]
 		for _, r := range n.replicas {
 			st := placement.StateLoading
 			if r.state == stReady {
 				st = placement.StateReady
 			}
-			o = append(o, observed{rep: r, state: st, inflight: r.inflight, lastUsed: r.lastUsed, loadedAt: r.loadedAt})
+			p.rates[r.m.idx].Add(wall(s.now), float64(r.served-prev[r]))
+			o = append(o, observed{rep: r, state: st, inflight: r.inflight, served: r.served, lastUsed: r.lastUsed, loadedAt: r.loadedAt})
 		}
 		p.obs[n.idx] = o
 	}
@@ -275,6 +293,7 @@ func (p *cortexPolicy) input(s *Sim) placement.Input {
 			LastDemand:     later(tm(m.demandAt), a.used),
 			TargetInFlight: m.spec.Parallel,
 			BytesNeeded:    m.spec.Bytes,
+			RequestRate:    p.rate(s, m),
 			Waiting: placement.Waiting(placement.DemandSignals{
 				Demand:     tm(m.demandAt),
 				Window:     time.Duration(s.cfg.WaitingWindow * float64(time.Second)),
@@ -286,6 +305,13 @@ func (p *cortexPolicy) input(s *Sim) placement.Input {
 		in.Models = append(in.Models, pm)
 	}
 	return in
+}
+
+func (p *cortexPolicy) rate(s *Sim, m *model) float64 {
+	if p.noRate {
+		return 0
+	}
+	return p.rates[m.idx].Rate(wall(s.now))
 }
 
 func (p *cortexPolicy) pass(s *Sim) {
@@ -328,4 +354,10 @@ func (s *Sim) nodeByName(name string) *node {
 		return nil
 	}
 	return s.nodes[i]
+}
+
+// CortexNoRate is Cortex without the measured request rates: victims are
+// ordered by recency per byte alone.
+func CortexNoRate() Policy {
+	return &cortexPolicy{noRate: true, fastPoll: controllers.DefaultLoadingPollInterval.Seconds()}
 }

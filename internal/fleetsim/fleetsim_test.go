@@ -145,6 +145,10 @@ func TestFleetGoals(t *testing.T) {
 	if g.Lost != 0 {
 		t.Errorf("cortex lost %d requests Ollama-style served", g.Lost)
 	}
+	// Victims by measured requests per byte: 0.51× in this hour.
+	if g.ColdRatio > 0.6 {
+		t.Errorf("cortex has %.2f× Ollama-style's cold starts, want ≤ 0.6×", g.ColdRatio)
+	}
 
 	moon, err := LoadMooncake(filepath.Join(dir, "mooncake-synthetic.jsonl"))
 	if err != nil {

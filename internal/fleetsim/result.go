@@ -18,6 +18,8 @@ type Result struct {
 	Requests       int
 	// Cold counts requests that found no routable replica and were held.
 	Cold int
+	// ColdBy counts cold requests by cause.
+	ColdBy map[ColdCause]int
 	// Failed counts requests never answered: held past the cold-start
 	// timeout, or cut off by an unload.
 	Failed int
@@ -47,7 +49,7 @@ type Result struct {
 func (s *Sim) result() *Result {
 	res := &Result{Policy: s.cfg.Policy.Name(), Router: s.cfg.Router.Name(), Requests: len(s.reqs),
 		MemGiBHours: s.memByteSec / float64(GiB) / 3600, Loads: s.loads, Evictions: s.evictions,
-		IdleUnloads: s.idleUnl, Drained: s.drained, Samples: s.samples,
+		IdleUnloads: s.idleUnl, ColdBy: s.coldBy, Drained: s.drained, Samples: s.samples,
 		Served: make([]bool, len(s.reqs)), TTFT: make([]float64, len(s.reqs))}
 	if p, ok := s.cfg.Policy.(*cortexPolicy); ok {
 		res.Passes = p.passes

@@ -101,6 +101,7 @@ type Sim struct {
 	loads      int
 	evictions  int
 	idleUnl    int
+	coldBy     map[ColdCause]int
 	drained    int
 	samples    []Sample
 }
@@ -130,6 +131,10 @@ type model struct {
 	lastWrite float64
 	// lastEvicted is when the manager last evicted a replica of the model.
 	lastEvicted float64
+	// loaded is whether the model was ever loaded; gone says how its
+	// last replica went (a cold start's cause).
+	loaded bool
+	gone   ColdCause
 }
 
 type replica struct {
@@ -140,10 +145,13 @@ type replica struct {
 	bytes    int64
 	state    replicaState
 	// visible: the gateway routes to it.
-	visible   bool
-	loadedAt  float64
-	lastUsed  float64
-	inflight  int // admitted or queued at the replica
+	visible  bool
+	loadedAt float64
+	lastUsed float64
+	inflight int // admitted or queued at the replica
+	// served counts the requests the replica accepted, as a neuron
+	// reports them (ModelStatus.Requests).
+	served    int64
 	active    int // in a decode slot
 	queue     []*job
 	prefillAt float64 // when the prefill engine is free
@@ -214,7 +222,7 @@ func Run(cfg Config, trace *Trace) (*Result, error) {
 	if cfg.Nodes <= 0 || len(cfg.Models) == 0 || cfg.Policy == nil || cfg.Router == nil {
 		return nil, fmt.Errorf("fleetsim: need nodes, models, a policy and a router")
 	}
-	s := &Sim{cfg: cfg, trace: trace, byKey: map[string]*model{}}
+	s := &Sim{cfg: cfg, trace: trace, byKey: map[string]*model{}, coldBy: map[ColdCause]int{}}
 	for i := range cfg.Nodes {
 		n := &node{idx: i, name: fmt.Sprintf("node-%04d", i)}
 		for range cfg.GPUsPerNode {
@@ -299,6 +307,14 @@ func (s *Sim) arrive(i int) {
 		return
 	}
 	s.reqs[i].cold = true
+	switch {
+	case len(m.held) > 0 || len(m.replicas) > 0:
+		s.coldBy[ColdLoading]++
+	case !m.loaded:
+		s.coldBy[ColdFirst]++
+	default:
+		s.coldBy[m.gone]++
+	}
 	m.held = append(m.held, i)
 	s.cfg.Policy.cold(s, m)
 	s.at(r.At+s.cfg.ColdStartTimeout, func() {
@@ -323,6 +339,7 @@ func (s *Sim) dispatch(i int, reps []*replica) {
 	rep, release := s.cfg.Router.pick(s, &s.trace.Requests[i], reps)
 	j := &job{req: i, rep: rep, release: release}
 	rep.inflight++
+	rep.served++
 	if rep.active < rep.m.spec.Parallel {
 		s.start(j)
 	} else {
@@ -385,6 +402,7 @@ func (s *Sim) finish(j *job) {
 // from when the node's draining replicas are gone.
 func (s *Sim) Load(m *model, n *node, devs []int, devBytes []int64) *replica {
 	s.account()
+	m.loaded = true
 	rep := &replica{m: m, n: n, devs: devs, devBytes: devBytes, state: stLoading, loadedAt: -1, lastUsed: -1,
 		cache:    newBlockCache(m.spec.ContextLength * m.spec.Parallel / BlockTokens),
 		endpoint: "http://" + n.name + ":8080"}
@@ -445,8 +463,10 @@ func (s *Sim) Unload(rep *replica, evicted bool) {
 	if evicted {
 		s.evictions++
 		m.lastEvicted = s.now
+		m.gone = ColdEvicted
 	} else {
 		s.idleUnl++
+		m.gone = ColdIdle
 	}
 	if rep.inflight > 0 {
 		s.drained += rep.inflight
@@ -482,3 +502,19 @@ func (n *node) free(d int) int64 { return n.devTotal[d] - n.devUsed[d] }
 func (n *node) holds(m *model) bool {
 	return slices.ContainsFunc(n.replicas, func(r *replica) bool { return r.m == m })
 }
+
+// ColdCause is why a request found no replica.
+type ColdCause string
+
+// The causes of a cold start.
+const (
+	// ColdFirst: the model was never loaded before (unavoidable).
+	ColdFirst ColdCause = "first"
+	// ColdEvicted: its last replica was evicted for another model.
+	ColdEvicted ColdCause = "evicted"
+	// ColdIdle: its last replica was unloaded when idle.
+	ColdIdle ColdCause = "idle"
+	// ColdLoading: a replica was already loading (or another request was
+	// already waiting) when it came.
+	ColdLoading ColdCause = "loading"
+)

@@ -129,6 +129,9 @@ func maxR(n int) modelOpt       { return func(m *Model) { m.MaxReplicas = n } }
 func devices(k int) modelOpt    { return func(m *Model) { m.Devices = k } }
 func deleting() modelOpt        { return func(m *Model) { m.Deleting = true } }
 func perReplica(n int) modelOpt { return func(m *Model) { m.TargetInFlight = n } }
+
+// perHour sets the model's measured request rate.
+func perHour(n float64) modelOpt { return func(m *Model) { m.RequestRate = n / 3600 } }
 func keepAlive(d time.Duration) modelOpt {
 	return func(m *Model) { m.KeepAlive = d }
 }

@@ -3,7 +3,6 @@ package placement
 import (
 	"cmp"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 )
@@ -206,7 +205,7 @@ func (p *planner) movers(m *modelState, n *nodeState) ([]victim, map[int]copyPla
 		if x.in.Priority > m.in.Priority {
 			prio = 1
 		}
-		vs = append(vs, victim{ri: ri, prio: prio, cost: cost, idle: math.Inf(1)})
+		vs = append(vs, victim{ri: ri, prio: prio, cost: cost, density: cost})
 		copyAt[ri] = at
 	}
 	slices.SortFunc(vs, func(a, b victim) int {

@@ -116,14 +116,18 @@
 // Replicas of higher priority are never evicted, and a replica serving
 // requests is never evicted (that would fail them).
 //
-// Victims are taken lowest priority first, then cheapest to reload, where
-// the cost of evicting a replica is its bytes divided by the seconds since
-// it was last used (or loaded): reload time grows with size, and the chance
-// it is needed again soon falls with time unused. So a 40 GiB model idle 11
-// minutes is kept over a 4 GiB model idle 10 minutes, while a 40 GiB model
-// idle two hours goes before a 4 GiB model used seconds ago. Victims are
-// added until the devices hold the new replica, then any victim the others
-// do without is dropped, so nothing is evicted in vain. Among nodes that fit
+// Victims are taken lowest priority first, then by the fewest requests
+// expected per byte freed, then least recently used. A replica's expected
+// requests are its model's RequestRate, the rate the manager measures from
+// what the neurons report served (RateEstimator); a model whose rate is
+// unknown counts one request over the time the replica has gone unused.
+// So of two models asked for equally often the larger goes first (its
+// memory keeps more of the others warm), and a large model asked for 200
+// times an hour is kept over a small one asked for twice, however recently
+// the small one was used. A set of victims costs the sum of their rates
+// (the cold starts per second it is expected to cause). Victims are added
+// until the devices hold the new replica, then any victim the others do
+// without is dropped, so nothing is evicted in vain. Among nodes that fit
 // after evicting, the one whose victims have the lowest top priority wins,
 // then the lowest total cost, the fewest victims, the most memory left.
 //
@@ -144,6 +148,15 @@
 // never stop serving); lower priority first, then moves already under way,
 // then the smallest. Compute finds the move after a first plan and plans
 // again with it as a hint; see defrag.go for the rules that bound it.
+//
+// # Request rate
+//
+// RateEstimator measures a Model's request rate from counts of requests
+// seen over time, each weighed by e^(-age/RateWindow), over the time
+// observed weighed the same way, so a Model first seen minutes ago is not
+// diluted by a window of history it does not have. The manager keeps one
+// per Model from when it first sees it and counts what each poll shows the
+// neurons served since the last; the fleet simulator does the same.
 //
 // # Learned keep-alive
 //

@@ -2,6 +2,7 @@ package placement
 
 import (
 	"cmp"
+	"math"
 	"slices"
 
 	"github.com/helexa-ai/cortex/internal/vram"
@@ -398,10 +399,9 @@ func (p *planner) cachedEvictOn(m *modelState, n *nodeState, best *eviction) *ev
 
 // cannotBeat reports whether no set of victims among vs (best first) that
 // frees lacking bytes can be better than best. Any such set has a top
-// priority at least that of the first victim; at that priority it costs at
-// least the first victim's cost, and at least lacking over the longest idle
-// time among the victims, since each victim costs its bytes over its idle
-// time.
+// priority at least that of the first victim; it costs at least the
+// cheapest victim, and at least lacking bytes at the lowest cost per byte
+// among the victims.
 func cannotBeat(vs []victim, lacking int64, best *eviction) bool {
 	if len(vs) == 0 {
 		return true
@@ -409,14 +409,11 @@ func cannotBeat(vs []victim, lacking int64, best *eviction) bool {
 	if vs[0].prio != best.maxPriority {
 		return vs[0].prio > best.maxPriority
 	}
-	if vs[0].cost > best.cost {
-		return true
-	}
-	var idle float64
+	cheapest, density := math.Inf(1), math.Inf(1)
 	for _, v := range vs {
-		idle = max(idle, v.idle)
+		cheapest, density = min(cheapest, v.cost), min(density, v.density)
 	}
-	return float64(lacking)/idle > best.cost
+	return cheapest > best.cost || float64(lacking)*density > best.cost
 }
 
 // lacking is what m lacks on n before any eviction, at best.
@@ -438,25 +435,30 @@ func (p *planner) lacking(m *modelState, n *nodeState) int64 {
 type victim struct {
 	ri   int
 	prio int32
-	cost float64
-	idle float64 // seconds
+	// cost is the requests per second expected to find the victim's
+	// model cold once it is gone (reloadCost); density is that per byte
+	// freed, the order victims are taken in.
+	cost    float64
+	density float64
 }
 
 // victims returns the residents of n that m may evict, best victims first:
-// lowest priority, then cheapest to reload.
+// lowest priority, then the fewest requests expected per byte freed.
 func (p *planner) victims(m *modelState, n *nodeState) []victim {
 	if !n.victimsSorted {
 		// Priority and reload cost do not change within a plan: sort once.
 		for _, ri := range n.res {
 			rs := &p.res[ri]
 			if rs.model != nil && rs.counted && rs.r.State == StateReady && rs.r.InFlight <= 0 && !rs.model.in.Pinned {
+				cost := p.reloadCost(rs)
 				n.victimOrder = append(n.victimOrder, victim{ri: ri, prio: rs.model.in.Priority,
-					cost: p.reloadCost(rs), idle: p.idleSeconds(rs)})
+					cost: cost, density: cost / float64(max(1, rs.r.Bytes))})
 			}
 		}
 		slices.SortFunc(n.victimOrder, func(a, b victim) int {
-			return cmp.Or(cmp.Compare(a.prio, b.prio), cmp.Compare(a.cost, b.cost),
-				cmp.Compare(p.res[a.ri].r.Model, p.res[b.ri].r.Model))
+			ra, rb := &p.res[a.ri], &p.res[b.ri]
+			return cmp.Or(cmp.Compare(a.prio, b.prio), cmp.Compare(a.density, b.density),
+				ra.lastActive.Compare(rb.lastActive), cmp.Compare(ra.r.Model, rb.r.Model))
 		})
 		n.victimsSorted = true
 	}
@@ -511,12 +513,22 @@ func (p *planner) fresh(rs *resState) bool {
 	return !l.IsZero() && rs.r.LastUsed.Before(l) && p.now.Sub(l) < FreshGrace
 }
 
-// reloadCost is what evicting a replica is expected to cost: the time to
-// load it again grows with its size, and the chance that it is needed again
-// soon falls with the time since it was last used. Bytes per idle second,
-// lower is a better victim.
+// reloadCost is what evicting a replica is expected to cost: the requests
+// per second that will find its model cold once it is gone, the model's
+// RequestRate; for a model whose rate is unknown (or that was not asked
+// for since the manager started), one request over the time the replica
+// has gone unused. Victims are taken by the lowest cost per byte freed, so
+// a large model used rarely goes before a small one used as rarely: its
+// memory keeps more of the others warm for the same expected cold starts.
+// Recency alone does not protect a replica: in the fleet simulator,
+// counting a replica used seconds ago as busy (at least one request over
+// its idle time) cost a fifth more cold starts than the rate alone
+// (docs/fleet.md).
 func (p *planner) reloadCost(rs *resState) float64 {
-	return float64(max(1, rs.r.Bytes)) / p.idleSeconds(rs)
+	if r := rs.model.in.RequestRate; r > 0 {
+		return r
+	}
+	return 1 / p.idleSeconds(rs)
 }
 
 // evictOn finds the cheapest way to fit m on n by evicting among vs (from

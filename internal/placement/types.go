@@ -173,6 +173,11 @@ type Model struct {
 	// (its demand signal is fresh). The first replica of a waiting model may
 	// evict idle replicas of equal priority, not only of lower priority.
 	Waiting bool
+	// RequestRate is the requests per second the model has received
+	// recently (a RateEstimator's Rate); 0 when unknown. It orders
+	// victims: of equal priority, the replicas expected to serve the
+	// fewest requests per byte are evicted first.
+	RequestRate float64
 	// TargetInFlight is the in-flight requests one replica should carry
 	// before another is added (e.g. the engine's parallel sequences). While
 	// the model is in demand it wants ceil(sum of InFlight over its replicas

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/placement"
 )
 
 // Observation is what one neuron last reported about itself over its API.
@@ -30,10 +31,16 @@ type Observation struct {
 type Fleet struct {
 	mu  sync.RWMutex
 	obs map[string]*Observation // by NeuronNode name
+	// rates measure each Model's request rate from the requests its
+	// replicas report accepted, poll after poll (see Set and
+	// RequestRate).
+	rates map[string]*placement.RateEstimator
 }
 
 // NewFleet returns an empty Fleet.
-func NewFleet() *Fleet { return &Fleet{obs: map[string]*Observation{}} }
+func NewFleet() *Fleet {
+	return &Fleet{obs: map[string]*Observation{}, rates: map[string]*placement.RateEstimator{}}
+}
 
 // Get returns a copy of a node's observation.
 func (f *Fleet) Get(node string) (Observation, bool) {
@@ -62,7 +69,74 @@ func (f *Fleet) Set(node string, o Observation) []string {
 	defer f.mu.Unlock()
 	prev := f.obs[node]
 	f.obs[node] = &o
+	f.countRequestsLocked(prev, &o)
 	return diffModels(prev, &o)
+}
+
+// countRequestsLocked adds to each Model's rate the requests its replica
+// on the node accepted since the previous answer: the difference of the
+// neuron's counters, or the whole counter when the replica is new or was
+// reloaded since (its counter starts again). A Model first seen with a
+// count (after a manager restart) is measured from its replica's load, so
+// its history counts over the time it took.
+func (f *Fleet) countRequestsLocked(prev, next *Observation) {
+	before := map[string]neuronapi.ModelStatus{}
+	if prev != nil {
+		for _, m := range prev.Models {
+			before[m.Name] = m
+		}
+	}
+	for _, m := range next.Models {
+		n := m.Requests
+		if p, ok := before[m.Name]; ok && sameLoad(p, m) && p.Requests <= n {
+			n -= p.Requests
+		}
+		if n <= 0 {
+			continue
+		}
+		e := f.rates[m.Name]
+		if e == nil {
+			e = &placement.RateEstimator{}
+			f.rates[m.Name] = e
+			if m.LoadedAt != nil && m.LoadedAt.Before(next.At) {
+				e.AddSpread(*m.LoadedAt, next.At, float64(n))
+				continue
+			}
+		}
+		e.Add(next.At, float64(n))
+	}
+}
+
+// sameLoad reports whether two answers can describe the same load of a
+// model: a model reports its load time only once Ready.
+func sameLoad(a, b neuronapi.ModelStatus) bool {
+	return a.LoadedAt == nil || b.LoadedAt == nil || a.LoadedAt.Equal(*b.LoadedAt)
+}
+
+// RequestRate is a Model's request rate at now, in requests per second,
+// measured from when the manager first saw the Model (this call starts
+// it) or its first requests.
+func (f *Fleet) RequestRate(model string, now time.Time) float64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.rates[model]
+	if e == nil {
+		e = &placement.RateEstimator{}
+		e.Add(now, 0)
+		f.rates[model] = e
+	}
+	return e.Rate(now)
+}
+
+// ForgetRates drops the rates of Models keep does not name (deleted ones).
+func (f *Fleet) ForgetRates(keep func(model string) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k := range f.rates {
+		if !keep(k) {
+			delete(f.rates, k)
+		}
+	}
 }
 
 // SetError records a failed poll, keeping the last good answer.

@@ -125,6 +125,43 @@ func TestThirdModelEvictsTheRightVictim(t *testing.T) {
 	}
 }
 
+// A request waiting on a full node evicts, of the idle replicas of equal
+// priority, the one whose Model the neuron reports served the fewest
+// requests (per byte), not the least recently used: the manager measures
+// each Model's request rate from the neurons' counters.
+func TestWaitingRequestEvictsTheModelAskedForLeast(t *testing.T) {
+	f := newFixture(t)
+	n := f.addNeuron("a", 10*gib)
+	f.startManager()
+	f.apply("often", withVRAM(4), demanded(time.Now()))
+	f.apply("rarely", withVRAM(4), demanded(time.Now()))
+	f.waitPhase("often", cortexv1.ModelPhaseReady, 20*time.Second)
+	f.waitPhase("rarely", cortexv1.ModelPhaseReady, 20*time.Second)
+	// "often" served 300 requests, the last 10 minutes ago; "rarely" one,
+	// seconds ago. Least recently used would take "often".
+	n.Backdate(f.key("often"), 20*time.Minute)
+	n.Backdate(f.key("rarely"), 20*time.Minute)
+	n.SetRequests(f.key("often"), 300)
+	n.SetLastUsed(f.key("often"), time.Now().Add(-10*time.Minute))
+	n.SetRequests(f.key("rarely"), 1)
+	n.SetLastUsed(f.key("rarely"), time.Now().Add(-2*time.Second))
+	// Two polls see the counters before the request comes.
+	time.Sleep(3 * pollInterval)
+
+	f.apply("new", withVRAM(4), demanded(time.Now()))
+	f.waitPhase("new", cortexv1.ModelPhaseReady, 20*time.Second)
+	if got := n.Resident(); !slices.Equal(got, []string{f.key("new"), f.key("often")}) {
+		t.Fatalf("resident = %v, want new and often", got)
+	}
+	if n.Unloads(f.key("rarely")) != 1 || n.Unloads(f.key("often")) != 0 {
+		t.Fatalf("unloads: often=%d rarely=%d", n.Unloads(f.key("often")), n.Unloads(f.key("rarely")))
+	}
+	r := f.waitPhase("rarely", cortexv1.ModelPhaseIdle, 20*time.Second)
+	if c := condition(r, cortexv1.ModelConditionReady); c == nil || c.Reason != cortexv1.ReasonEvicted || !strings.Contains(c.Message, f.key("new")) {
+		t.Fatalf("Ready condition of rarely = %+v", c)
+	}
+}
+
 func TestPinnedModelIsNeverEvicted(t *testing.T) {
 	f := newFixture(t)
 	n := f.addNeuron("a", 10*gib)

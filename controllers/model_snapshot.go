@@ -96,6 +96,7 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 		m := &s.models[i]
 		s.input.Models = append(s.input.Models, r.toPlacementModel(m, s.activity, now))
 	}
+	r.Fleet.ForgetRates(func(key string) bool { return specs[key] != nil })
 	return s, nil
 }
 
@@ -162,6 +163,7 @@ func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, act map[string]act
 		LastDemand:     lastDemand(m, act),
 		Waiting:        r.waiting(m, act, now),
 		TargetInFlight: parallel(m),
+		RequestRate:    r.Fleet.RequestRate(m.Key(), now),
 		BytesNeeded:    need.Total(1),
 		EachBytes:      need.Each,
 		NodeSelector:   m.Spec.Placement.NodeSelector,

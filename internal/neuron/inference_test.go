@@ -482,8 +482,13 @@ func TestTokenize(t *testing.T) {
 	before, _ := h.model(modelName)
 	h.do(http.MethodPost, neuronapi.PathTokenize, neuronapi.TokenizeRequest{Model: modelName, Text: "x"})
 	after, _ := h.model(modelName)
-	if !before.LastUsed.Equal(*after.LastUsed) {
-		t.Fatal("tokenize marked the model used")
+	if !before.LastUsed.Equal(*after.LastUsed) || after.Requests != before.Requests {
+		t.Fatalf("tokenize marked the model used (requests %d, then %d)", before.Requests, after.Requests)
+	}
+	// One chat request above: the counter the manager measures the
+	// Model's request rate from.
+	if after.Requests != 1 {
+		t.Fatalf("requests = %d after one chat completion, want 1", after.Requests)
 	}
 }
 

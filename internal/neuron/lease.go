@@ -59,6 +59,7 @@ func (r *registry) acquire(name string, touch bool) (*lease, error) {
 	m.inflight++
 	if touch {
 		m.lastUsed = r.now()
+		m.requests++
 	}
 	return &lease{r: r, m: m, eng: m.eng, tmpl: m.tmpl, info: m.info}, nil
 }

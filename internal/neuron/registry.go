@@ -72,6 +72,7 @@ type model struct {
 	loadedAt time.Time
 	lastUsed time.Time
 	inflight int
+	requests int64         // accepted for inference since the load
 	idle     chan struct{} // closed when inflight drops to 0 during an unload
 	cancel   context.CancelFunc
 	loadDone chan struct{}
@@ -105,6 +106,7 @@ func (r *registry) statusLocked(m *model) neuronapi.ModelStatus {
 		VRAMBytes: m.reservedTotal(),
 		Error:     m.errMsg,
 		InFlight:  m.inflight,
+		Requests:  m.requests,
 	}
 	if len(m.reserved) == len(m.devices) && len(m.devices) > 0 {
 		st.DeviceBytes = make([]int64, len(m.devices))

@@ -172,6 +172,10 @@ type ModelStatus struct {
 	LastUsed    *time.Time `json:"lastUsed,omitempty"`
 	InFlight    int        `json:"inFlight"`
 	Queued      int        `json:"queued"`
+	// Requests counts the inference requests the model accepted since it
+	// was loaded (0 again after a reload); the manager measures each
+	// Model's request rate from it, which orders evictions.
+	Requests int64 `json:"requests,omitempty"`
 	// ContextLength and Parallel are the effective engine settings.
 	ContextLength int `json:"contextLength,omitempty"`
 	Parallel      int `json:"parallel,omitempty"`

@@ -95,6 +95,9 @@ func (s *Server) record(r *http.Request) (*stubRequest, Inference, bool, error) 
 	s.mu.Lock()
 	m, ok := s.models[req.Model]
 	ready := ok && m.status.State == neuronapi.StateReady
+	if ready && r.URL.Path != neuronapi.PathTokenize {
+		m.status.Requests++
+	}
 	s.mu.Unlock()
 	return &req, in, ready, nil
 }

@@ -178,6 +178,16 @@ func (s *Server) SetLastUsed(name string, t time.Time) {
 	}
 }
 
+// SetRequests sets the requests a resident model reports it accepted since
+// its load, as if it had served them.
+func (s *Server) SetRequests(name string, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.models[name]; ok {
+		m.status.Requests = n
+	}
+}
+
 // Backdate moves a resident model's load time (and last use, if any) d
 // into the past, as if it had been loaded that much earlier.
 func (s *Server) Backdate(name string, d time.Duration) {

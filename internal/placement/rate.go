@@ -31,6 +31,23 @@ func (e *RateEstimator) Add(now time.Time, n float64) {
 	e.count += n
 }
 
+// AddSpread counts n requests spread evenly from from to to (a count
+// learned late: a replica's requests since its load, read by a manager that
+// just started). An estimator that has observed nothing starts at from.
+func (e *RateEstimator) AddSpread(from, to time.Time, n float64) {
+	if e.at.IsZero() {
+		e.advance(from)
+	}
+	e.advance(to)
+	dt := to.Sub(from).Seconds()
+	if dt <= 0 {
+		e.count += n
+		return
+	}
+	tau := RateWindow.Seconds()
+	e.count += n / dt * tau * (1 - math.Exp(-dt/tau))
+}
+
 // Rate is the requests per second at now; 0 before anything was added.
 func (e *RateEstimator) Rate(now time.Time) float64 {
 	if e.at.IsZero() {

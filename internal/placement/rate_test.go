@@ -54,4 +54,12 @@ func TestRateEstimator(t *testing.T) {
 	if got, want := g.Rate(t0), 3/MinKeepAlive.Seconds(); got != want {
 		t.Fatalf("3 requests at once: %v per second, want %v (over MinKeepAlive)", got, want)
 	}
+
+	// A count learned late, spread over the hour it took, is measured as
+	// that hour's rate, not as a burst at the end of it.
+	var h RateEstimator
+	h.AddSpread(t0, t0.Add(time.Hour), 120)
+	if got := h.Rate(t0.Add(time.Hour)) * 60; math.Abs(got-2) > 0.01 {
+		t.Fatalf("120 requests over an hour, learned at its end: %.3f a minute, want 2", got)
+	}
 }

@@ -14,9 +14,11 @@ import (
 
 // 7. Many models, few GPUs: six Models of one file at the default priority
 // and keep-alive on two neurons that hold four. A request for a cold Model
-// on a full fleet is answered after one eviction (the least recently used
-// idle replica) and one load, not after a keep-alive runs out; the evicted
-// Model's status and the evictions metric say why.
+// on a full fleet is answered after one eviction and one load, not after a
+// keep-alive runs out; the evicted Model's status and the evictions metric
+// say why. Each Model served one request, so the victim is the one whose
+// request is oldest (its measured rate has decayed most; least recently
+// used breaks exact ties).
 func TestFullFleetEvictsLeastRecentlyUsedForAWaitingRequest(t *testing.T) {
 	// Each neuron advertises 1 GiB; a 400 MiB need makes the fleet hold
 	// exactly two replicas per neuron, whatever the estimate of the file.

@@ -1,0 +1,66 @@
+package controllers
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/helexa-ai/cortex/internal/neuronapi"
+	"github.com/helexa-ai/cortex/internal/placement"
+)
+
+func TestFleetMeasuresRequestRates(t *testing.T) {
+	f := NewFleet()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	loaded := t0.Add(-time.Hour)
+	reloaded := t0.Add(20 * time.Minute)
+	status := func(name string, requests int64, at time.Time) neuronapi.ModelStatus {
+		return neuronapi.ModelStatus{Name: name, State: neuronapi.StateReady, LoadedAt: &at, Requests: requests}
+	}
+	perMin := func(model string, at time.Time) float64 { return f.RequestRate(model, at) * 60 }
+
+	// Both Models are known from the start; ns/b's replica on n1 is first
+	// seen with no requests.
+	f.RequestRate("ns/a", t0)
+	f.RequestRate("ns/b", t0)
+	// ns/a: 10 requests a minute on n1 and 2 a minute on n2, as the
+	// neurons' counters grow over 30 minutes of polls.
+	for i := 0; i <= 30; i++ {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		f.Set("n1", Observation{At: at, Models: []neuronapi.ModelStatus{status("ns/a", int64(10*i), loaded), status("ns/b", 0, loaded)}})
+		f.Set("n2", Observation{At: at, Models: []neuronapi.ModelStatus{status("ns/a", int64(2*i), loaded)}})
+	}
+	at := t0.Add(30 * time.Minute)
+	if got := perMin("ns/a", at); math.Abs(got-12) > 0.5 {
+		t.Fatalf("ns/a: %.2f requests a minute, want about 12", got)
+	}
+	if got := perMin("ns/b", at); got != 0 {
+		t.Fatalf("ns/b: %.2f requests a minute, want 0", got)
+	}
+
+	// ns/b is reloaded on n1 (its counter starts again from a new load
+	// time) and serves 3 requests: all 3 count, although the counter is
+	// below what n1 reported before for nothing.
+	f.Set("n1", Observation{At: at.Add(time.Minute), Models: []neuronapi.ModelStatus{status("ns/a", 310, loaded), status("ns/b", 3, reloaded)}})
+	f.Set("n1", Observation{At: at.Add(2 * time.Minute), Models: []neuronapi.ModelStatus{status("ns/a", 320, loaded), status("ns/b", 3, reloaded)}})
+	// Weighed as the estimator does: 3 requests a minute old, over 32
+	// minutes observed.
+	tau := placement.RateWindow.Minutes()
+	want := 3 * math.Exp(-1/tau) / (tau * (1 - math.Exp(-32/tau)))
+	if got := perMin("ns/b", at.Add(2*time.Minute)); math.Abs(got-want) > 0.001 {
+		t.Fatalf("ns/b after a reload: %.3f requests a minute, want about %.3f", got, want)
+	}
+
+	// A Model first seen with a count (a manager restart) is measured over
+	// its replica's time since the load, not as a burst.
+	f.Set("n3", Observation{At: at, Models: []neuronapi.ModelStatus{status("ns/c", 120, loaded.Add(30*time.Minute))}})
+	if got := perMin("ns/c", at); math.Abs(got-2) > 0.1 {
+		t.Fatalf("ns/c: %.2f requests a minute, want about 2 (120 over the hour since its load)", got)
+	}
+
+	// A deleted Model's rate is forgotten; asked again, it starts anew.
+	f.ForgetRates(func(m string) bool { return m != "ns/a" })
+	if got := f.RequestRate("ns/a", at.Add(3*time.Minute)); got != 0 {
+		t.Fatalf("ns/a after it was forgotten: %v, want 0", got)
+	}
+}

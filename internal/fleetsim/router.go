@@ -19,14 +19,11 @@ type Router interface {
 	pick(s *Sim, r *Request, reps []*replica) (*replica, func())
 }
 
-// gatewayPrefixBlocks is how many leading blocks the gateway's affinity
-// prefix covers: it hashes the first 8 KiB of the conversation, about
-// 2,048 tokens of English at 4 bytes a token, or 4 blocks of 512.
-const gatewayPrefixBlocks = 4
-
 // cortexRouter is the gateway's own replica choice: the real Balancer,
-// with the affinity key the gateway computes (AffinityKey over the
-// conversation's first 8 KiB, here the bytes of its first blocks' ids).
+// with the prefix keys the gateway computes (PrefixKeys: one per 2 KiB
+// chunk of the conversation, about 512 tokens, chained), here one per
+// block of the trace (512 tokens; Mooncake's block ids already stand for
+// the whole prefix up to them), up to the gateway's MaxPrefixKeys.
 type cortexRouter struct{ b *gateway.Balancer }
 
 // CortexRouter is the gateway's balancer.
@@ -39,11 +36,7 @@ func (c *cortexRouter) pick(s *Sim, r *Request, reps []*replica) (*replica, func
 	for i, rep := range reps {
 		cands[i] = gateway.Replica{Node: rep.n.name, Endpoint: rep.endpoint}
 	}
-	var aff uint64
-	if len(r.Blocks) > 0 {
-		aff = gateway.AffinityKey(s.models[r.Model].spec.Key, blockBytes(r.Blocks[:min(len(r.Blocks), gatewayPrefixBlocks)]))
-	}
-	chosen, release, ok := c.b.Pick(cands, aff, nil)
+	chosen, release, ok := c.b.Pick(cands, prefixKeys(s.models[r.Model].spec.Key, r.Blocks), nil)
 	if !ok {
 		return reps[0], nil
 	}
@@ -54,6 +47,22 @@ func (c *cortexRouter) pick(s *Sim, r *Request, reps []*replica) (*replica, func
 	}
 	release()
 	return reps[0], nil
+}
+
+// prefixKeys are the gateway's prefix keys of a request made of blocks.
+func prefixKeys(model string, blocks []uint64) []uint64 {
+	if len(blocks) == 0 {
+		return nil
+	}
+	seed := xxhash.Sum64String(model)
+	keys := make([]uint64, min(len(blocks), gateway.MaxPrefixKeys))
+	var b [16]byte
+	for i := range keys {
+		binary.LittleEndian.PutUint64(b[:8], seed)
+		binary.LittleEndian.PutUint64(b[8:], blocks[i])
+		keys[i] = xxhash.Sum64(b[:])
+	}
+	return keys
 }
 
 func blockBytes(ids []uint64) []byte {

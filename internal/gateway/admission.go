@@ -119,7 +119,7 @@ type ticket struct {
 	model    string
 	reps     []Replica
 	limit    int // per replica; 0: none
-	affinity uint64
+	prefix   []uint64
 	exclude  []string
 	elem     *list.Element
 	granted  chan slot
@@ -164,7 +164,7 @@ func (a *admission) tryLocked(t *ticket) (slot, bool) {
 		}
 		cands = append(cands, r)
 	}
-	rep, release, ok := a.balancer.Pick(cands, t.affinity, nil)
+	rep, release, ok := a.balancer.Pick(cands, t.prefix, nil)
 	if !ok {
 		return slot{}, false
 	}

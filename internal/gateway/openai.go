@@ -18,9 +18,8 @@ import (
 )
 
 // affinityPrefix is how many bytes of a conversation's start pick its
-// replica: enough to tell conversations apart past a shared system prompt
-// of ordinary length, little enough to hash for free.
-const affinityPrefix = 8 << 10
+// replica: as many as PrefixKeys hashes (128 KiB, some 30 µs of hashing).
+const affinityPrefix = MaxPrefixKeys * PrefixChunk
 
 // readBody reads the request body under the size limit.
 func (g *Gateway) readBody(c echo.Context) ([]byte, error) {
@@ -102,13 +101,14 @@ func (g *Gateway) prepareChat(c echo.Context, req *openai.ChatRequest) (*upstrea
 		return nil, err
 	}
 	uc := &upstreamCall{key: key, path: neuronapi.PathChatCompletions, body: body, stream: up.Stream}
-	uc.affinity = AffinityKey(key, conversationPrefix(req.Messages))
+	uc.prefix = PrefixKeys(key, conversationPrefix(req.Messages))
 	info(c).stream = up.Stream
 	return uc, nil
 }
 
 // conversationPrefix is the start of a conversation as bytes, for
-// affinity.
+// affinity: each message's role and content in order, so a conversation
+// that grows keeps the keys of what it was.
 func conversationPrefix(msgs []openai.Message) []byte {
 	var b []byte
 	for _, m := range msgs {
@@ -159,7 +159,7 @@ func (g *Gateway) completions(c echo.Context) error {
 	uc := &upstreamCall{key: key, path: neuronapi.PathCompletions, body: body, stream: up.Stream}
 	if len(req.Prompt) > 0 {
 		p := req.Prompt[0]
-		uc.affinity = AffinityKey(key, []byte(p[:min(len(p), affinityPrefix)]))
+		uc.prefix = PrefixKeys(key, []byte(p[:min(len(p), affinityPrefix)]))
 	}
 	return g.relay(c, uc, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
 }

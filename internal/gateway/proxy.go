@@ -25,7 +25,7 @@ type upstreamCall struct {
 	path     string
 	body     []byte
 	stream   bool
-	affinity uint64
+	prefix   []uint64
 	// waiting, when set, is called every KeepAliveInterval while the
 	// request is held for a cold Model (a streaming client's keep-alive).
 	waiting func()
@@ -111,7 +111,7 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 		}
 		model, _ := g.catalog.Model(uc.key)
 		s, err := g.admit.acquire(ctx, &ticket{
-			model: uc.key, reps: reps, limit: g.admit.replicaLimit(model, uc.path), affinity: uc.affinity, exclude: tried,
+			model: uc.key, reps: reps, limit: g.admit.replicaLimit(model, uc.path), prefix: uc.prefix, exclude: tried,
 		}, waitOpts{deadline: admitDeadline, changed: g.catalog.Wait, tick: uc.waiting, tickEvery: g.cfg.KeepAliveInterval})
 		if errors.Is(err, errReplicasChanged) {
 			continue

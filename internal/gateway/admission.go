@@ -116,13 +116,13 @@ type slotKey struct{ model, endpoint string }
 
 // ticket is one request asking for a slot.
 type ticket struct {
-	model    string
-	reps     []Replica
-	limit    int // per replica; 0: none
-	prefix   []uint64
-	exclude  []string
-	elem     *list.Element
-	granted  chan slot
+	model   string
+	reps    []Replica
+	limit   int // per replica; 0: none
+	prefix  []uint64
+	exclude []string
+	elem    *list.Element
+	granted chan slot
 }
 
 // slot is an admitted request's place; release gives it back.

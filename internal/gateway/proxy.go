@@ -21,11 +21,11 @@ import (
 
 // upstreamCall is one request to be served by some replica of a Model.
 type upstreamCall struct {
-	key      string
-	path     string
-	body     []byte
-	stream   bool
-	prefix   []uint64
+	key    string
+	path   string
+	body   []byte
+	stream bool
+	prefix []uint64
 	// waiting, when set, is called every KeepAliveInterval while the
 	// request is held for a cold Model (a streaming client's keep-alive).
 	waiting func()

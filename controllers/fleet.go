@@ -229,10 +229,16 @@ func (o *Observation) clone() Observation {
 	return c
 }
 
+// diffModels lists the models whose replica on a node appeared,
+// disappeared, or changed state, devices or load: the replicas its
+// requests in flight call for (placement.ScaleOutAt of the replica's
+// parallel sequences), so a Model whose replica fills up is planned again
+// at that poll, not at the next resync.
 func diffModels(prev, next *Observation) []string {
 	type key struct {
 		state neuronapi.ModelState
 		devs  string
+		load  int
 	}
 	index := func(o *Observation) map[string]key {
 		m := map[string]key{}
@@ -240,7 +246,8 @@ func diffModels(prev, next *Observation) []string {
 			return m
 		}
 		for _, s := range o.Models {
-			m[s.Name] = key{s.State, fmt.Sprint(s.Devices)}
+			per := placement.ScaleOutAt(max(1, s.Parallel))
+			m[s.Name] = key{s.State, fmt.Sprint(s.Devices), (s.InFlight + per - 1) / per}
 		}
 		return m
 	}

@@ -162,6 +162,32 @@ func TestWaitingRequestEvictsTheModelAskedForLeast(t *testing.T) {
 	}
 }
 
+// A Model scales out when its replicas' parallel sequences are all busy,
+// before a request queues: 4 in flight on one replica of parallel 4 wants
+// a second (ceil(4 ÷ ⌈0.75 × 4⌉) = 2); 3 do not.
+func TestModelScalesOutBeforeItsReplicasAreFull(t *testing.T) {
+	f := newFixture(t)
+	a := f.addNeuron("a", 10*gib)
+	b := f.addNeuron("b", 10*gib)
+	f.startManager()
+	f.apply("busy", withVRAM(4), withMax(2), demanded(time.Now()), func(m *cortexv1.Model) { m.Spec.Engine.Parallel = 4 })
+	f.waitPhase("busy", cortexv1.ModelPhaseReady, 20*time.Second)
+	home := a
+	if len(a.Resident()) == 0 {
+		home = b
+	}
+	home.SetInFlight(f.key("busy"), 3)
+	time.Sleep(5 * pollInterval)
+	if n := a.Loads(f.key("busy")) + b.Loads(f.key("busy")); n != 1 {
+		t.Fatalf("%d loads with 3 of 4 sequences in flight, want 1", n)
+	}
+	home.SetInFlight(f.key("busy"), 4)
+	eventually(t, 20*time.Second, "a second replica with 4 of 4 sequences in flight", func() (bool, string) {
+		m := f.get("busy")
+		return len(a.Resident()) == 1 && len(b.Resident()) == 1, describe(m)
+	})
+}
+
 func TestPinnedModelIsNeverEvicted(t *testing.T) {
 	f := newFixture(t)
 	n := f.addNeuron("a", 10*gib)

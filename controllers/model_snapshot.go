@@ -162,7 +162,7 @@ func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, act map[string]act
 		KeepAlive:      keepAlive(m),
 		LastDemand:     lastDemand(m, act),
 		Waiting:        r.waiting(m, act, now),
-		TargetInFlight: parallel(m),
+		TargetInFlight: placement.ScaleOutAt(parallel(m)),
 		RequestRate:    r.Fleet.RequestRate(m.Key(), now),
 		BytesNeeded:    need.Total(1),
 		EachBytes:      need.Each,

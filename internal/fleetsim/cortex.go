@@ -291,7 +291,7 @@ func (p *cortexPolicy) input(s *Sim) placement.Input {
 			MaxReplicas:    m.spec.MaxReplicas,
 			KeepAlive:      ka,
 			LastDemand:     later(tm(m.demandAt), a.used),
-			TargetInFlight: m.spec.Parallel,
+			TargetInFlight: placement.ScaleOutAt(m.spec.Parallel),
 			BytesNeeded:    m.spec.Bytes,
 			RequestRate:    p.rate(s, m),
 			Waiting: placement.Waiting(placement.DemandSignals{

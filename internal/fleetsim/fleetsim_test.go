@@ -180,3 +180,29 @@ func TestFleetGoals(t *testing.T) {
 		}
 	}
 }
+
+func TestMinGPUsIsNotFooledByANonMonotoneFleet(t *testing.T) {
+	att := func(pass func(g int) bool) func(int) (*Result, error) {
+		return func(g int) (*Result, error) {
+			r := &Result{Requests: 100, SLOMet: 98}
+			if pass(g) {
+				r.SLOMet = 100
+			}
+			return r, nil
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		pass func(int) bool
+		want int
+	}{
+		{"monotone", func(g int) bool { return g >= 7 }, 7},
+		{"a dip above the threshold", func(g int) bool { return g >= 10 && g != 27 }, 28},
+		{"never", func(int) bool { return false }, 41},
+	} {
+		got, tried, err := MinGPUs(1, 40, 0.99, att(tt.pass))
+		if err != nil || got != tt.want {
+			t.Errorf("%s: %d (tried %v), want %d", tt.name, got, tried, tt.want)
+		}
+	}
+}

@@ -30,32 +30,62 @@ func ChurnModels(n int, seed uint64, contextLength, parallel, maxReplicas int, k
 	return out
 }
 
-// MinGPUs finds by bisection the fewest GPUs in [lo, hi] at which run
-// reaches the SLO attainment target; it returns hi+1 if hi does not.
-func MinGPUs(lo, hi int, target float64, run func(gpus int) (*Result, error)) (int, error) {
+// MinGPUs finds the fewest GPUs in [lo, hi] from which run reaches the
+// SLO attainment target at every fleet size it tried up to hi, and the
+// attainment at each size tried. Attainment is not monotone in the fleet
+// size (a larger fleet places differently and can lose a few more
+// requests), so it does not bisect: it tries sizes in steps of a quarter
+// up to hi, takes the smallest from which every larger one reaches the
+// target, then tries each size below that one, down to the step before,
+// while they reach it too. It returns hi+1 if hi does not.
+func MinGPUs(lo, hi int, target float64, run func(gpus int) (*Result, error)) (int, map[int]float64, error) {
+	tried := map[int]float64{}
 	ok := func(g int) (bool, error) {
+		if a, seen := tried[g]; seen {
+			return a >= target, nil
+		}
 		r, err := run(g)
 		if err != nil {
 			return false, err
 		}
-		return r.SLOAttainment() >= target, nil
+		tried[g] = r.SLOAttainment()
+		return tried[g] >= target, nil
 	}
-	if good, err := ok(hi); err != nil || !good {
-		return hi + 1, err
+	var sizes []int
+	for g := max(1, lo); g < hi; g = max(g+1, g*5/4) {
+		sizes = append(sizes, g)
 	}
-	for lo < hi {
-		mid := (lo + hi) / 2
-		good, err := ok(mid)
+	sizes = append(sizes, hi)
+	first := len(sizes)
+	for i := len(sizes) - 1; i >= 0; i-- {
+		good, err := ok(sizes[i])
 		if err != nil {
-			return 0, err
+			return 0, tried, err
 		}
-		if good {
-			hi = mid
-		} else {
-			lo = mid + 1
+		if !good {
+			break
 		}
+		first = i
 	}
-	return hi, nil
+	if first == len(sizes) {
+		return hi + 1, tried, nil
+	}
+	best := sizes[first]
+	floor := lo - 1
+	if first > 0 {
+		floor = sizes[first-1]
+	}
+	for g := best - 1; g > floor; g-- {
+		good, err := ok(g)
+		if err != nil {
+			return 0, tried, err
+		}
+		if !good {
+			break
+		}
+		best = g
+	}
+	return best, tried, nil
 }
 
 // RoutingModel is the routing benchmark's one popular model: an 8B model

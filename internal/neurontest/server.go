@@ -188,6 +188,16 @@ func (s *Server) SetRequests(name string, n int64) {
 	}
 }
 
+// SetInFlight sets the requests a resident model reports in flight, as if
+// they were being served.
+func (s *Server) SetInFlight(name string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.models[name]; ok {
+		m.status.InFlight = n
+	}
+}
+
 // Backdate moves a resident model's load time (and last use, if any) d
 // into the past, as if it had been loaded that much earlier.
 func (s *Server) Backdate(name string, d time.Duration) {

@@ -4,7 +4,10 @@
 // bytes over the sequential read bandwidth of the same file, plus the
 // engine's fixed cost (the same path for a tiny model: load order, engine
 // init, context, first token), plus the model's own first token once warm
-// (the compute no load can avoid). It runs twice: with the file in the page
+// (the compute no load can avoid) for a prompt of as many tokens that
+// shares no prefix with the first one: the same prompt again would find
+// its tokens in the prefix cache and skip the prompt processing the first
+// request after a load cannot skip. It runs twice: with the file in the page
 // cache, and cold, after the file's pages are dropped from the cache
 // (posix_fadvise DONTNEED, which needs no privilege and touches no other
 // file).
@@ -315,22 +318,85 @@ func (n *neuronProc) loadToFirstToken(ctx context.Context, name, path string) (c
 	if err := n.waitReady(ctx, name); err != nil {
 		return 0, 0, err
 	}
-	if err := n.firstToken(ctx, name); err != nil {
+	if err := n.firstToken(ctx, name, coldPrompt); err != nil {
 		return 0, 0, err
 	}
 	cold = time.Since(start)
+	warmPrompt, err := n.warmPrompt(ctx, name)
+	if err != nil {
+		return 0, 0, err
+	}
 	start = time.Now()
-	if err := n.firstToken(ctx, name); err != nil {
+	if err := n.firstToken(ctx, name, warmPrompt); err != nil {
 		return 0, 0, err
 	}
 	return cold, time.Since(start), nil
 }
 
+// coldPrompt is what the first request after a load asks.
+const coldPrompt = "Once upon a time"
+
+// warmCandidates are tried in turn for the warm measurement's prompt:
+// coldPrompt with its first word replaced, so that a tokenizer (even one
+// of a few hundred tokens) likely gives as many tokens.
+var warmCandidates = func() []string {
+	var out []string
+	for _, w := range []string{"The", "One", "He", "She", "It", "A", "They", "We", "In", "On", "Then", "There", "Lily", "Tom", "Sam", "Max"} {
+		out = append(out, w+strings.TrimPrefix(coldPrompt, "Once"))
+	}
+	return out
+}()
+
+// warmPrompt is the first candidate with as many tokens as coldPrompt and
+// at most two in common at its start (a BOS token, and the word-start
+// marker some tokenizers put first), by the model's own tokenizer. Those
+// two shared tokens make the floor a little lower than it is, never
+// higher.
+func (n *neuronProc) warmPrompt(ctx context.Context, name string) (string, error) {
+	cold, err := n.tokenize(ctx, name, coldPrompt)
+	if err != nil {
+		return "", err
+	}
+	var tried []string
+	for _, p := range warmCandidates {
+		t, err := n.tokenize(ctx, name, p)
+		if err != nil {
+			return "", err
+		}
+		tried = append(tried, fmt.Sprintf("%q: %v", p, t))
+		shared := 0
+		for shared < len(t) && shared < len(cold) && t[shared] == cold[shared] {
+			shared++
+		}
+		if len(t) == len(cold) && shared <= 2 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no warm prompt has as many tokens as %q (%v) and at most two tokens of prefix in common with it; tried %s", coldPrompt, cold, strings.Join(tried, ", "))
+}
+
+func (n *neuronProc) tokenize(ctx context.Context, name, text string) ([]int, error) {
+	resp, err := n.post(ctx, neuronapi.PathTokenize, neuronapi.TokenizeRequest{Model: name, Text: text})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var tr neuronapi.TokenizeResponse
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("tokenize answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
+		return nil, err
+	}
+	return tr.Tokens, nil
+}
+
 // firstToken streams a one-token completion and returns at its first
 // token, after reading the rest of the stream.
-func (n *neuronProc) firstToken(ctx context.Context, name string) error {
+func (n *neuronProc) firstToken(ctx context.Context, name, prompt string) error {
 	resp, err := n.post(ctx, neuronapi.PathCompletions, map[string]any{
-		"model": name, "prompt": "Once upon a time", "max_tokens": 1, "stream": true, "temperature": 0,
+		"model": name, "prompt": prompt, "max_tokens": 1, "stream": true, "temperature": 0,
 	})
 	if err != nil {
 		return err

@@ -65,6 +65,10 @@ type Config struct {
 	// (the manager's --heartbeat-stale-after, 30 s) plus a manager
 	// failover (a 15 s lease) and the new replica's load.
 	UnreachableHold time.Duration
+	// ClientWriteTimeout bounds how long one write to a client may block
+	// (a client that stopped reading); the answer is then abandoned and
+	// what it held released. 0: no bound.
+	ClientWriteTimeout time.Duration
 	// ShutdownTimeout bounds how long shutdown waits for streams to finish.
 	ShutdownTimeout time.Duration
 	// Overload: see admission.go.
@@ -91,6 +95,7 @@ func DefaultConfig() Config {
 		MaxBodyBytes:          32 << 20,
 		MaxAttempts:           3,
 		UnreachableHold:       90 * time.Second,
+		ClientWriteTimeout:    time.Minute,
 		ShutdownTimeout:       2 * time.Minute,
 		KeyLimitReplicas:      1,
 		NeuronTokenRecheck:    neuronapi.DefaultTokenRecheck,
@@ -119,6 +124,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.KeepAliveInterval, "keep-alive-interval", "keep-alive period for waiting streaming clients")
 	envflag.Int64Var(fs, &c.MaxBodyBytes, "max-body-bytes", "largest accepted request body")
 	envflag.IntVar(fs, &c.MaxAttempts, "max-attempts", "replicas one request may try before its first byte")
+	envflag.DurationVar(fs, &c.ClientWriteTimeout, "client-write-timeout", "abandon an answer when one write to its client blocks this long (the client stopped reading); 0: no bound")
 	envflag.DurationVar(fs, &c.UnreachableHold, "unreachable-hold", "how long a request is held when every replica of its model is unreachable; 0 fails it at once")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
 	c.Admission.bindFlags(fs)
@@ -156,6 +162,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, errors.New("max-attempts must be at least 1"))
+	}
+	if c.ClientWriteTimeout < 0 {
+		errs = append(errs, errors.New("client-write-timeout must not be negative"))
 	}
 	if c.UnreachableHold < 0 {
 		errs = append(errs, errors.New("unreachable-hold must not be negative"))

@@ -283,7 +283,7 @@ func (g *Gateway) Handler(logger logr.Logger) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = g.errorHandler
-	e.Use(g.recoverer, g.requestID, g.access(logger), g.limitBody, g.authenticate)
+	e.Use(g.recoverer, g.requestID, g.access(logger), g.guardWrites, g.limitBody, g.authenticate)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
 	e.GET("/readyz", func(c echo.Context) error {

@@ -93,6 +93,10 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	IdleTimeout       time.Duration
+	// ClientWriteTimeout bounds how long one write to a client may block
+	// (a client that stopped reading); the answer is then abandoned and
+	// its sequence freed. 0: no bound.
+	ClientWriteTimeout time.Duration
 
 	// Kubeconfig reaches the cluster for registration; without it the
 	// in-cluster configuration is used when running in a pod, and
@@ -138,6 +142,7 @@ func DefaultConfig() Config {
 		ReadHeaderTimeout:  10 * time.Second,
 		ReadTimeout:        2 * time.Minute,
 		IdleTimeout:        2 * time.Minute,
+		ClientWriteTimeout: time.Minute,
 		HeartbeatInterval:  10 * time.Second,
 		TokenRecheck:       neuronapi.DefaultTokenRecheck,
 		TokenGrace:         neuronapi.DefaultTokenGrace,
@@ -184,6 +189,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.ReadHeaderTimeout, "read-header-timeout", "HTTP read-header timeout")
 	envflag.DurationVar(fs, &c.ReadTimeout, "read-timeout", "HTTP timeout for reading a whole request")
 	envflag.DurationVar(fs, &c.IdleTimeout, "idle-timeout", "HTTP keep-alive idle timeout")
+	envflag.DurationVar(fs, &c.ClientWriteTimeout, "client-write-timeout", "abandon an answer when one write to its client blocks this long (the client stopped reading); 0: no bound")
 	envflag.StringVar(fs, &c.Kubeconfig, "kubeconfig", "kubeconfig for registration (default $KUBECONFIG, else in-cluster)")
 	envflag.BoolVar(fs, &c.DisableRegistration, "disable-registration", "do not create or update the NeuronNode")
 	envflag.DurationVar(fs, &c.HeartbeatInterval, "heartbeat-interval", "how often the NeuronNode status is written")
@@ -226,6 +232,9 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
+	}
+	if c.ClientWriteTimeout < 0 {
+		errs = append(errs, errors.New("client-write-timeout must not be negative"))
 	}
 	if c.NodeName == "" {
 		errs = append(errs, errors.New("node-name is empty and the host name is unknown"))

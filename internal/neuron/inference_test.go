@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -648,4 +650,34 @@ func TestChatReportsTheMatchedStopSequence(t *testing.T) {
 	if resp := decodeInto[openai.ChatResponse](t, data); code != 200 || resp.Choices[0].StopSequence != nil {
 		t.Fatalf("no stop string matched, yet stop_sequence = %v", resp.Choices[0].StopSequence)
 	}
+}
+
+// A client that opens a stream and never reads (and stays connected) is
+// cut off after --client-write-timeout: its sequence is freed, so it
+// cannot hold the model's capacity for as long as it keeps the socket.
+func TestStreamToAClientThatNeverReadsIsAbandoned(t *testing.T) {
+	// Words of 16 KiB: a few hundred tokens are more than the socket
+	// buffers hold, well within the context.
+	word := strings.Repeat("x", 16<<10) + " "
+	h := newHarness(t, withFake(func(o *enginefake.Options) {
+		o.Respond = func(enginefake.Prompt) string { return strings.Repeat(word, 100000) }
+	}), withConfig(func(c *Config) { c.ClientWriteTimeout = 500 * time.Millisecond }))
+	h.load(neuronapi.LoadRequest{Name: modelName, Source: neuronapi.Source{URI: tinyModel(t, 1)}})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(4096)
+	}
+	body := fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"go"}],"stream":true,"max_tokens":10000000}`, modelName)
+	if _, err := fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		neuronapi.PathChatCompletions, testToken, len(body), body); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the stream to start", func() bool { m, _ := h.model(modelName); return m.InFlight == 1 })
+	// The client never reads: the socket buffers fill, a write blocks,
+	// and the neuron gives up on it while the connection is still open.
+	h.waitFor("the abandoned stream to free its sequence", func() bool { m, _ := h.model(modelName); return m.InFlight == 0 })
 }

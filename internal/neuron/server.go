@@ -25,6 +25,7 @@ import (
 	"github.com/helexa-ai/cortex/internal/devices"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/sources"
+	"github.com/helexa-ai/cortex/internal/stallguard"
 	"github.com/helexa-ai/cortex/internal/wire/openai"
 )
 
@@ -116,7 +117,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.ln = ln
 	s.srv = &http.Server{
-		Handler:           s.handler,
+		Handler:           stallguard.Handler(s.handler, cfg.ClientWriteTimeout),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		// ReadTimeout covers the headers and the body; Go clears the read
 		// deadline once the body is read, so it never cuts a stream.

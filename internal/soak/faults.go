@@ -169,18 +169,25 @@ func (f *fixture) waitRoutable(ctx context.Context, names []string, victim strin
 	deadline := time.Now().Add(timeout)
 	for {
 		ok := true
+		var seen []string
 		for _, name := range names {
 			m, err := f.model(ctx, name)
 			if err != nil {
 				ok = false
 				break
 			}
+			for _, r := range m.Status.Replicas {
+				seen = append(seen, fmt.Sprintf("%s@%s %s loaded %v", name, r.Node, r.State, r.LoadedAt))
+			}
 			found := false
 			for _, r := range m.Status.Replicas {
 				if r.State != cortexv1.ReplicaReady {
 					continue
 				}
-				if r.Node != victim || (r.LoadedAt != nil && r.LoadedAt.After(since)) {
+				// Status times are whole seconds: a replica loaded in the
+				// second of the fault counts (the one it replaced was
+				// loaded long before).
+				if r.Node != victim || (r.LoadedAt != nil && !r.LoadedAt.Time.Before(since.Truncate(time.Second))) {
 					found = true
 				}
 			}
@@ -190,7 +197,7 @@ func (f *fixture) waitRoutable(ctx context.Context, names []string, victim strin
 			return time.Since(since), nil
 		}
 		if time.Now().After(deadline) {
-			return time.Since(since), fmt.Errorf("%v not routable %s after the fault", names, timeout)
+			return time.Since(since), fmt.Errorf("%v not routable %s after the fault (replicas: %v)", names, timeout, seen)
 		}
 		sleep(ctx, 100*time.Millisecond)
 		if ctx.Err() != nil {

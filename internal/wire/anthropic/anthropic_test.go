@@ -121,7 +121,9 @@ func TestStopReason(t *testing.T) {
 		{"length", nil, true, StopMaxTokens, nil, "length with a cut tool call"},
 		{"tool_calls", nil, true, StopToolUse, nil, "tool calls"},
 		{"stop", nil, true, StopToolUse, nil, "server said stop but called tools"},
-		{"function_call", nil, false, StopToolUse, nil, "legacy"},
+		{"function_call", nil, true, StopToolUse, nil, "legacy"},
+		{"tool_calls", nil, false, StopEndTurn, nil, "tool_calls without a call"},
+		{"function_call", nil, false, StopEndTurn, nil, "legacy without a call"},
 		{"content_filter", nil, false, StopRefusal, nil, "filter"},
 		{"", nil, false, StopEndTurn, nil, "missing"},
 	}

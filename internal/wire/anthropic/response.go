@@ -24,8 +24,8 @@ import (
 // ToolInput). A response with none of these gets one empty text block, so
 // clients reading content[0].text keep working.
 //
-// stop_reason: finish_reason "tool_calls" (or any tool call present, unless
-// cut by length) → tool_use; "length" → max_tokens; "stop" with the
+// stop_reason: any tool call present (unless cut by length) → tool_use,
+// whatever the finish reason; "tool_calls" without a call → end_turn; "length" → max_tokens; "stop" with the
 // stop_sequence extension set → stop_sequence with that value; any other
 // "stop" → end_turn; "content_filter" → refusal.
 func FromOpenAIChat(resp *openai.ChatResponse, model string) *MessagesResponse {
@@ -75,12 +75,15 @@ func FromOpenAIChat(resp *openai.ChatResponse, model string) *MessagesResponse {
 // StopReason maps an OpenAI finish_reason (and the stop_sequence
 // extension) to an Anthropic stop_reason and stop_sequence. hasToolCalls
 // makes a finished turn with tool calls "tool_use" whatever the finish
-// reason said, since clients run tools only on tool_use.
+// reason said, since clients run tools only on tool_use. The reverse holds
+// too: "tool_calls" (or legacy "function_call") with no call in the answer
+// is end_turn, because a client told tool_use looks for a tool_use block
+// to run and an agent loop finding none would stall or fail.
 func StopReason(finish string, stopSequence *string, hasToolCalls bool) (string, *string) {
 	switch {
 	case finish == openai.FinishLength:
 		return StopMaxTokens, nil
-	case finish == openai.FinishToolCalls || finish == "function_call" || hasToolCalls:
+	case hasToolCalls:
 		return StopToolUse, nil
 	case finish == openai.FinishContentFilter:
 		return StopRefusal, nil

@@ -3,8 +3,10 @@ package llamacpp
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -38,7 +40,7 @@ var llama800M = ggufgen.LlamaParams{
 // Each iteration runs the engine (engine.BenchGenerate) and the reference
 // driver (llamabench.c: llama-bench's pp/tg timing loops on a context with
 // the engine's parameters), in alternating order, and reports both rates
-// and their ratio (engine ÷ reference, averaged over the iterations), so
+// and their ratio (engine ÷ reference, the median over the iterations), so
 // that noise from a shared machine hits both sides alike. Run it with
 //
 //	make bench-engine    # go test -run '^$' -bench Engine -benchtime 3x ./internal/engine/llamacpp/
@@ -171,8 +173,7 @@ func newRefBenchT(tb testing.TB, em engine.Model) *refBench {
 
 // comparison accumulates interleaved engine and reference rates.
 type comparison struct {
-	engine, ref, ratio float64
-	n                  int
+	engine, ref, ratio []float64
 	ttft               float64 // spare accumulator for a side metric
 }
 
@@ -184,17 +185,31 @@ func (c *comparison) run(i int, eng, ref func() float64) {
 	} else {
 		r, e = ref(), eng()
 	}
-	c.engine += e
-	c.ref += r
+	c.engine = append(c.engine, e)
+	c.ref = append(c.ref, r)
 	if r > 0 {
-		c.ratio += e / r
+		c.ratio = append(c.ratio, e/r)
 	}
-	c.n++
 }
 
+// report gives the medians over the iterations. A mean would let one
+// iteration that lost its time slice to another process (a tiny model's
+// decode pass lasts a few milliseconds) move the figure arbitrarily far:
+// on a shared 2-core machine single iterations of stories260K decode
+// showed ratios above 10 in both directions.
 func (c *comparison) report(b *testing.B, unit string) {
-	n := float64(c.n)
-	b.ReportMetric(c.engine/n, unit)
-	b.ReportMetric(c.ref/n, "ref_"+unit)
-	b.ReportMetric(c.ratio/n, "ratio")
+	b.ReportMetric(median(c.engine), unit)
+	b.ReportMetric(median(c.ref), "ref_"+unit)
+	b.ReportMetric(median(c.ratio), "ratio")
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -511,3 +511,42 @@ func TestUnreachableHoldRunsOut(t *testing.T) {
 		t.Fatalf("failed after %s, before the hold ran out", waited)
 	}
 }
+
+// A replica the catalog still lists as Ready but whose neuron no longer
+// holds the model (unloaded, or restarted empty, before the Model's status
+// said so) answers "not loaded here". The request is held as for a dead
+// replica until the fleet has a replacement, never answered with the 404
+// of a model that does not exist.
+func TestReplicaThatNoLongerHoldsTheModelIsReplaced(t *testing.T) {
+	h := newHarness(t)
+	h.neuron("n1") // holds nothing
+	m := h.model("team", "llama", nil, "n1")
+	go func() {
+		// Later than the retries without a hold last (MaxAttempts, a
+		// second apart).
+		time.Sleep(3 * time.Second)
+		h.neuron("n2", "team/llama")
+		moved := m.DeepCopy()
+		moved.Status.Replicas = []cortexv1.Replica{{Node: "n2", State: cortexv1.ReplicaReady}}
+		h.g.catalog.UpsertModel(moved)
+	}()
+	msg := map[string]any{"model": "llama", "max_tokens": 20, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
+	resp := h.post("/v1/messages", "sk-alice", msg)
+	if body := readAll(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "n2") {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+}
+
+// With no replacement the hold runs out with a 503 in the caller's
+// dialect: the model exists, so its stale replica's "not loaded here" is
+// not passed on as a 404.
+func TestStaleReplicaHoldRunsOutWith503(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.UnreachableHold = 400 * time.Millisecond })
+	h.neuron("n1")
+	h.model("team", "llama", nil, "n1")
+	resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
+	body := readAll(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(body, "does not exist") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
+	}
+}

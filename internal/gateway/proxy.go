@@ -50,9 +50,11 @@ const maxErrorBody = 64 << 10
 // the Model is cold, and retries on another replica after a connection
 // error, a 5xx, a full queue or a replica that no longer has the model —
 // always before the first byte reaches the client, so retrying is safe.
-// When every replica refuses the connection (their node died or hung) it
-// holds the request for up to UnreachableHold while the fleet replaces
-// them, instead of failing what a dead neuron never held.
+// When every replica refuses the connection (their node died or hung) or
+// answers that it no longer holds the model (unloaded, or its neuron
+// restarted empty, before the Model's status said so) it holds the request
+// for up to UnreachableHold while the fleet replaces them, instead of
+// failing what the replicas never held.
 func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) {
 	ri := info(c)
 	ctx := c.Request().Context()
@@ -60,8 +62,19 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 	admitDeadline := time.Now().Add(g.cfg.Admission.Timeout)
 	var tried []string
 	var lastErr *apiError
+	// lastNotHeld: lastErr is a neuron's "not loaded here". That must not
+	// reach the client as the 404 of a model that does not exist (it
+	// exists; the replica was stale), so failed makes it a 503 to retry.
+	var lastNotHeld bool
+	failed := func() *apiError {
+		if lastErr == nil || !lastNotHeld {
+			return lastErr
+		}
+		return newAPIError(openai.Unavailable("no replica of this model holds it at the moment; it is being placed again"), time.Second)
+	}
 	// unreachable: every replica tried since tried was last cleared refused
-	// the connection; holdUntil: when holding for their replacement ends.
+	// the connection or no longer held the model; holdUntil: when holding
+	// for their replacement ends.
 	unreachable := true
 	var holdUntil time.Time
 	// hold waits for the replicas' replacement when every one tried was
@@ -77,7 +90,7 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			}
 		}
 		if !g.clock.Now().Before(holdUntil) {
-			return false, lastErr // held long enough: no more tries
+			return false, failed() // held long enough: no more tries
 		}
 		start := g.clock.Now()
 		err := g.holdForReplacement(ctx, uc, holdUntil)
@@ -134,7 +147,7 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 				if lastErr.err.Code == openai.CodeOverloaded {
 					g.metrics.overloaded.WithLabelValues(uc.key, overloadUpstream).Inc()
 				}
-				return nil, lastErr
+				return nil, failed()
 			}
 			select {
 			case <-g.catalog.Wait(uc.key):
@@ -153,7 +166,7 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 				attempt = 0
 				continue
 			}
-			return nil, lastErr
+			return nil, failed()
 		}
 		attempt++
 		if attempt > 1 {
@@ -197,12 +210,13 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			}
 		}
 		g.metrics.upstreamErrors.WithLabelValues(uc.key, rep.Node, kind).Inc()
-		if kind == "connect" {
+		switch {
+		case kind == "connect":
 			g.balancer.MarkDown(rep.Endpoint, suspectFor)
-		} else {
+		case !se.notHeld():
 			unreachable = false
 		}
-		lastErr = ae
+		lastErr, lastNotHeld = ae, se != nil && se.notHeld()
 		tried = append(tried, rep.Endpoint)
 	}
 }
@@ -254,10 +268,16 @@ func (e *statusError) retryable() bool {
 		return true
 	case e.status == http.StatusTooManyRequests:
 		return true
-	case e.status == http.StatusNotFound && e.code == neuronapi.CodeModelNotFound:
+	case e.notHeld():
 		return true
 	}
 	return false
+}
+
+// notHeld reports whether the replica answered that it does not hold the
+// model: its routing entry is stale, as if its node had gone.
+func (e *statusError) notHeld() bool {
+	return e.status == http.StatusNotFound && e.code == neuronapi.CodeModelNotFound
 }
 
 // send makes one attempt on one replica.

@@ -71,6 +71,11 @@ type Config struct {
 	ClientWriteTimeout time.Duration
 	// ShutdownTimeout bounds how long shutdown waits for streams to finish.
 	ShutdownTimeout time.Duration
+	// DrainPeriod is how long, at shutdown, every response asks its
+	// client to close the connection before idle connections are closed
+	// (drain.go); it ends early once no connection is open. 0: close them
+	// at once.
+	DrainPeriod time.Duration
 	// Overload: see admission.go.
 	Admission AdmissionConfig
 	// ReadHeaderTimeout and ReadTimeout bound reading a request's headers
@@ -97,6 +102,7 @@ func DefaultConfig() Config {
 		UnreachableHold:       90 * time.Second,
 		ClientWriteTimeout:    time.Minute,
 		ShutdownTimeout:       2 * time.Minute,
+		DrainPeriod:           5 * time.Second,
 		KeyLimitReplicas:      1,
 		NeuronTokenRecheck:    neuronapi.DefaultTokenRecheck,
 		NeuronTokenGrace:      neuronapi.DefaultTokenGrace,
@@ -127,6 +133,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.ClientWriteTimeout, "client-write-timeout", "abandon an answer when one write to its client blocks this long (the client stopped reading); 0: no bound")
 	envflag.DurationVar(fs, &c.UnreachableHold, "unreachable-hold", "how long a request is held when every replica of its model is unreachable; 0 fails it at once")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
+	envflag.DurationVar(fs, &c.DrainPeriod, "drain-period", "at shutdown, how long responses ask clients to close their connections before idle ones are closed (ends once none is open); 0: at once")
 	c.Admission.bindFlags(fs)
 	envflag.DurationVar(fs, &c.ReadHeaderTimeout, "read-header-timeout", "HTTP timeout for reading a request's headers")
 	envflag.DurationVar(fs, &c.ReadTimeout, "read-timeout", "HTTP timeout for reading a whole request")
@@ -168,6 +175,9 @@ func (c *Config) Validate() error {
 	}
 	if c.UnreachableHold < 0 {
 		errs = append(errs, errors.New("unreachable-hold must not be negative"))
+	}
+	if c.DrainPeriod < 0 {
+		errs = append(errs, errors.New("drain-period must not be negative"))
 	}
 	return errors.Join(errs...)
 }

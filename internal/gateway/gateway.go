@@ -62,6 +62,9 @@ type Gateway struct {
 	ready       chan struct{}
 	// streams tracks responses in progress so shutdown can wait for them.
 	streams sync.WaitGroup
+	// conns counts client connections and says when to ask them to close
+	// (drain.go).
+	conns connTracker
 }
 
 // +kubebuilder:rbac:groups=cortex.helexa.ai,resources=models,verbs=get;list;watch;patch
@@ -125,6 +128,7 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 1 << 20,
 		BaseContext:    func(net.Listener) context.Context { return log.IntoContext(context.WithoutCancel(ctx), logger) },
+		ConnState:      g.conns.hook,
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
@@ -158,9 +162,10 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 			return fmt.Errorf("cache stopped: %w", err)
 		}
 	}
-	logger.Info("Shutting down; draining streams", "timeout", cfg.ShutdownTimeout)
+	logger.Info("Shutting down; draining connections and streams", "drainPeriod", cfg.DrainPeriod, "timeout", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	g.conns.drain(sctx, cfg.DrainPeriod)
 	if msrv != nil {
 		_ = msrv.Shutdown(sctx)
 	}

@@ -171,6 +171,11 @@ func (g *Gateway) requestID(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.SetRequest(c.Request().WithContext(context.WithValue(c.Request().Context(), requestIDKey{}, ri.id)))
 		h := c.Response().Header()
+		if g.conns.draining.Load() {
+			// Shutting down: the client leaves this connection after the
+			// answer (drain.go).
+			h.Set("Connection", "close")
+		}
 		h.Set("X-Request-Id", ri.id)
 		if ri.api == apiAnthropic {
 			h.Set("Request-Id", ri.id)

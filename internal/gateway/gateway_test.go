@@ -453,6 +453,19 @@ func TestUnreachableReplicaIs502WithoutAddresses(t *testing.T) {
 	}
 }
 
+// replaceLater moves m's only replica to a new neuron, node, holding it,
+// 3 s from now: later than the retries without a hold last (MaxAttempts,
+// a second apart).
+func (h *harness) replaceLater(m *cortexv1.Model, node string) {
+	go func() {
+		time.Sleep(3 * time.Second)
+		h.neuron(node, m.Key())
+		moved := m.DeepCopy()
+		moved.Status.Replicas = []cortexv1.Replica{{Node: node, State: cortexv1.ReplicaReady}}
+		h.g.catalog.UpsertModel(moved)
+	}()
+}
+
 // The only replica's neuron dies: requests are held, as for a cold Model,
 // until the fleet has a replacement, and then served; not failed with a
 // 502 for what the dead neuron never held.
@@ -461,15 +474,7 @@ func TestRequestsAreHeldWhileTheOnlyReplicaIsReplaced(t *testing.T) {
 	dead := h.neuron("n1", "team/llama")
 	m := h.model("team", "llama", nil, "n1")
 	dead.Close()
-	go func() {
-		// Later than the retries without a hold last (MaxAttempts, a
-		// second apart).
-		time.Sleep(3 * time.Second)
-		h.neuron("n2", "team/llama")
-		moved := m.DeepCopy()
-		moved.Status.Replicas = []cortexv1.Replica{{Node: "n2", State: cortexv1.ReplicaReady}}
-		h.g.catalog.UpsertModel(moved)
-	}()
+	h.replaceLater(m, "n2")
 	var wg sync.WaitGroup
 	bodies := make([]string, 2)
 	codes := make([]int, 2)
@@ -521,15 +526,7 @@ func TestReplicaThatNoLongerHoldsTheModelIsReplaced(t *testing.T) {
 	h := newHarness(t)
 	h.neuron("n1") // holds nothing
 	m := h.model("team", "llama", nil, "n1")
-	go func() {
-		// Later than the retries without a hold last (MaxAttempts, a
-		// second apart).
-		time.Sleep(3 * time.Second)
-		h.neuron("n2", "team/llama")
-		moved := m.DeepCopy()
-		moved.Status.Replicas = []cortexv1.Replica{{Node: "n2", State: cortexv1.ReplicaReady}}
-		h.g.catalog.UpsertModel(moved)
-	}()
+	h.replaceLater(m, "n2")
 	msg := map[string]any{"model": "llama", "max_tokens": 20, "messages": []any{map[string]any{"role": "user", "content": "hi"}}}
 	resp := h.post("/v1/messages", "sk-alice", msg)
 	if body := readAll(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "n2") {

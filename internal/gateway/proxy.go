@@ -210,13 +210,14 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			}
 		}
 		g.metrics.upstreamErrors.WithLabelValues(uc.key, rep.Node, kind).Inc()
+		notHeld := se != nil && se.notHeld()
 		switch {
 		case kind == "connect":
 			g.balancer.MarkDown(rep.Endpoint, suspectFor)
-		case !se.notHeld():
+		case !notHeld:
 			unreachable = false
 		}
-		lastErr, lastNotHeld = ae, se != nil && se.notHeld()
+		lastErr, lastNotHeld = ae, notHeld
 		tried = append(tried, rep.Endpoint)
 	}
 }

@@ -25,9 +25,10 @@ import (
 // clients reading content[0].text keep working.
 //
 // stop_reason: any tool call present (unless cut by length) → tool_use,
-// whatever the finish reason; "tool_calls" without a call → end_turn; "length" → max_tokens; "stop" with the
-// stop_sequence extension set → stop_sequence with that value; any other
-// "stop" → end_turn; "content_filter" → refusal.
+// whatever the finish reason; "tool_calls" without a call → end_turn;
+// "length" → max_tokens; "stop" with the stop_sequence extension set →
+// stop_sequence with that value; any other "stop" → end_turn;
+// "content_filter" → refusal.
 func FromOpenAIChat(resp *openai.ChatResponse, model string) *MessagesResponse {
 	out := &MessagesResponse{
 		ID:      MessageID(resp.ID),

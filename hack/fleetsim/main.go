@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/helexa-ai/cortex/internal/fleetsim"
+	"github.com/helexa-ai/cortex/internal/gateway"
 )
 
 type config struct {
@@ -277,8 +278,8 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 	fmt.Fprintf(w, "## Routing: one %s model, %d replicas on %s\n\n", m.Size.Name, c.routingReplicas, class.Name)
 	fmt.Fprintf(w, "Trace: %s (%d requests over %.0f s at 1×), time compressed by the load factor. Prefix cache per replica: %d blocks of %d tokens.\n\n",
 		base.Name, len(base.Requests), base.Duration(), m.ContextLength*m.Parallel/fleetsim.BlockTokens, fleetsim.BlockTokens)
-	fmt.Fprintln(w, "| Load | Router | Mean TTFT (s) | p99 TTFT (s) | Max/mean load | Prefix hit rate |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| Load | Router | Mean TTFT (s) | p99 TTFT (s) | Max/mean load | Even floor | Prefix hit rate |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
 	var points []fleetsim.RoutingPoint
 	series := map[string]*fleetsim.Series{}
 	var order []string
@@ -292,7 +293,7 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 			}
 			pt.ByName[r.Name()] = res
 			p99 := fleetsim.Quantile(res.All(), .99)
-			fmt.Fprintf(w, "| %g× | %s | %s | %s | %.2f | %.3f |\n", f, r.Name(), sec(res.Mean()), sec(p99), res.LoadImbalance(), res.HitRate())
+			fmt.Fprintf(w, "| %g× | %s | %s | %s | %.2f | %.2f | %.3f |\n", f, r.Name(), sec(res.Mean()), sec(p99), res.LoadImbalance(), res.LoadImbalanceFloor(), res.HitRate())
 			s := series[r.Name()]
 			if s == nil {
 				s = &fleetsim.Series{Name: r.Name()}
@@ -320,6 +321,9 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 	g := fleetsim.CompareRouting(pt)
 	fmt.Fprintf(w, "\nLeast-load's p99 first exceeds 10× its light-load value at %g×. There, cortex against least-load: mean TTFT %.2f× (goal ≤ 0.25×), p99 %.2f× (≤ 0.5×); max/mean load %.2f (≤ 1.25); prefix hit rate %.2f× the oracle's (≥ 0.9×); worse than CHWBL on: %s — %s.\n",
 		pt.Factor, g.MeanVsLeast, g.P99VsLeast, g.Imbalance, g.HitVsOracle, orNone(g.WorseThanCHWBL), metStr(g.Met()))
+	if err := routingFrontier(w, c, class, base.Scale(pt.Factor), pt); err != nil {
+		return err
+	}
 	var load []fleetsim.Series
 	for _, name := range []string{"least-load", "cortex"} {
 		for _, s := range fleetsim.InFlightSeries(pt.ByName[name]) {
@@ -329,6 +333,40 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 	}
 	return fleetsim.PlotXY(filepath.Join(c.out, "fleet-replica-load.svg"), fmt.Sprintf("Requests in flight per replica at %g× load", pt.Factor),
 		"time (s)", "requests in flight", false, load)
+}
+
+// routingFrontier runs the gateway's balancer at several settings of
+// --prefix-imbalance at one load level and sets them beside the other
+// routers: the trade between an even load and prefix hits, with the least
+// max/mean load whole requests allow at each run's own samples.
+func routingFrontier(w io.Writer, c config, class fleetsim.GPUClass, tr *fleetsim.Trace, pt fleetsim.RoutingPoint) error {
+	fmt.Fprintf(w, "\nAt %g×, by the gateway's --prefix-imbalance (default %g), beside the other routers. \"Even floor\" is the max/mean load a perfectly even spread of the same requests in flight would have had at each sample.\n\n",
+		pt.Factor, gateway.DefaultPrefixImbalance)
+	fmt.Fprintln(w, "| Router | Mean TTFT (s) | p99 TTFT (s) | Max/mean load | Even floor | Prefix hits ÷ oracle |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	oracleHits := pt.ByName["oracle"].HitRate()
+	row := func(name string, res *fleetsim.Result) {
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f | %.2f | %.2f |\n", name, sec(res.Mean()), sec(fleetsim.Quantile(res.All(), .99)),
+			res.LoadImbalance(), res.LoadImbalanceFloor(), res.HitRate()/oracleHits)
+	}
+	var ss []fleetsim.Series
+	for _, name := range []string{"least-load", "chwbl", "oracle"} {
+		res := pt.ByName[name]
+		row(name, res)
+		ss = append(ss, fleetsim.Series{Name: name, X: []float64{res.HitRate() / oracleHits}, Y: []float64{res.LoadImbalance()}, Points: true})
+	}
+	front := fleetsim.Series{Name: "cortex by --prefix-imbalance (0.25 … 1.5)"}
+	for _, eps := range []float64{0.25, 0.5, 0.75, 1, 1.5} {
+		res, err := fleetsim.RunRouting(tr, class, c.routingReplicas, fleetsim.CortexRouterWith(eps))
+		if err != nil {
+			return err
+		}
+		row(fmt.Sprintf("cortex, --prefix-imbalance=%g", eps), res)
+		front.X, front.Y = append(front.X, res.HitRate()/oracleHits), append(front.Y, res.LoadImbalance())
+	}
+	ss = append(ss, front)
+	return fleetsim.PlotXY(filepath.Join(c.out, "fleet-routing-frontier.svg"), fmt.Sprintf("Even load against prefix hits at %g× load, %d replicas", pt.Factor, c.routingReplicas),
+		"prefix hit rate ÷ the oracle's", "max/mean requests in flight", false, ss)
 }
 
 func orNone(s []string) string {

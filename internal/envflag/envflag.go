@@ -66,3 +66,13 @@ func BoolVar(fs *flag.FlagSet, p *bool, name, usage string) {
 	}
 	fs.BoolVar(p, name, *p, usage+" (env "+Name(name)+")")
 }
+
+// Float64Var binds a float flag; an unparsable variable is ignored.
+func Float64Var(fs *flag.FlagSet, p *float64, name, usage string) {
+	if v, ok := lookup(name); ok {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			*p = f
+		}
+	}
+	fs.Float64Var(p, name, *p, usage+" (env "+Name(name)+")")
+}

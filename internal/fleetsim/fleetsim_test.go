@@ -206,3 +206,17 @@ func TestMinGPUsIsNotFooledByANonMonotoneFleet(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadImbalanceFloor(t *testing.T) {
+	r := &Result{Samples: []Sample{
+		{InFlight: map[string]int{"a": 1, "b": 1, "c": 1, "d": 0}}, // mean 0.75: ⌈⌉ 1, 1.33
+		{InFlight: map[string]int{"a": 4, "b": 4, "c": 4, "d": 4}}, // 1
+		{InFlight: map[string]int{"a": 0, "b": 0, "c": 0, "d": 0}}, // nothing in flight: skipped
+	}}
+	if got, want := r.LoadImbalanceFloor(), (4.0/3+1)/2; math.Abs(got-want) > 1e-9 {
+		t.Errorf("floor %v, want %v", got, want)
+	}
+	if got, want := r.LoadImbalance(), (4.0/3+1)/2; math.Abs(got-want) > 1e-9 {
+		t.Errorf("imbalance %v, want %v (these samples are as even as whole requests allow)", got, want)
+	}
+}

@@ -136,6 +136,32 @@ func (r *Result) LoadImbalance() float64 {
 	return sum / float64(n)
 }
 
+// LoadImbalanceFloor is the least LoadImbalance any router could have
+// reached with the same requests in flight at each sample: the total
+// spread as evenly as whole requests allow, ⌈mean⌉ ÷ mean (3 requests on 8
+// replicas: 1 ÷ 0.375 = 2.67). A router that keeps queues short samples
+// few requests in flight, so its floor is high.
+func (r *Result) LoadImbalanceFloor() float64 {
+	var sum float64
+	var n int
+	for _, smp := range r.Samples {
+		tot := 0
+		for _, v := range smp.InFlight {
+			tot += v
+		}
+		if tot == 0 || len(smp.InFlight) == 0 {
+			continue
+		}
+		mean := float64(tot) / float64(len(smp.InFlight))
+		sum += math.Ceil(mean) / mean
+		n++
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
+}
+
 // Quantile is the q-quantile of sorted values (NaN when empty).
 func Quantile(sorted []float64, q float64) float64 {
 	if len(sorted) == 0 {

@@ -3,6 +3,7 @@ package fleetsim
 import (
 	"cmp"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"slices"
 
@@ -24,12 +25,22 @@ type Router interface {
 // chunk of the conversation, about 512 tokens, chained), here one per
 // block of the trace (512 tokens; Mooncake's block ids already stand for
 // the whole prefix up to them), up to the gateway's MaxPrefixKeys.
-type cortexRouter struct{ b *gateway.Balancer }
+type cortexRouter struct {
+	b    *gateway.Balancer
+	name string
+}
 
-// CortexRouter is the gateway's balancer.
-func CortexRouter() Router { return &cortexRouter{b: gateway.NewBalancer()} }
+// CortexRouter is the gateway's balancer as configured by default.
+func CortexRouter() Router { return &cortexRouter{b: gateway.NewBalancer(), name: "cortex"} }
 
-func (c *cortexRouter) Name() string { return "cortex" }
+// CortexRouterWith is the gateway's balancer with --prefix-imbalance set.
+func CortexRouterWith(prefixImbalance float64) Router {
+	b := gateway.NewBalancer()
+	b.HitEpsilon = prefixImbalance
+	return &cortexRouter{b: b, name: fmt.Sprintf("cortex, prefix imbalance %g", prefixImbalance)}
+}
+
+func (c *cortexRouter) Name() string { return c.name }
 
 func (c *cortexRouter) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
 	cands := make([]gateway.Replica, len(reps))

@@ -76,6 +76,13 @@ type Config struct {
 	// (drain.go); it ends early once no connection is open. 0: close them
 	// at once.
 	DrainPeriod time.Duration
+	// PrefixImbalance is how far above the mean load (requests in flight
+	// per replica) the replica that served a request's longest known
+	// prefix may be and still get it: 0.5 lets it carry 1.5× the mean.
+	// Higher finds more prompts in a replica's KV cache, lower spreads
+	// load more evenly (balancer.go; docs/fleet.md has the trade-off
+	// measured).
+	PrefixImbalance float64
 	// Overload: see admission.go.
 	Admission AdmissionConfig
 	// ReadHeaderTimeout and ReadTimeout bound reading a request's headers
@@ -103,6 +110,7 @@ func DefaultConfig() Config {
 		ClientWriteTimeout:    time.Minute,
 		ShutdownTimeout:       2 * time.Minute,
 		DrainPeriod:           5 * time.Second,
+		PrefixImbalance:       DefaultPrefixImbalance,
 		KeyLimitReplicas:      1,
 		NeuronTokenRecheck:    neuronapi.DefaultTokenRecheck,
 		NeuronTokenGrace:      neuronapi.DefaultTokenGrace,
@@ -134,6 +142,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.UnreachableHold, "unreachable-hold", "how long a request is held when every replica of its model is unreachable; 0 fails it at once")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
 	envflag.DurationVar(fs, &c.DrainPeriod, "drain-period", "at shutdown, how long responses ask clients to close their connections before idle ones are closed (ends once none is open); 0: at once")
+	envflag.Float64Var(fs, &c.PrefixImbalance, "prefix-imbalance", "how far above the mean in-flight load a replica that served the request's prompt prefix may be and still get it (0.5: 1.5× the mean; 0: as even as prompts without a known prefix, 0.25)")
 	c.Admission.bindFlags(fs)
 	envflag.DurationVar(fs, &c.ReadHeaderTimeout, "read-header-timeout", "HTTP timeout for reading a request's headers")
 	envflag.DurationVar(fs, &c.ReadTimeout, "read-timeout", "HTTP timeout for reading a whole request")
@@ -178,6 +187,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainPeriod < 0 {
 		errs = append(errs, errors.New("drain-period must not be negative"))
+	}
+	if !(c.PrefixImbalance >= 0 && c.PrefixImbalance <= 10) { // NaN fails too
+		errs = append(errs, fmt.Errorf("prefix-imbalance must be between 0 and 10, got %v", c.PrefixImbalance))
 	}
 	return errors.Join(errs...)
 }

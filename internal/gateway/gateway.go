@@ -208,11 +208,13 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 			DisableCompression:  true,
 		}
 	}
+	balancer := NewBalancer()
+	balancer.HitEpsilon = cfg.PrefixImbalance
 	g := &Gateway{
 		cfg:      cfg,
 		clock:    clk,
 		catalog:  NewCatalog(),
-		balancer: NewBalancer(),
+		balancer: balancer,
 		demand:   &Demand{Clock: clk, Interval: cfg.DemandInterval},
 		metrics:  newMetrics(),
 		keys:     keys,

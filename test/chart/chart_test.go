@@ -369,7 +369,7 @@ func TestEverythingOn(t *testing.T) {
 		t.Errorf("gateway Deployment sets replicas (%d) although the HPA owns them", *gwd.Spec.Replicas)
 	}
 	gw := container(t, tpls["Deployment/cortex-gateway"], "gateway")
-	for _, want := range []string{"--namespace=llm", "--cold-start-timeout=15m", "--max-body-bytes=67108864", "--max-attempts=5", "--zap-encoder=console"} {
+	for _, want := range []string{"--namespace=llm", "--cold-start-timeout=15m", "--max-body-bytes=67108864", "--max-attempts=5", "--prefix-imbalance=0.3", "--zap-encoder=console"} {
 		if !slices.Contains(gw.Args, want) {
 			t.Errorf("gateway args %v lack %s", gw.Args, want)
 		}
@@ -513,6 +513,7 @@ func TestRejectedValues(t *testing.T) {
 		{"memory limit on GPUs", []string{"neuron.memoryLimit=8Gi"}, "cpu variant only"},
 		{"two managers without election", []string{"manager.replicas=2", "manager.leaderElection.enabled=false"}, "leaderElection"},
 		{"key name with a colon", []string{"gateway.apiKeys.keys[0].name=a:b", "gateway.apiKeys.keys[0].key=sk-0123456789"}, "name"},
+		{"negative prefix imbalance", []string{"gateway.prefixImbalance=-1"}, "prefixImbalance"},
 		{"HPA bounds", []string{"gateway.autoscaling.enabled=true", "gateway.autoscaling.minReplicas=5", "gateway.autoscaling.maxReplicas=2"}, "minReplicas"},
 	}
 	for _, tc := range cases {

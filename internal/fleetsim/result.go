@@ -116,6 +116,21 @@ func (r *Result) Mean() float64 {
 // LoadImbalance is the mean over samples of max/mean requests in flight
 // per replica, over samples with any request in flight.
 func (r *Result) LoadImbalance() float64 {
+	return r.overBusySamples(func(mx int, mean float64) float64 { return float64(mx) / mean })
+}
+
+// LoadImbalanceFloor is the least LoadImbalance any router could have
+// reached with the same requests in flight at each sample: the total
+// spread as evenly as whole requests allow, ⌈mean⌉ ÷ mean (3 requests on 8
+// replicas: 1 ÷ 0.375 = 2.67). A router that keeps queues short samples
+// few requests in flight, so its floor is high.
+func (r *Result) LoadImbalanceFloor() float64 {
+	return r.overBusySamples(func(_ int, mean float64) float64 { return math.Ceil(mean) / mean })
+}
+
+// overBusySamples is the mean of f(max, mean requests in flight per
+// replica) over the samples with any request in flight; NaN if none.
+func (r *Result) overBusySamples(f func(mx int, mean float64) float64) float64 {
 	var sum float64
 	var n int
 	for _, smp := range r.Samples {
@@ -127,33 +142,7 @@ func (r *Result) LoadImbalance() float64 {
 		if tot == 0 || len(smp.InFlight) == 0 {
 			continue
 		}
-		sum += float64(mx) / (float64(tot) / float64(len(smp.InFlight)))
-		n++
-	}
-	if n == 0 {
-		return math.NaN()
-	}
-	return sum / float64(n)
-}
-
-// LoadImbalanceFloor is the least LoadImbalance any router could have
-// reached with the same requests in flight at each sample: the total
-// spread as evenly as whole requests allow, ⌈mean⌉ ÷ mean (3 requests on 8
-// replicas: 1 ÷ 0.375 = 2.67). A router that keeps queues short samples
-// few requests in flight, so its floor is high.
-func (r *Result) LoadImbalanceFloor() float64 {
-	var sum float64
-	var n int
-	for _, smp := range r.Samples {
-		tot := 0
-		for _, v := range smp.InFlight {
-			tot += v
-		}
-		if tot == 0 || len(smp.InFlight) == 0 {
-			continue
-		}
-		mean := float64(tot) / float64(len(smp.InFlight))
-		sum += math.Ceil(mean) / mean
+		sum += f(mx, float64(tot)/float64(len(smp.InFlight)))
 		n++
 	}
 	if n == 0 {

@@ -12,7 +12,8 @@
 # runs there. The .debs come from Debian's own servers through apt, with a
 # private source list that adds non-free for this download only (the
 # system's apt configuration is not touched), and are unpacked with
-# dpkg-deb minus what ggml does not use (static libraries, cuFFT, NPP, …).
+# dpkg-deb minus what ggml does not use (static libraries but the CUDA
+# runtime, cuFFT, NPP, …).
 # nvcc 11.8 needs a host compiler no newer than GCC 11: bookworm's g++-11
 # (main), which Debian's nvcc wrapper picks by itself.
 #
@@ -50,7 +51,10 @@ if ! command -v g++-11 >/dev/null 2>&1; then
 	fi
 fi
 
-if [[ -f "${DIR}/.complete" ]]; then
+# CMake's CUDA compiler check links nvcc's default static runtime: a tree
+# unpacked without libcudart_static.a (as this script once did) cannot
+# configure any CUDA project, so it is unpacked again.
+if [[ -f "${DIR}/.complete" && -f "${DIR}/usr/lib/x86_64-linux-gnu/libcudart_static.a" ]]; then
 	echo "${DIR}/usr/bin"
 	exit 0
 fi
@@ -89,6 +93,11 @@ for deb in "${DIR}.tmp/debs"/*.deb; do
 		--exclude='*_static.a' --exclude='*/libcufft*' --exclude='*/libcusparse*' --exclude='*/libcusolver*' \
 		--exclude='*/libnpp*' --exclude='*/libnvjpeg*' --exclude='*/libcurand*' --exclude='*/libnvblas*' \
 		--exclude='*/compute-sanitizer*' --exclude='*/cuda-gdb*' --exclude='./usr/share/doc*' || die "unpacking ${deb}"
+done
+# Of the static libraries, only the CUDA runtime (about 1 MB) is needed:
+# CMake's compiler check links it.
+for deb in "${DIR}.tmp/debs"/nvidia-cuda-dev_*.deb; do
+	dpkg-deb --fsys-tarfile "${deb}" | tar -x -C "${DIR}.tmp/root" --wildcards '*/libcudart_static.a' || die "unpacking libcudart_static.a from ${deb}"
 done
 
 # Make the tree relocatable. Debian's nvcc reads nvcc.profile beside

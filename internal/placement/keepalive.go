@@ -119,3 +119,67 @@ func (h *IdleHistogram) Rate() float64 {
 	}
 	return h.n / sum
 }
+
+// IdleTracker learns each Model's idle gaps from what a planner sees on
+// each pass: the newest demand signal (a request that found no replica)
+// and the newest use of any of its replicas. A demand signal newer than
+// the Model's last activity ends a gap cold; a newer use ends one warm,
+// unless it is the first use after such a cold wait (that request's gap
+// was already counted when it began waiting). Observing the same times
+// again adds nothing, so a caller may observe on every pass. The manager
+// and the fleet simulator feed it the same way. The zero value is ready;
+// it is not safe for concurrent use.
+type IdleTracker struct {
+	models map[string]*idleState
+}
+
+type idleState struct {
+	hist    IdleHistogram
+	last    time.Time // latest activity seen (zero: none yet)
+	waiting bool      // a demand signal is unanswered
+}
+
+// Observe records what a pass saw of model: its demand signal and its
+// replicas' last use (zero times: none).
+func (t *IdleTracker) Observe(model string, demand, used time.Time) {
+	if t.models == nil {
+		t.models = map[string]*idleState{}
+	}
+	s := t.models[model]
+	if s == nil {
+		s = &idleState{}
+		t.models[model] = s
+	}
+	if !demand.IsZero() && demand.After(s.last) {
+		if !s.waiting && !s.last.IsZero() {
+			s.hist.Observe(demand.Sub(s.last))
+		}
+		s.waiting = true
+		s.last = demand
+	}
+	if !used.IsZero() && used.After(s.last) {
+		if !s.waiting && !s.last.IsZero() {
+			s.hist.Observe(used.Sub(s.last))
+		}
+		s.waiting = false
+		s.last = used
+	}
+}
+
+// Histogram is model's idle-gap histogram (nil before any observation).
+// The caller must not keep it across Observe calls.
+func (t *IdleTracker) Histogram(model string) *IdleHistogram {
+	if s := t.models[model]; s != nil {
+		return &s.hist
+	}
+	return nil
+}
+
+// Forget drops the Models keep does not name (deleted ones).
+func (t *IdleTracker) Forget(keep func(model string) bool) {
+	for k := range t.models {
+		if !keep(k) {
+			delete(t.models, k)
+		}
+	}
+}

@@ -74,3 +74,42 @@ func TestIdleHistogramDecayAndRate(t *testing.T) {
 		t.Errorf("empty Rate = %g, want 0", r)
 	}
 }
+
+func TestIdleTracker(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	var tr IdleTracker
+	if tr.Histogram("m") != nil {
+		t.Fatal("a Model never observed has a histogram")
+	}
+	// First sight: no gap yet. The same times seen again add nothing.
+	tr.Observe("m", time.Time{}, at(0))
+	tr.Observe("m", time.Time{}, at(0))
+	if w := tr.Histogram("m").Weight(); w != 0 {
+		t.Fatalf("weight %g after one use seen twice, want 0", w)
+	}
+	// A warm gap of 2 minutes.
+	tr.Observe("m", time.Time{}, at(2*time.Minute))
+	// A cold gap: a demand signal 3 hours later ends it; the first use
+	// after the wait is not another gap, nor is a second signal while it
+	// waits.
+	tr.Observe("m", at(3*time.Hour), time.Time{})
+	tr.Observe("m", at(3*time.Hour+5*time.Second), time.Time{})
+	tr.Observe("m", at(3*time.Hour), at(3*time.Hour+time.Minute))
+	// A stale demand signal (older than the last use) is no gap either.
+	tr.Observe("m", at(3*time.Hour), at(3*time.Hour+time.Minute))
+	h := tr.Histogram("m")
+	if w := h.Weight(); w < 1.9 || w > 2 {
+		t.Fatalf("weight %g, want the two gaps (2 min warm, 3 h cold), decayed once", w)
+	}
+	// The 2-minute gap is in the bin up to 2 minutes, the 3-hour one in
+	// the bin up to 3 hours.
+	if h.bins[2] == 0 || h.bins[14] == 0 {
+		t.Fatalf("bins %v: want the 2 min and 3 h bins filled", h.bins)
+	}
+	tr.Observe("other", time.Time{}, at(0))
+	tr.Forget(func(m string) bool { return m == "other" })
+	if tr.Histogram("m") != nil || tr.Histogram("other") == nil {
+		t.Fatal("Forget kept a deleted Model or dropped a live one")
+	}
+}

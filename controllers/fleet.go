@@ -35,6 +35,11 @@ type Fleet struct {
 	// replicas report accepted, poll after poll (see Set and
 	// RequestRate).
 	rates map[string]*placement.RateEstimator
+	// idle learns each Model's idle gaps: the last use every poll shows
+	// (Set), the demand signals the Model passes read (ObserveDemand).
+	// Polls, not passes, feed it uses: a pass may come a minute after the
+	// last, and the gaps between uses it never saw would merge.
+	idle placement.IdleTracker
 }
 
 // NewFleet returns an empty Fleet.
@@ -70,6 +75,11 @@ func (f *Fleet) Set(node string, o Observation) []string {
 	prev := f.obs[node]
 	f.obs[node] = &o
 	f.countRequestsLocked(prev, &o)
+	for _, m := range o.Models {
+		if m.LastUsed != nil {
+			f.idle.Observe(m.Name, time.Time{}, *m.LastUsed)
+		}
+	}
 	return diffModels(prev, &o)
 }
 
@@ -128,8 +138,34 @@ func (f *Fleet) RequestRate(model string, now time.Time) float64 {
 	return e.Rate(now)
 }
 
-// ForgetRates drops the rates of Models keep does not name (deleted ones).
-func (f *Fleet) ForgetRates(keep func(model string) bool) {
+// ObserveDemand records a Model's demand signal (the gateway's
+// annotation: a request found no replica) for its idle gaps.
+func (f *Fleet) ObserveDemand(model string, at time.Time) {
+	if at.IsZero() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.idle.Observe(model, at, time.Time{})
+}
+
+// LearnedKeepAlive is the keep-alive placement.LearnKeepAlive chooses for
+// a Model of this many bytes from the idle gaps seen so far, at worth
+// byte-seconds per cold start, and the weight of those gaps; fallback while
+// there are too few.
+func (f *Fleet) LearnedKeepAlive(model string, bytes int64, worth float64, fallback time.Duration) (time.Duration, float64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	h := f.idle.Histogram(model)
+	if h == nil {
+		return fallback, 0
+	}
+	return placement.LearnKeepAlive(h, bytes, worth, fallback), h.Weight()
+}
+
+// Forget drops the rates and idle gaps of Models keep does not name
+// (deleted ones).
+func (f *Fleet) Forget(keep func(model string) bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for k := range f.rates {
@@ -137,6 +173,7 @@ func (f *Fleet) ForgetRates(keep func(model string) bool) {
 			delete(f.rates, k)
 		}
 	}
+	f.idle.Forget(keep)
 }
 
 // SetError records a failed poll, keeping the last good answer.

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/placement"
 )
@@ -59,8 +62,72 @@ func TestFleetMeasuresRequestRates(t *testing.T) {
 	}
 
 	// A deleted Model's rate is forgotten; asked again, it starts anew.
-	f.ForgetRates(func(m string) bool { return m != "ns/a" })
+	f.Forget(func(m string) bool { return m != "ns/a" })
 	if got := f.RequestRate("ns/a", at.Add(3*time.Minute)); got != 0 {
 		t.Fatalf("ns/a after it was forgotten: %v, want 0", got)
+	}
+}
+
+// The Fleet learns idle gaps from every poll's last use and the Models'
+// demand signals; chooseKeepAlive applies what it learned only to Models
+// without spec.keepAlive, and only with enough gaps.
+func TestKeepAliveLearnedFromPolls(t *testing.T) {
+	f := NewFleet()
+	r := &ModelReconciler{Fleet: f, ColdStartWorth: DefaultColdStartWorth}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	model := func(name string, ka *metav1.Duration) *cortexv1.Model {
+		return &cortexv1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Spec: cortexv1.ModelSpec{KeepAlive: ka}}
+	}
+	learned, fixed := model("a", nil), model("b", &metav1.Duration{Duration: time.Hour})
+	const bytes = 40 * (int64(1) << 30)
+	poll := func(at, used time.Time) {
+		f.Set("n1", Observation{At: at, Models: []neuronapi.ModelStatus{
+			{Name: "ns/a", State: neuronapi.StateReady, LastUsed: &used},
+			{Name: "ns/b", State: neuronapi.StateReady, LastUsed: &used},
+		}})
+	}
+	// Requests every 10 minutes, each seen by a poll (and seen again by
+	// the polls in between, which adds nothing). The first is no gap; the
+	// weight decays, so it takes one gap more than MinIdleObservations.
+	at := t0
+	for i := range placement.MinIdleObservations + 2 {
+		if c := r.chooseKeepAlive(learned, bytes); i <= placement.MinIdleObservations && (c.source != cortexv1.KeepAliveDefault || c.d != defaultKeepAlive) {
+			t.Fatalf("after %d polls: %+v, want the 15m default", i, c)
+		}
+		at = at.Add(10 * time.Minute)
+		poll(at, at)
+		poll(at.Add(5*time.Second), at)
+	}
+	// A 40 GiB model idle 10 minutes between requests holds 6.7 GiB·h per
+	// gap, more than a cold start's 4: unloaded as soon as allowed.
+	if c := r.chooseKeepAlive(learned, bytes); c.source != cortexv1.KeepAliveLearned || c.d != placement.MinKeepAlive || c.gaps < 8 {
+		t.Fatalf("learned %+v, want 30s from 9 gaps", c)
+	}
+	if c := r.chooseKeepAlive(fixed, bytes); c.source != cortexv1.KeepAliveFromSpec || c.d != time.Hour {
+		t.Fatalf("with spec.keepAlive: %+v, want 1h from the spec", c)
+	}
+	// The same gaps for a 1 GiB model cost less than a cold start each:
+	// kept through them.
+	if c := r.chooseKeepAlive(learned, 1<<30); c.d != 10*time.Minute {
+		t.Fatalf("1 GiB model: %+v, want 10m", c)
+	}
+	// Learning off, or the size unknown: the default.
+	off := &ModelReconciler{Fleet: f}
+	if c := off.chooseKeepAlive(learned, bytes); c.source != cortexv1.KeepAliveDefault {
+		t.Fatalf("learning off: %+v", c)
+	}
+	if c := r.chooseKeepAlive(learned, 0); c.source != cortexv1.KeepAliveDefault {
+		t.Fatalf("size unknown: %+v", c)
+	}
+	// A demand signal is a gap that ended cold; a deleted Model's gaps are
+	// forgotten.
+	_, before := f.LearnedKeepAlive("ns/a", bytes, DefaultColdStartWorth*gibHour, 0)
+	f.ObserveDemand("ns/a", at.Add(3*time.Hour))
+	if _, after := f.LearnedKeepAlive("ns/a", bytes, DefaultColdStartWorth*gibHour, 0); after <= before {
+		t.Fatalf("gap weight %g after a demand signal, was %g", after, before)
+	}
+	f.Forget(func(m string) bool { return m != "ns/a" })
+	if _, w := f.LearnedKeepAlive("ns/a", bytes, DefaultColdStartWorth*gibHour, 0); w != 0 {
+		t.Fatalf("forgotten Model still has gaps of weight %g", w)
 	}
 }

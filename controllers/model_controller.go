@@ -63,6 +63,11 @@ type ModelReconciler struct {
 	// gateway rewrites it every --demand-interval while requests wait).
 	// 0 means DefaultWaitingWindow.
 	WaitingWindow time.Duration
+	// ColdStartWorth, in GiB·h, prices a cold start for the keep-alive
+	// learned for Models without spec.keepAlive: holding this much memory
+	// idle for this long costs as much as one cold start. 0 turns learning
+	// off (they keep 15m).
+	ColdStartWorth float64
 	// Workers is how many Model passes run at once (at least 1). Only
 	// their calls to neurons and the API server overlap; planning is one at
 	// a time.

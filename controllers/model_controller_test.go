@@ -16,6 +16,7 @@ import (
 	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/manager"
 	"github.com/helexa-ai/cortex/internal/neurontest"
+	"github.com/helexa-ai/cortex/internal/placement"
 )
 
 func TestApplyGoesLoadingThenReady(t *testing.T) {
@@ -401,6 +402,58 @@ func TestIdleModelUnloadsAfterKeepAlive(t *testing.T) {
 	m := f.waitPhase("m", cortexv1.ModelPhaseIdle, 60*time.Second)
 	if len(n.Resident()) != 0 || n.Unloads(f.key("m")) != 1 {
 		t.Fatalf("after keep-alive: resident %v, %s", n.Resident(), describe(m))
+	}
+}
+
+// A Model without spec.keepAlive learns one from its own idle gaps: one
+// used every few hundred milliseconds gets the 30s minimum and is unloaded
+// 30s after its last use, while the same uses leave a Model with
+// spec.keepAlive 15m loaded.
+func TestKeepAliveIsLearnedFromIdleGaps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the 30s minimum keep-alive")
+	}
+	f := newFixture(t)
+	n := f.addNeuron("a", 10*gib)
+	f.startManager()
+	f.apply("learns", withVRAM(2), demanded(time.Now()))
+	f.apply("fixed", withVRAM(2), demanded(time.Now()), func(m *cortexv1.Model) { m.Spec.KeepAlive = &metav1.Duration{Duration: 15 * time.Minute} })
+	f.waitPhase("learns", cortexv1.ModelPhaseReady, 20*time.Second)
+	f.waitPhase("fixed", cortexv1.ModelPhaseReady, 20*time.Second)
+	if m := f.get("learns"); m.Status.KeepAliveSource != cortexv1.KeepAliveDefault || m.Status.KeepAlive == nil || m.Status.KeepAlive.Duration != 15*time.Minute {
+		t.Fatalf("before any idle gap: keepAlive %v from %q, want 15m from Default", m.Status.KeepAlive, m.Status.KeepAliveSource)
+	}
+	// Both serve a request every 400ms; the polls (every 300ms) see each.
+	for range 2 * placement.MinIdleObservations {
+		now := time.Now()
+		n.SetLastUsed(f.key("learns"), now)
+		n.SetLastUsed(f.key("fixed"), now)
+		time.Sleep(400 * time.Millisecond)
+	}
+	lastUse := time.Now()
+	n.SetLastUsed(f.key("learns"), lastUse)
+	n.SetLastUsed(f.key("fixed"), lastUse)
+	// No event follows a use (the next pass may be a resync away): a label
+	// brings one, as any change to the Model would.
+	m := f.get("learns")
+	m.Labels = map[string]string{"touched": "yes"}
+	must(t, k8s.Update(f.ctx, m))
+	eventually(t, 10*time.Second, "a learned keep-alive", func() (bool, string) {
+		m = f.get("learns")
+		return m.Status.KeepAliveSource == cortexv1.KeepAliveLearned && m.Status.KeepAlive.Duration == placement.MinKeepAlive, describe(m)
+	})
+	m = f.waitPhase("learns", cortexv1.ModelPhaseIdle, placement.MinKeepAlive+10*time.Second)
+	if idle := time.Since(lastUse); idle < placement.MinKeepAlive {
+		t.Fatalf("unloaded %s after its last use, before the 30s minimum", idle)
+	}
+	if n.Unloads(f.key("learns")) != 1 {
+		t.Fatalf("unloads of learns = %d: %s", n.Unloads(f.key("learns")), describe(m))
+	}
+	if !slices.Equal(n.Resident(), []string{f.key("fixed")}) {
+		t.Fatalf("resident = %v, want fixed only", n.Resident())
+	}
+	if fx := f.get("fixed"); fx.Status.Phase != cortexv1.ModelPhaseReady || fx.Status.KeepAliveSource != cortexv1.KeepAliveFromSpec || fx.Status.KeepAlive.Duration != 15*time.Minute {
+		t.Fatalf("fixed: keepAlive %v from %q, %s", fx.Status.KeepAlive, fx.Status.KeepAliveSource, describe(fx))
 	}
 }
 

@@ -190,7 +190,7 @@ func (r *ModelReconciler) executeUnload(ctx context.Context, snap *snapshot, u p
 	case placement.ReasonIdle:
 		if m != nil {
 			r.event(m, corev1.EventTypeNormal, "IdleUnload", "Unload",
-				"Unloaded from %s after %s without requests", u.Node, keepAlive(m))
+				"Unloaded from %s after %s without requests", u.Node, snap.keepAlive[u.Model])
 		}
 	case placement.ReasonOutdated:
 		if m != nil {

@@ -32,7 +32,11 @@ func (r *ModelReconciler) nextLook(model *cortexv1.Model, snap *snapshot, now ti
 	}
 	// Wake when a keep-alive runs out: the model's (from its last demand)
 	// or a replica's (from its last use or load).
-	ka := max(keepAlive(model), placement.MinKeepAlive)
+	// The keep-alive this pass applied, learned ones included.
+	ka := snap.keepAlive[model.Key()].d
+	if ka <= 0 { // not in the snapshot's list yet
+		ka = max(defaultKeepAlive, placement.MinKeepAlive)
+	}
 	wakeAt := func(t time.Time) {
 		if until := t.Add(ka).Sub(now); !t.IsZero() && until > 0 {
 			next = min(next, until+100*time.Millisecond)

@@ -28,6 +28,8 @@ type snapshot struct {
 	// indexed once: reading it per Model from every node's residents made
 	// a pass quadratic in the fleet.
 	activity map[string]activity
+	// keepAlive is the keep-alive this pass applies to each Model, by key.
+	keepAlive map[string]keepAliveChoice
 }
 
 // activity is the latest use and load of a Model's replicas.
@@ -92,11 +94,18 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 			}
 		}
 	}
+	s.keepAlive = make(map[string]keepAliveChoice, len(s.models))
 	for i := range s.models {
 		m := &s.models[i]
-		s.input.Models = append(s.input.Models, r.toPlacementModel(m, s.activity, now))
+		if t, ok := demandAnnotation(m); ok {
+			r.Fleet.ObserveDemand(m.Key(), t)
+		}
+		pm := r.toPlacementModel(m, s.activity, now)
+		s.keepAlive[pm.Key] = r.chooseKeepAlive(m, pm.BytesNeeded)
+		pm.KeepAlive = s.keepAlive[pm.Key].d
+		s.input.Models = append(s.input.Models, pm)
 	}
-	r.Fleet.ForgetRates(func(key string) bool { return specs[key] != nil })
+	r.Fleet.Forget(func(key string) bool { return specs[key] != nil })
 	return s, nil
 }
 
@@ -159,7 +168,6 @@ func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, act map[string]act
 		Pinned:         m.Spec.Pinned,
 		MinReplicas:    int(m.Spec.Replicas.Min),
 		MaxReplicas:    int(m.Spec.Replicas.Max),
-		KeepAlive:      keepAlive(m),
 		LastDemand:     lastDemand(m, act),
 		Waiting:        r.waiting(m, act, now),
 		TargetInFlight: placement.ScaleOutAt(parallel(m)),
@@ -177,11 +185,47 @@ func (r *ModelReconciler) toPlacementModel(m *cortexv1.Model, act map[string]act
 	return pm
 }
 
-func keepAlive(m *cortexv1.Model) time.Duration {
-	if m.Spec.KeepAlive != nil {
-		return m.Spec.KeepAlive.Duration
+// keepAliveChoice is the keep-alive a pass applies to a Model: d (at
+// least placement.MinKeepAlive, as the planner applies it), where it comes
+// from, and for a learned one the weight of the idle gaps behind it.
+type keepAliveChoice struct {
+	d      time.Duration
+	source cortexv1.KeepAliveSource
+	gaps   float64
+}
+
+// DefaultColdStartWorth is ModelReconciler.ColdStartWorth's default: a cold
+// start is worth holding 4 GiB idle for an hour. The fleet simulator's
+// sweep (docs/benchmarks.md) finds cold starts level from 2 GiB·h up and
+// memory-time no higher than a fixed 5-minute keep-alive's.
+const DefaultColdStartWorth = 4.0
+
+const gibHour = float64(1<<30) * 3600
+
+// chooseKeepAlive is spec.keepAlive when set; otherwise, with
+// ColdStartWorth set and the Model's size known, the keep-alive learned
+// from the idle gaps the Fleet has seen (placement.LearnKeepAlive) once
+// there are placement.MinIdleObservations of them; otherwise 15m.
+func (r *ModelReconciler) chooseKeepAlive(m *cortexv1.Model, bytes int64) keepAliveChoice {
+	c := keepAliveChoice{d: defaultKeepAlive, source: cortexv1.KeepAliveDefault}
+	switch {
+	case m.Spec.KeepAlive != nil:
+		c = keepAliveChoice{d: m.Spec.KeepAlive.Duration, source: cortexv1.KeepAliveFromSpec}
+	case r.ColdStartWorth > 0 && bytes > 0:
+		if d, gaps := r.Fleet.LearnedKeepAlive(m.Key(), bytes, r.ColdStartWorth*gibHour, defaultKeepAlive); gaps >= placement.MinIdleObservations {
+			c = keepAliveChoice{d: d, source: cortexv1.KeepAliveLearned, gaps: gaps}
+		}
 	}
-	return defaultKeepAlive
+	c.d = max(c.d, placement.MinKeepAlive)
+	return c
+}
+
+// String is how events name the keep-alive.
+func (c keepAliveChoice) String() string {
+	if c.source == cortexv1.KeepAliveLearned {
+		return fmt.Sprintf("%s (learned from %.0f idle gaps)", c.d, c.gaps)
+	}
+	return c.d.String()
 }
 
 func parallel(m *cortexv1.Model) int {

@@ -38,6 +38,7 @@ func (r *ModelReconciler) rebuildStatus(model *cortexv1.Model, snap *snapshot, p
 		Desired:       plan.Desired[key],
 		VRAMBytes:     r.memoryNeed(model).Total(1),
 		LastDemand:    lastDemand(model, snap.activity),
+		KeepAlive:     snap.keepAlive[key],
 		Unschedulable: plan.Unschedulable[key],
 		EstimateMsg:   estimateMsg,
 		LastError:     r.failures.lastError(key, now),
@@ -128,6 +129,9 @@ type statusFacts struct {
 	VRAMBytes int64
 	// LastDemand is the newest demand signal or replica use.
 	LastDemand time.Time
+	// KeepAlive is the keep-alive the pass applied (none for a Model the
+	// pass did not plan).
+	KeepAlive keepAliveChoice
 	// Unschedulable is the planner's reason a wanted replica has no node;
 	// empty when every wanted replica has one.
 	Unschedulable string
@@ -179,6 +183,10 @@ func computeStatus(f statusFacts) cortexv1.ModelStatus {
 	}
 	if !f.LastDemand.IsZero() {
 		st.LastDemandTime = statusTime(f.LastDemand)
+	}
+	if f.KeepAlive.d > 0 {
+		st.KeepAlive = &metav1.Duration{Duration: f.KeepAlive.d}
+		st.KeepAliveSource = f.KeepAlive.source
 	}
 
 	unsched, isUnsched := f.Unschedulable, f.Unschedulable != ""

@@ -263,6 +263,9 @@ func (f *fixture) waitPhase(name string, phase cortexv1.ModelPhase, timeout time
 func describe(m *cortexv1.Model) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "phase=%s ready=%s nodes=%q", m.Status.Phase, m.Status.Ready, m.Status.Nodes)
+	if m.Status.KeepAlive != nil {
+		fmt.Fprintf(&b, " keepAlive=%s(%s)", m.Status.KeepAlive.Duration, m.Status.KeepAliveSource)
+	}
 	for _, c := range m.Status.Conditions {
 		fmt.Fprintf(&b, " %s=%s(%s: %s)", c.Type, c.Status, c.Reason, c.Message)
 	}

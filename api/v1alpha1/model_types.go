@@ -60,6 +60,22 @@ const (
 	ReplicaFailed    ReplicaState = "Failed"
 )
 
+// KeepAliveSource says where the keep-alive the manager applies to a Model
+// comes from.
+// +kubebuilder:validation:Enum=Spec;Learned;Default
+type KeepAliveSource string
+
+const (
+	// KeepAliveFromSpec: spec.keepAlive is set.
+	KeepAliveFromSpec KeepAliveSource = "Spec"
+	// KeepAliveLearned: spec.keepAlive is unset and the manager learned one
+	// from the Model's idle gaps.
+	KeepAliveLearned KeepAliveSource = "Learned"
+	// KeepAliveDefault: spec.keepAlive is unset and there is too little
+	// history to learn from (or learning is off): 15m.
+	KeepAliveDefault KeepAliveSource = "Default"
+)
+
 // FlashAttention selects llama.cpp's flash-attention mode.
 // +kubebuilder:validation:Enum=auto;enabled;disabled
 type FlashAttention string
@@ -270,9 +286,10 @@ type ModelSpec struct {
 
 	// keepAlive is how long a replica stays loaded after its last request
 	// (or demand signal) before it is unloaded, unless pinned or needed for
-	// replicas.min.
+	// replicas.min. Unset, the manager learns one from the Model's own idle
+	// gaps and size (15m until it has seen enough of them); status.keepAlive
+	// shows the one in effect.
 	// +optional
-	// +kubebuilder:default="15m"
 	KeepAlive *metav1.Duration `json:"keepAlive,omitempty"`
 
 	// placement restricts where replicas may run.
@@ -386,6 +403,17 @@ type ModelStatus struct {
 	// last use: what keep-alive and least-recently-used eviction read.
 	// +optional
 	LastDemandTime *metav1.Time `json:"lastDemandTime,omitempty"`
+
+	// keepAlive is the keep-alive the manager applies now: spec.keepAlive
+	// when set (raised to the 30s minimum), else one learned from the
+	// Model's idle gaps, else 15m.
+	// +optional
+	KeepAlive *metav1.Duration `json:"keepAlive,omitempty"`
+
+	// keepAliveSource says where keepAlive comes from: Spec, Learned or
+	// Default.
+	// +optional
+	KeepAliveSource KeepAliveSource `json:"keepAliveSource,omitempty"`
 
 	// conditions: Ready and Scheduled.
 	// +optional

@@ -218,6 +218,11 @@ func (in *ModelStatus) DeepCopyInto(out *ModelStatus) {
 		in, out := &in.LastDemandTime, &out.LastDemandTime
 		*out = (*in).DeepCopy()
 	}
+	if in.KeepAlive != nil {
+		in, out := &in.KeepAlive, &out.KeepAlive
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

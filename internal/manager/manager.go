@@ -54,6 +54,12 @@ type Config struct {
 	// with no replica may evict idle replicas of equal priority. Keep it
 	// above the gateway's --demand-interval.
 	WaitingWindow time.Duration
+	// ColdStartWorth, in GiB·h, is what one cold start is worth in idle
+	// GPU memory-time: a Model without spec.keepAlive gets the keep-alive
+	// with the lowest expected cost over its own idle gaps, each gap
+	// longer than the keep-alive costing a cold start and each gap within
+	// it the replica's memory held. 0 turns learning off (15m for all).
+	ColdStartWorth float64
 	// ModelWorkers is how many Model passes run at once; their planning is
 	// one at a time, their calls to neurons and the API server overlap.
 	ModelWorkers int
@@ -62,13 +68,14 @@ type Config struct {
 // DefaultConfig returns the defaults the flags start from.
 func DefaultConfig() Config {
 	return Config{
-		MetricsAddr:   ":8080",
-		ProbeAddr:     ":8081",
-		StaleAfter:    30 * time.Second,
-		PollInterval:  5 * time.Second,
-		NeuronTimeout: 10 * time.Second,
-		WaitingWindow: controllers.DefaultWaitingWindow,
-		ModelWorkers:  4,
+		MetricsAddr:    ":8080",
+		ProbeAddr:      ":8081",
+		StaleAfter:     30 * time.Second,
+		PollInterval:   5 * time.Second,
+		NeuronTimeout:  10 * time.Second,
+		WaitingWindow:  controllers.DefaultWaitingWindow,
+		ColdStartWorth: controllers.DefaultColdStartWorth,
+		ModelWorkers:   4,
 	}
 }
 
@@ -84,6 +91,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.PollInterval, "poll-interval", "how often each Ready neuron is polled")
 	envflag.DurationVar(fs, &c.NeuronTimeout, "neuron-timeout", "timeout of one control call to a neuron")
 	envflag.DurationVar(fs, &c.WaitingWindow, "waiting-window", "a Model whose demand signal is younger has requests waiting at the gateway")
+	envflag.Float64Var(fs, &c.ColdStartWorth, "cold-start-worth", "GiB·h of idle GPU memory one cold start is worth, for the keep-alive learned for Models without spec.keepAlive; 0: no learning, 15m")
 	envflag.IntVar(fs, &c.ModelWorkers, "model-workers", "Model passes at once (planning stays one at a time)")
 }
 
@@ -101,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WaitingWindow <= 0 {
 		errs = append(errs, errors.New("waiting-window must be positive"))
+	}
+	if !(c.ColdStartWorth >= 0 && c.ColdStartWorth <= 1e6) { // NaN fails too
+		errs = append(errs, fmt.Errorf("cold-start-worth must be between 0 and 1e6 GiB·h, got %v", c.ColdStartWorth))
 	}
 	if c.ModelWorkers < 1 || c.ModelWorkers > 64 {
 		errs = append(errs, fmt.Errorf("model-workers must be 1..64, not %d", c.ModelWorkers))
@@ -177,15 +188,16 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 	metrics := controllers.NewMetrics(ctrlmetrics.Registry)
 	fleet := controllers.NewFleet()
 	models := &controllers.ModelReconciler{
-		Client:        mgr.GetClient(),
-		Neurons:       neurons,
-		Fleet:         fleet,
-		Clock:         clk,
-		Recorder:      mgr.GetEventRecorder("cortex-manager"),
-		Metrics:       metrics,
-		StaleAfter:    cfg.StaleAfter,
-		WaitingWindow: cfg.WaitingWindow,
-		Workers:       cfg.ModelWorkers,
+		Client:         mgr.GetClient(),
+		Neurons:        neurons,
+		Fleet:          fleet,
+		Clock:          clk,
+		Recorder:       mgr.GetEventRecorder("cortex-manager"),
+		Metrics:        metrics,
+		StaleAfter:     cfg.StaleAfter,
+		WaitingWindow:  cfg.WaitingWindow,
+		ColdStartWorth: cfg.ColdStartWorth,
+		Workers:        cfg.ModelWorkers,
 	}
 	if err := models.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Model controller: %w", err)

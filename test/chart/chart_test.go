@@ -368,6 +368,9 @@ func TestEverythingOn(t *testing.T) {
 	if gwd.Spec.Replicas != nil {
 		t.Errorf("gateway Deployment sets replicas (%d) although the HPA owns them", *gwd.Spec.Replicas)
 	}
+	if mgr := container(t, tpls["Deployment/cortex-manager"], "manager"); !slices.Contains(mgr.Args, "--cold-start-worth=0.5") {
+		t.Errorf("manager args %v lack --cold-start-worth=0.5", mgr.Args)
+	}
 	gw := container(t, tpls["Deployment/cortex-gateway"], "gateway")
 	for _, want := range []string{"--namespace=llm", "--cold-start-timeout=15m", "--max-body-bytes=67108864", "--max-attempts=5", "--prefix-imbalance=0.3", "--zap-encoder=console"} {
 		if !slices.Contains(gw.Args, want) {
@@ -514,6 +517,7 @@ func TestRejectedValues(t *testing.T) {
 		{"two managers without election", []string{"manager.replicas=2", "manager.leaderElection.enabled=false"}, "leaderElection"},
 		{"key name with a colon", []string{"gateway.apiKeys.keys[0].name=a:b", "gateway.apiKeys.keys[0].key=sk-0123456789"}, "name"},
 		{"negative prefix imbalance", []string{"gateway.prefixImbalance=-1"}, "prefixImbalance"},
+		{"negative cold-start worth", []string{"manager.coldStartWorth=-1"}, "coldStartWorth"},
 		{"HPA bounds", []string{"gateway.autoscaling.enabled=true", "gateway.autoscaling.minReplicas=5", "gateway.autoscaling.maxReplicas=2"}, "minReplicas"},
 	}
 	for _, tc := range cases {

@@ -75,9 +75,9 @@ func run(c config, w io.Writer) error {
 		day.Name, len(day.Requests), day.Duration()/3600, c.models, gib(total), c.seed, gib(int64(c.gpus)*class.MemoryBytes))
 	policies := []fleetsim.Policy{
 		fleetsim.Cortex(),
+		fleetsim.CortexSpecKeepAlive(),
 		fleetsim.CortexNoRate(),
 		fleetsim.CortexLoadingPoll(5 * time.Second),
-		fleetsim.CortexLearned(4 * float64(fleetsim.GiB) * 3600),
 		fleetsim.OllamaStyle(5 * time.Minute),
 		fleetsim.LRU(),
 		fleetsim.Dedicated(30 * time.Second),
@@ -163,7 +163,7 @@ func frontier(w io.Writer, c config, tr *fleetsim.Trace, models []fleetsim.Model
 	fmt.Fprintln(w, "| Policy | Setting | Cold-start fraction | GPU memory (GiB·h) |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- |")
 	var ol, learned, fixed fleetsim.Series
-	ol.Name, learned.Name, fixed.Name = "ollama-style, keep-alive 1–60 min", "cortex, learned keep-alive", "cortex, keep-alive 1–60 min"
+	ol.Name, learned.Name, fixed.Name = "ollama-style, keep-alive 1–60 min", "cortex, learned keep-alive", "cortex, spec keep-alive 1–60 min"
 	for _, ka := range []time.Duration{time.Minute, 2 * time.Minute, 5 * time.Minute, 15 * time.Minute, 60 * time.Minute} {
 		r, err := fleetsim.ChurnRun(tr, models, class, c.gpus, fleetsim.OllamaStyle(ka), 0)
 		if err != nil {
@@ -176,11 +176,11 @@ func frontier(w io.Writer, c config, tr *fleetsim.Trace, models []fleetsim.Model
 			m.KeepAlive = ka
 			ms[i] = m
 		}
-		r, err = fleetsim.ChurnRun(tr, ms, class, c.gpus, fleetsim.Cortex(), 0)
+		r, err = fleetsim.ChurnRun(tr, ms, class, c.gpus, fleetsim.CortexSpecKeepAlive(), 0)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "| cortex | keep-alive %s | %.4f | %.0f |\n", ka, r.ColdFraction(), r.MemGiBHours)
+		fmt.Fprintf(w, "| cortex, spec keep-alive | keep-alive %s | %.4f | %.0f |\n", ka, r.ColdFraction(), r.MemGiBHours)
 		fixed.X, fixed.Y = append(fixed.X, r.MemGiBHours), append(fixed.Y, r.ColdFraction())
 	}
 	for _, worth := range []float64{0.5, 1, 2, 4, 8} {

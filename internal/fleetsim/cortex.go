@@ -29,11 +29,7 @@ type cortexPolicy struct {
 	// from its idle gaps (placement.LearnKeepAlive) at this many
 	// byte-seconds per cold start.
 	learn float64
-	hist  []placement.IdleHistogram
-	// last is each Model's latest activity the manager has seen (NaN:
-	// none); waiting is set while its demand signal is unanswered.
-	last    []float64
-	waiting []bool
+	gaps  placement.IdleTracker
 	// rates are the request rates the manager measures per Model from
 	// what its polls show each replica served (the manager's
 	// RateTracker); noRate leaves them out of the planner's input.
@@ -61,7 +57,7 @@ func (p *cortexPolicy) loading(s *Sim) bool {
 // controllers.DefaultLoadingPollInterval; Cortex uses it). An interval
 // equal to the poll interval is the manager before that rule.
 func CortexLoadingPoll(interval time.Duration) Policy {
-	return &cortexPolicy{fastPoll: interval.Seconds()}
+	return &cortexPolicy{learn: defaultWorth, fastPoll: interval.Seconds()}
 }
 
 type observed struct {
@@ -73,9 +69,22 @@ type observed struct {
 	loadedAt float64
 }
 
+// defaultWorth is the manager's default --cold-start-worth in
+// byte-seconds.
+var defaultWorth = controllers.DefaultColdStartWorth * float64(GiB) * 3600
+
 // Cortex is the manager's planner, poll cadence and demand handling and
-// the gateway's replica choice, with the Models' own keep-alive.
+// the gateway's replica choice, with the manager's defaults for Models
+// without spec.keepAlive: keep-alives learned from each Model's idle gaps
+// at the default worth of a cold start, the Model's KeepAlive until there
+// are enough of them.
 func Cortex() Policy {
+	return CortexLearned(defaultWorth)
+}
+
+// CortexSpecKeepAlive is Cortex with every Model's own KeepAlive, as for
+// Models that set spec.keepAlive.
+func CortexSpecKeepAlive() Policy {
 	return &cortexPolicy{fastPoll: controllers.DefaultLoadingPollInterval.Seconds()}
 }
 
@@ -88,7 +97,9 @@ func CortexLearned(coldStartWorth float64) Policy {
 
 func (p *cortexPolicy) Name() string {
 	switch {
-	case p.learn > 0:
+	case p.learn == 0:
+		return "cortex, spec keep-alive"
+	case p.learn != defaultWorth:
 		return fmt.Sprintf("cortex, learned keep-alive (%.2g GiB·h)", p.learn/float64(GiB)/3600)
 	case p.noRate:
 		return "cortex, no request rates"
@@ -98,49 +109,25 @@ func (p *cortexPolicy) Name() string {
 	return "cortex"
 }
 
-// observe feeds the idle histograms what a poll shows: a demand signal
-// newer than the last activity is a request that found no replica (a gap
-// that ended cold); a newer last use is a request served (a gap that
-// ended warm, unless it is the first use after such a cold wait).
+// observe feeds the idle tracker what a poll shows, as the manager does
+// on each pass: the Model's demand signal and its replicas' last use.
 func (p *cortexPolicy) observe(s *Sim) {
 	for _, m := range s.models {
-		i := m.idx
 		used := -1.0
 		for _, r := range m.replicas {
 			used = max(used, r.lastUsed)
 		}
-		last := p.last[i]
-		if d := m.demandAt; !math.IsNaN(d) && (math.IsNaN(last) || d > last) {
-			if !p.waiting[i] && !math.IsNaN(last) {
-				p.hist[i].Observe(dur(d - last))
-			}
-			p.waiting[i] = true
-			p.last[i], last = d, d
-		}
-		if used >= 0 && (math.IsNaN(last) || used > last) {
-			if !p.waiting[i] && !math.IsNaN(last) {
-				p.hist[i].Observe(dur(used - last))
-			}
-			p.waiting[i] = false
-			p.last[i] = used
-		}
+		p.gaps.Observe(m.spec.Key, tm(m.demandAt), tm(used))
 	}
 }
 
-func dur(sec float64) time.Duration { return time.Duration(sec * float64(time.Second)) }
-
 func (p *cortexPolicy) start(s *Sim) {
 	p.obs = make([][]observed, len(s.nodes))
-	p.hist = make([]placement.IdleHistogram, len(s.models))
-	p.last = make([]float64, len(s.models))
-	p.waiting = make([]bool, len(s.models))
+	p.gaps = placement.IdleTracker{}
 	p.rates = make([]placement.RateEstimator, len(s.models))
 	// The manager measures every Model from when it first sees it.
 	for i := range p.rates {
 		p.rates[i].Add(wall(0), 0)
-	}
-	for i := range p.last {
-		p.last[i] = math.NaN()
 	}
 	p.nextPass = math.Inf(-1)
 	var poll func()
@@ -283,7 +270,7 @@ func (p *cortexPolicy) input(s *Sim) placement.Input {
 		a := acts[m.idx]
 		ka := m.spec.KeepAlive
 		if p.learn > 0 {
-			ka = placement.LearnKeepAlive(&p.hist[m.idx], m.spec.Bytes, p.learn, ka)
+			ka = placement.LearnKeepAlive(p.gaps.Histogram(m.spec.Key), m.spec.Bytes, p.learn, ka)
 		}
 		pm := placement.Model{
 			Key:            m.spec.Key,
@@ -359,5 +346,5 @@ func (s *Sim) nodeByName(name string) *node {
 // CortexNoRate is Cortex without the measured request rates: victims are
 // ordered by recency per byte alone.
 func CortexNoRate() Policy {
-	return &cortexPolicy{noRate: true, fastPoll: controllers.DefaultLoadingPollInterval.Seconds()}
+	return &cortexPolicy{learn: defaultWorth, noRate: true, fastPoll: controllers.DefaultLoadingPollInterval.Seconds()}
 }

@@ -145,9 +145,14 @@ func TestFleetGoals(t *testing.T) {
 	if g.Lost != 0 {
 		t.Errorf("cortex lost %d requests Ollama-style served", g.Lost)
 	}
-	// Victims by measured requests per byte: 0.51× in this hour.
-	if g.ColdRatio > 0.6 {
-		t.Errorf("cortex has %.2f× Ollama-style's cold starts, want ≤ 0.6×", g.ColdRatio)
+	// Victims by measured requests per byte, keep-alives learned: 0.59×
+	// at 1.00× the memory in this first hour (the 4 h and 6 h runs of
+	// docs/benchmarks.md meet ≤ 0.5× at ≤ 1.0×).
+	if g.ColdRatio > 0.62 {
+		t.Errorf("cortex has %.2f× Ollama-style's cold starts, want ≤ 0.62×", g.ColdRatio)
+	}
+	if g.MemRatio > 1.01 {
+		t.Errorf("cortex holds %.3f× Ollama-style's GPU memory-time, want ≤ 1.01×", g.MemRatio)
 	}
 
 	moon, err := LoadMooncake(filepath.Join(dir, "mooncake-synthetic.jsonl"))

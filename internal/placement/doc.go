@@ -164,9 +164,17 @@
 // IdleHistogram): the step of KeepAliveSteps with the lowest expected cost
 // per gap, counting a gap longer than the keep-alive as one cold start and
 // the replica's bytes held idle at a given worth of a cold start. The
-// planner does not call it and the manager does not use it yet; the fleet
-// simulator (internal/fleetsim) evaluates it against fixed keep-alives
-// (docs/fleet.md).
+// planner does not call it: the caller sets Model.KeepAlive. The manager
+// does so for every Model without spec.keepAlive (at --cold-start-worth,
+// 4 GiB·h by default; 15m until MinIdleObservations gaps are seen), and
+// the fleet simulator (internal/fleetsim) the same way, against fixed
+// keep-alives (docs/fleet.md). IdleTracker turns what the caller sees into
+// gaps: the newest last use of a Model's replicas (the manager: at every
+// poll of a neuron, so uses between passes are not merged) and its newest
+// demand signal (a request that found no replica). A gap ended by demand
+// is a cold start whatever the keep-alive, and the first use after it
+// does not count again. The histograms live in memory: a restarted
+// manager learns again from 15m.
 //
 // # Cost
 //

@@ -185,6 +185,9 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 
 func describe(m *cortexv1.Model) string {
 	s := fmt.Sprintf("phase=%s ready=%s nodes=%q", m.Status.Phase, m.Status.Ready, m.Status.Nodes)
+	if m.Status.KeepAlive != nil {
+		s += fmt.Sprintf(" keepAlive=%s(%s)", m.Status.KeepAlive.Duration, m.Status.KeepAliveSource)
+	}
 	for _, c := range m.Status.Conditions {
 		s += fmt.Sprintf(" %s=%s(%s)", c.Type, c.Status, c.Message)
 	}

@@ -434,6 +434,7 @@ type ModelStatus struct {
 // +kubebuilder:printcolumn:name="VRAM",type=string,JSONPath=`.status.vram`
 // +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`,priority=1
 // +kubebuilder:printcolumn:name="Pinned",type=boolean,JSONPath=`.spec.pinned`,priority=1
+// +kubebuilder:printcolumn:name="Keep-Alive",type=string,JSONPath=`.status.keepAlive`,priority=1
 // +kubebuilder:printcolumn:name="Source",type=string,JSONPath=`.spec.source.uri`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Model struct {

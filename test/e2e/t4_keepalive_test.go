@@ -40,6 +40,9 @@ func TestKeepAliveIsLearnedFromTraffic(t *testing.T) {
 		return m.Status.KeepAliveSource == cortexv1.KeepAliveLearned && m.Status.KeepAlive != nil &&
 			m.Status.KeepAlive.Duration == placement.MinKeepAlive, describe(m)
 	})
+	if wide := mustRun(t, "get", "-n", ns, "model/"+name, "-o", "wide"); !strings.Contains(wide, "KEEP-ALIVE") || !strings.Contains(wide, "30s") {
+		t.Fatalf("kubectl get -o wide shows no keep-alive of 30s:\n%s", wide)
+	}
 	eventually(t, placement.MinKeepAlive+20*time.Second, name+" to idle out", func() (bool, string) {
 		m := getModel(t, name)
 		return m.Status.Phase == cortexv1.ModelPhaseIdle, describe(m)

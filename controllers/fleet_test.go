@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -111,6 +112,20 @@ func TestKeepAliveLearnedFromPolls(t *testing.T) {
 	if c := r.chooseKeepAlive(learned, 1<<30); c.d != 10*time.Minute {
 		t.Fatalf("1 GiB model: %+v, want 10m", c)
 	}
+	// A restarted manager keeps what the previous one learned (status)
+	// until it has seen enough gaps of its own.
+	restarted := &ModelReconciler{Fleet: NewFleet(), ColdStartWorth: DefaultColdStartWorth}
+	learned.Status.KeepAlive, learned.Status.KeepAliveSource = &metav1.Duration{Duration: 2 * time.Minute}, cortexv1.KeepAliveLearned
+	if c := restarted.chooseKeepAlive(learned, bytes); c.source != cortexv1.KeepAliveLearned || c.d != 2*time.Minute || !strings.Contains(c.String(), "before the manager restarted") {
+		t.Fatalf("after a restart: %+v (%s), want the 2m learned before", c, c)
+	}
+	if c := r.chooseKeepAlive(learned, bytes); c.d != placement.MinKeepAlive || c.inherited {
+		t.Fatalf("with gaps of its own: %+v, want its own 30s", c)
+	}
+	if c := restarted.chooseKeepAlive(fixed, bytes); c.source != cortexv1.KeepAliveFromSpec {
+		t.Fatalf("spec after a restart: %+v", c)
+	}
+	learned.Status = cortexv1.ModelStatus{}
 	// Learning off, or the size unknown: the default.
 	off := &ModelReconciler{Fleet: f}
 	if c := off.chooseKeepAlive(learned, bytes); c.source != cortexv1.KeepAliveDefault {

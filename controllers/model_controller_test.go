@@ -408,7 +408,7 @@ func TestIdleModelUnloadsAfterKeepAlive(t *testing.T) {
 // A Model without spec.keepAlive learns one from its own idle gaps: one
 // used every few hundred milliseconds gets the 30s minimum and is unloaded
 // 30s after its last use, while the same uses leave a Model with
-// spec.keepAlive 15m loaded.
+// spec.keepAlive 15m loaded. A manager restart in between keeps it.
 func TestKeepAliveIsLearnedFromIdleGaps(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the 30s minimum keep-alive")
@@ -442,7 +442,14 @@ func TestKeepAliveIsLearnedFromIdleGaps(t *testing.T) {
 		m = f.get("learns")
 		return m.Status.KeepAliveSource == cortexv1.KeepAliveLearned && m.Status.KeepAlive.Duration == placement.MinKeepAlive, describe(m)
 	})
+	// A restarted manager (or the standby taking over) has seen no gaps;
+	// it keeps the learned keep-alive from status.
+	f.stopManager()
+	f.startManager()
 	m = f.waitPhase("learns", cortexv1.ModelPhaseIdle, placement.MinKeepAlive+10*time.Second)
+	if m.Status.KeepAliveSource != cortexv1.KeepAliveLearned || m.Status.KeepAlive.Duration != placement.MinKeepAlive {
+		t.Fatalf("after the restart: %s", describe(m))
+	}
 	if idle := time.Since(lastUse); idle < placement.MinKeepAlive {
 		t.Fatalf("unloaded %s after its last use, before the 30s minimum", idle)
 	}

@@ -192,6 +192,9 @@ type keepAliveChoice struct {
 	d      time.Duration
 	source cortexv1.KeepAliveSource
 	gaps   float64
+	// inherited: learned by an earlier manager (read from status), kept
+	// until this one has seen enough gaps.
+	inherited bool
 }
 
 // DefaultColdStartWorth is ModelReconciler.ColdStartWorth's default: a cold
@@ -205,15 +208,23 @@ const gibHour = float64(1<<30) * 3600
 // chooseKeepAlive is spec.keepAlive when set; otherwise, with
 // ColdStartWorth set and the Model's size known, the keep-alive learned
 // from the idle gaps the Fleet has seen (placement.LearnKeepAlive) once
-// there are placement.MinIdleObservations of them; otherwise 15m.
+// there are placement.MinIdleObservations of them; before that, the one a
+// previous manager learned (status.keepAlive from Learned: the gaps live
+// in memory, and a restart or a failover to the standby would otherwise
+// fall back to 15m until the Model had been used often enough again);
+// otherwise 15m.
 func (r *ModelReconciler) chooseKeepAlive(m *cortexv1.Model, bytes int64) keepAliveChoice {
 	c := keepAliveChoice{d: defaultKeepAlive, source: cortexv1.KeepAliveDefault}
 	switch {
 	case m.Spec.KeepAlive != nil:
 		c = keepAliveChoice{d: m.Spec.KeepAlive.Duration, source: cortexv1.KeepAliveFromSpec}
 	case r.ColdStartWorth > 0 && bytes > 0:
-		if d, gaps := r.Fleet.LearnedKeepAlive(m.Key(), bytes, r.ColdStartWorth*gibHour, defaultKeepAlive); gaps >= placement.MinIdleObservations {
+		d, gaps := r.Fleet.LearnedKeepAlive(m.Key(), bytes, r.ColdStartWorth*gibHour, defaultKeepAlive)
+		switch {
+		case gaps >= placement.MinIdleObservations:
 			c = keepAliveChoice{d: d, source: cortexv1.KeepAliveLearned, gaps: gaps}
+		case m.Status.KeepAliveSource == cortexv1.KeepAliveLearned && m.Status.KeepAlive != nil:
+			c = keepAliveChoice{d: m.Status.KeepAlive.Duration, source: cortexv1.KeepAliveLearned, inherited: true}
 		}
 	}
 	c.d = max(c.d, placement.MinKeepAlive)
@@ -222,7 +233,10 @@ func (r *ModelReconciler) chooseKeepAlive(m *cortexv1.Model, bytes int64) keepAl
 
 // String is how events name the keep-alive.
 func (c keepAliveChoice) String() string {
-	if c.source == cortexv1.KeepAliveLearned {
+	switch {
+	case c.inherited:
+		return fmt.Sprintf("%s (learned before the manager restarted)", c.d)
+	case c.source == cortexv1.KeepAliveLearned:
 		return fmt.Sprintf("%s (learned from %.0f idle gaps)", c.d, c.gaps)
 	}
 	return c.d.String()

@@ -174,7 +174,8 @@
 // demand signal (a request that found no replica). A gap ended by demand
 // is a cold start whatever the keep-alive, and the first use after it
 // does not count again. The histograms live in memory: a restarted
-// manager learns again from 15m.
+// manager keeps the keep-alive its predecessor learned (the Model's
+// status) until it has seen MinIdleObservations gaps of its own.
 //
 // # Cost
 //

@@ -150,20 +150,21 @@ func (t *IdleTracker) Observe(model string, demand, used time.Time) {
 		s = &idleState{}
 		t.models[model] = s
 	}
-	if !demand.IsZero() && demand.After(s.last) {
-		if !s.waiting && !s.last.IsZero() {
-			s.hist.Observe(demand.Sub(s.last))
-		}
-		s.waiting = true
-		s.last = demand
+	s.see(demand, true)
+	s.see(used, false)
+}
+
+// see records activity at t (zero: none) newer than the last: it ends the
+// gap since the last activity, unless a demand signal already ended it,
+// and a demand signal (demand) leaves the Model waiting.
+func (s *idleState) see(t time.Time, demand bool) {
+	if t.IsZero() || !t.After(s.last) {
+		return
 	}
-	if !used.IsZero() && used.After(s.last) {
-		if !s.waiting && !s.last.IsZero() {
-			s.hist.Observe(used.Sub(s.last))
-		}
-		s.waiting = false
-		s.last = used
+	if !s.waiting && !s.last.IsZero() {
+		s.hist.Observe(t.Sub(s.last))
 	}
+	s.waiting, s.last = demand, t
 }
 
 // Histogram is model's idle-gap histogram (nil before any observation).

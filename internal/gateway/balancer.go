@@ -52,6 +52,12 @@ type Balancer struct {
 	// oldest generation is dropped — least recently used, roughly, at
 	// constant cost.
 	recent, older map[uint64]string
+
+	// Remembered, when set, is told each request's prefix keys and the
+	// replica chosen for them, under the balancer's lock (it must not
+	// block or call back): the prefix sync sends them to the other
+	// gateway replicas, which Learn them (prefixsync.go).
+	Remembered func(keys []uint64, endpoint string)
 }
 
 // DefaultPrefixEntries bounds the prefix table: 64 Ki keys of 2 KiB chunks
@@ -111,6 +117,9 @@ func (b *Balancer) Pick(replicas []Replica, prefix []uint64, exclude []string) (
 		chosen = b.prefixed(cands, prefix)
 	}
 	b.remember(prefix, chosen.Endpoint)
+	if b.Remembered != nil && len(prefix) > 0 {
+		b.Remembered(prefix, chosen.Endpoint)
+	}
 	b.inflight[chosen.Endpoint]++
 	var once sync.Once
 	return chosen, func() {
@@ -186,6 +195,15 @@ func (b *Balancer) lookup(k uint64) (string, bool) {
 	}
 	ep, ok := b.older[k]
 	return ep, ok
+}
+
+// Learn records that another gateway replica sent the prefix keys to
+// endpoint, as if this one had: its next request with that prefix goes
+// there too, load permitting.
+func (b *Balancer) Learn(keys []uint64, endpoint string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.remember(keys, endpoint)
 }
 
 // remember records that endpoint serves every prefix in keys.

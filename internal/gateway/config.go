@@ -4,6 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/helexa-ai/cortex/internal/envflag"
@@ -83,6 +85,16 @@ type Config struct {
 	// load more evenly (balancer.go; docs/fleet.md has the trade-off
 	// measured).
 	PrefixImbalance float64
+	// Peers are the other gateway replicas, as host:port of their
+	// PeerAddr, comma-separated; a host may be a DNS name that resolves to
+	// every replica (a headless Service), this one included. Each replica
+	// shares the prompt prefixes it routed with them (prefixsync.go).
+	// Empty: no sharing.
+	Peers string
+	// PeerAddr serves the peers' prefix batches (only with Peers).
+	PeerAddr string
+	// PeerSyncInterval is how often routed prefixes are sent to the peers.
+	PeerSyncInterval time.Duration
 	// Overload: see admission.go.
 	Admission AdmissionConfig
 	// ReadHeaderTimeout and ReadTimeout bound reading a request's headers
@@ -111,6 +123,8 @@ func DefaultConfig() Config {
 		ShutdownTimeout:       2 * time.Minute,
 		DrainPeriod:           5 * time.Second,
 		PrefixImbalance:       DefaultPrefixImbalance,
+		PeerAddr:              ":8081",
+		PeerSyncInterval:      DefaultPeerSyncInterval,
 		KeyLimitReplicas:      1,
 		NeuronTokenRecheck:    neuronapi.DefaultTokenRecheck,
 		NeuronTokenGrace:      neuronapi.DefaultTokenGrace,
@@ -143,6 +157,9 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
 	envflag.DurationVar(fs, &c.DrainPeriod, "drain-period", "at shutdown, how long responses ask clients to close their connections before idle ones are closed (ends once none is open); 0: at once")
 	envflag.Float64Var(fs, &c.PrefixImbalance, "prefix-imbalance", "how far above the mean in-flight load a replica that served the request's prompt prefix may be and still get it (0.5: 1.5× the mean; 0: as even as prompts without a known prefix, 0.25)")
+	envflag.StringVar(fs, &c.Peers, "peers", "the other gateway replicas' peer addresses, host:port, comma-separated (a DNS name may stand for all of them); each replica shares the prompt prefixes it routed with them. Empty: no sharing")
+	envflag.StringVar(fs, &c.PeerAddr, "peer-addr", "address serving the peers' prefix batches (with --peers)")
+	envflag.DurationVar(fs, &c.PeerSyncInterval, "peer-sync-interval", "how often routed prompt prefixes are sent to the peers")
 	c.Admission.bindFlags(fs)
 	envflag.DurationVar(fs, &c.ReadHeaderTimeout, "read-header-timeout", "HTTP timeout for reading a request's headers")
 	envflag.DurationVar(fs, &c.ReadTimeout, "read-timeout", "HTTP timeout for reading a whole request")
@@ -191,5 +208,29 @@ func (c *Config) Validate() error {
 	if !(c.PrefixImbalance >= 0 && c.PrefixImbalance <= 10) { // NaN fails too
 		errs = append(errs, fmt.Errorf("prefix-imbalance must be between 0 and 10, got %v", c.PrefixImbalance))
 	}
+	if c.Peers != "" {
+		for _, p := range c.PeerList() {
+			if host, port, err := net.SplitHostPort(p); err != nil || host == "" || port == "" {
+				errs = append(errs, fmt.Errorf("peers: %q is not host:port", p))
+			}
+		}
+		if c.PeerAddr == "" {
+			errs = append(errs, errors.New("peer-addr is required with peers"))
+		}
+		if c.PeerSyncInterval <= 0 {
+			errs = append(errs, errors.New("peer-sync-interval must be positive"))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// PeerList is Peers split at commas, blanks dropped.
+func (c *Config) PeerList() []string {
+	var out []string
+	for p := range strings.SplitSeq(c.Peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -34,6 +34,9 @@ type Options struct {
 	Listener net.Listener
 	// MetricsListener, when set, serves /metrics instead of MetricsAddr.
 	MetricsListener net.Listener
+	// PeerListener, when set, serves the peers' prefix batches instead of
+	// PeerAddr (with Config.Peers).
+	PeerListener net.Listener
 	// Clock overrides the real clock.
 	Clock clock.Clock
 	// Transport overrides the HTTP transport to neurons.
@@ -130,7 +133,7 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 		BaseContext:    func(net.Listener) context.Context { return log.IntoContext(context.WithoutCancel(ctx), logger) },
 		ConnState:      g.conns.hook,
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 
 	var msrv *http.Server
@@ -139,6 +142,23 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 		if mln, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
 			return fmt.Errorf("listening on %s: %w", cfg.MetricsAddr, err)
 		}
+	}
+	var psrv *http.Server
+	if peers := cfg.PeerList(); len(peers) > 0 {
+		pln := opts.PeerListener
+		if pln == nil {
+			if pln, err = net.Listen("tcp", cfg.PeerAddr); err != nil {
+				return fmt.Errorf("listening on %s: %w", cfg.PeerAddr, err)
+			}
+		}
+		ps := newPrefixSync(g.balancer, g.tokens, peers, cfg.PeerSyncInterval, g.metrics.registry)
+		ps.log = logger.WithName("prefix-sync")
+		mux := http.NewServeMux()
+		mux.Handle(PathPeerPrefixes, ps)
+		psrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+		go func() { errc <- psrv.Serve(pln) }()
+		go ps.run(ctx)
+		logger.Info("Sharing routed prompt prefixes with the other gateway replicas", "peers", peers, "addr", pln.Addr().String())
 	}
 	if mln != nil {
 		mux := http.NewServeMux()
@@ -168,6 +188,9 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 	g.conns.drain(sctx, cfg.DrainPeriod)
 	if msrv != nil {
 		_ = msrv.Shutdown(sctx)
+	}
+	if psrv != nil {
+		_ = psrv.Shutdown(sctx)
 	}
 	err = srv.Shutdown(sctx)
 	drained := make(chan struct{})

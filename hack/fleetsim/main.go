@@ -324,6 +324,9 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 	if err := routingFrontier(w, c, class, base.Scale(pt.Factor), pt); err != nil {
 		return err
 	}
+	if err := routingGateways(w, c, class, base, pt); err != nil {
+		return err
+	}
 	var load []fleetsim.Series
 	for _, name := range []string{"least-load", "cortex"} {
 		for _, s := range fleetsim.InFlightSeries(pt.ByName[name]) {
@@ -367,6 +370,32 @@ func routingFrontier(w io.Writer, c config, class fleetsim.GPUClass, tr *fleetsi
 	ss = append(ss, front)
 	return fleetsim.PlotXY(filepath.Join(c.out, "fleet-routing-frontier.svg"), fmt.Sprintf("Even load against prefix hits at %g× load, %d replicas", pt.Factor, c.routingReplicas),
 		"prefix hit rate ÷ the oracle's", "max/mean requests in flight", false, ss)
+}
+
+// routingGateways runs several gateway replicas, each with its own
+// balancer, with and without the prefix sync, at light load and at the
+// collapse load: the chart runs two.
+func routingGateways(w io.Writer, c config, class fleetsim.GPUClass, base *fleetsim.Trace, pt fleetsim.RoutingPoint) error {
+	fmt.Fprintf(w, "\nSeveral gateway replicas, each with its own balancer (requests in flight and prefix table), requests spread over them by a hash of the request as a Service spreads connections; \"prefix sync\" shares each replica's routed prefixes with the others every %s (--peers). At 2× and at %g×; hits ÷ the oracle's at the same load.\n\n",
+		gateway.DefaultPeerSyncInterval, pt.Factor)
+	fmt.Fprintln(w, "| Load | Router | Mean TTFT (s) | p99 TTFT (s) | Max/mean load | Prefix hits ÷ oracle |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	for _, f := range []float64{2, pt.Factor} {
+		tr := base.Scale(f)
+		oracle, err := fleetsim.RunRouting(tr, class, c.routingReplicas, fleetsim.Oracle())
+		if err != nil {
+			return err
+		}
+		for _, r := range []fleetsim.Router{fleetsim.CHWBL(), fleetsim.CortexGateways(1, false), fleetsim.CortexGateways(2, false), fleetsim.CortexGateways(2, true), fleetsim.CortexGateways(3, false), fleetsim.CortexGateways(3, true)} {
+			res, err := fleetsim.RunRouting(tr, class, c.routingReplicas, r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "| %g× | %s | %s | %s | %.2f | %.2f |\n", f, r.Name(), sec(res.Mean()), sec(fleetsim.Quantile(res.All(), .99)),
+				res.LoadImbalance(), res.HitRate()/oracle.HitRate())
+		}
+	}
+	return nil
 }
 
 func orNone(s []string) string {

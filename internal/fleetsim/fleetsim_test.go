@@ -184,6 +184,28 @@ func TestFleetGoals(t *testing.T) {
 			t.Errorf("cortex is worse than CHWBL on %s", worse)
 		}
 	}
+
+	// Two gateway replicas (the chart's default) each see half the
+	// conversations; the prefix sync gives back what that costs. In this
+	// run: hits 0.81× → 0.91× the oracle's, mean TTFT 2.21 → 1.65 s.
+	split, err := RunRouting(moon.Scale(5), Classes["H100"], 8, CortexGateways(2, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced, err := RunRouting(moon.Scale(5), Classes["H100"], 8, CortexGateways(2, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oracleHits := pt.ByName["oracle"].HitRate()
+	t.Logf("two gateways at 5×: hits %.2f× → %.2f× the oracle's, mean TTFT %.2f → %.2f s with the prefix sync",
+		split.HitRate()/oracleHits, synced.HitRate()/oracleHits, split.Mean(), synced.Mean())
+	if synced.HitRate() < 1.08*split.HitRate() || synced.Mean() > 0.85*split.Mean() {
+		t.Errorf("the prefix sync gains too little: hits %.3f → %.3f (want ≥ 1.08×), mean TTFT %.2f → %.2f s (want ≤ 0.85×)",
+			split.HitRate(), synced.HitRate(), split.Mean(), synced.Mean())
+	}
+	if synced.HitRate() < 0.88*oracleHits {
+		t.Errorf("two synced gateways find %.2f× the oracle's prefix hits, want ≥ 0.88×", synced.HitRate()/oracleHits)
+	}
 }
 
 func TestMinGPUsIsNotFooledByANonMonotoneFleet(t *testing.T) {

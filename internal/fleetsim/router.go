@@ -205,3 +205,60 @@ func (oracle) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
 	}
 	return best.rep, nil
 }
+
+// cortexGateways is several gateway replicas behind one Service: each has
+// its own Balancer (its own requests in flight and prefix table), and the
+// requests are spread over them as a Service spreads connections, by a
+// hash of the request. With share, what each replica remembers reaches
+// the others' tables at the next tick of the prefix sync
+// (gateway.DefaultPeerSyncInterval), as the gateway's prefix sync delivers
+// it (internal/gateway/prefixsync.go).
+type cortexGateways struct {
+	bs    []*gateway.Balancer
+	name  string
+	share bool
+	sim   *Sim
+	n     uint64 // requests routed
+}
+
+// CortexGateways is n gateway replicas with the default balancer; share
+// turns the prefix sync on.
+func CortexGateways(n int, share bool) Router {
+	c := &cortexGateways{share: share, name: fmt.Sprintf("cortex, %d gateways", n)}
+	if n == 1 {
+		c.name = "cortex, 1 gateway"
+	}
+	if share {
+		c.name += ", prefix sync"
+	}
+	for i := range n {
+		b := gateway.NewBalancer()
+		if share {
+			b.Remembered = func(keys []uint64, endpoint string) { c.remembered(i, keys, endpoint) }
+		}
+		c.bs = append(c.bs, b)
+	}
+	return c
+}
+
+func (c *cortexGateways) Name() string { return c.name }
+
+func (c *cortexGateways) remembered(from int, keys []uint64, endpoint string) {
+	s := c.sim
+	every := gateway.DefaultPeerSyncInterval.Seconds()
+	at := (math.Floor(s.now/every) + 1) * every
+	for i, b := range c.bs {
+		if i != from {
+			s.at(at, func() { b.Learn(keys, endpoint) })
+		}
+	}
+}
+
+func (c *cortexGateways) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
+	c.sim = s
+	var b [8]byte
+	c.n++
+	binary.LittleEndian.PutUint64(b[:], c.n)
+	g := c.bs[xxhash.Sum64(b[:])%uint64(len(c.bs))]
+	return (&cortexRouter{b: g}).pick(s, r, reps)
+}

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -219,7 +220,7 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 	}
 	env := []string{"KUBECONFIG=" + s.Kubeconfig}
 
-	ports, err := freePorts(len(opts.Neurons) + 2*opts.Managers + 2*opts.Gateways)
+	ports, err := freePorts(len(opts.Neurons) + 2*opts.Managers + 3*opts.Gateways)
 	if err != nil {
 		return nil, err
 	}
@@ -265,6 +266,13 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 		s.MetricsURLs[name] = "http://" + metricsAddr + "/metrics"
 	}
 	s.ManagerMetrics = s.MetricsURLs[s.Managers[0]]
+	// Several gateway replicas share the prompt prefixes they route, each
+	// listing all of them (itself included, as the chart's headless
+	// Service does).
+	peerAddrs := make([]string, opts.Gateways)
+	for i := range peerAddrs {
+		peerAddrs[i] = port()
+	}
 	for i := range opts.Gateways {
 		name := replicaName("gateway", i)
 		addr, metricsAddr := port(), port()
@@ -275,6 +283,9 @@ func Start(ctx context.Context, opts Options) (s *Stack, err error) {
 			"--addr=" + addr, "--metrics-addr=" + metricsAddr,
 			"--api-keys-file=" + keysFile, "--neuron-token-file=" + tokenFile,
 			"--keep-alive-interval=2s", "--cold-start-timeout=5m",
+		}
+		if opts.Gateways > 1 {
+			args = append(args, "--peer-addr="+peerAddrs[i], "--peers="+strings.Join(peerAddrs, ","))
 		}
 		if err := s.spawn(name, "gateway", append(args, opts.GatewayArgs...), env); err != nil {
 			return nil, err

@@ -3,6 +3,8 @@ package soak
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -37,6 +39,14 @@ func (r *Report) Print(w io.Writer) {
 	}
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(w, "\nSkipped (bounds reached): %s\n", strings.Join(r.Skipped, ", "))
+	}
+	if len(r.PrefixesLearned) > 0 {
+		names := slices.Sorted(maps.Keys(r.PrefixesLearned))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s %.0f", n, r.PrefixesLearned[n])
+		}
+		fmt.Fprintf(w, "\nRouted prompt prefixes each gateway learned from its peers (prefix sync): %s.\n", strings.Join(parts, ", "))
 	}
 	fmt.Fprintln(w, "\n| Process (ran the whole soak) | Start | End |")
 	fmt.Fprintln(w, "| --- | --- | --- |")

@@ -122,6 +122,10 @@ type Report struct {
 	Duration  time.Duration
 	// Skipped lists faults the bounds left no room for.
 	Skipped []string
+	// PrefixesLearned is, with several gateway replicas, how many routed
+	// prompt prefixes each learned from the others (the prefix sync), read
+	// at the end; a replaced replica counts from its start.
+	PrefixesLearned map[string]float64
 }
 
 // Phase is one fault's window and what happened in it.
@@ -300,8 +304,18 @@ func run(ctx context.Context, cfg Config, st *localstack.Stack, file string) (*R
 		}
 		rep.Resources = append(rep.Resources, Footprint{Process: name, Start: s, End: e})
 	}
+	if len(st.Gateways) > 1 {
+		rep.PrefixesLearned = map[string]float64{}
+		for _, name := range st.Gateways {
+			rep.PrefixesLearned[name] = scrapeAll(ctx, st.MetricsURLs[name], prefixesLearned)[prefixesLearned]
+		}
+	}
 	return rep, nil
 }
+
+// prefixesLearned counts the routed prefixes a gateway learned from its
+// peers.
+const prefixesLearned = `cortex_gateway_prefix_sync_records_total{direction="received"}`
 
 // attribute puts each request in the first fault window its lifetime
 // overlaps, or in "steady".

@@ -252,7 +252,7 @@ func TestDefaults(t *testing.T) {
 	_, objs := render(t, valueSet{name: "defaults"})
 	want := map[string]int{
 		"ServiceAccount": 3, "ClusterRole": 3, "ClusterRoleBinding": 3, "Role": 1, "RoleBinding": 1,
-		"Secret": 2, "Deployment": 2, "DaemonSet": 1, "Service": 3, "PodDisruptionBudget": 1, "NetworkPolicy": 1,
+		"Secret": 2, "Deployment": 2, "DaemonSet": 1, "Service": 4, "PodDisruptionBudget": 1, "NetworkPolicy": 1,
 	}
 	if got := kinds(objs); !maps.Equal(got, want) {
 		t.Errorf("rendered kinds %v, want %v", got, want)
@@ -331,6 +331,22 @@ func TestDefaults(t *testing.T) {
 	if ports["http"][0] != 80 || containerPorts["http"] != 8080 || ports["metrics"][0] != 9090 || containerPorts["metrics"] != 9090 {
 		t.Errorf("gateway Service ports %v, container ports %v; want 80->8080 and 9090", ports, containerPorts)
 	}
+	// Two replicas share the prompt prefixes they route, over a headless
+	// Service of every replica, ready or not; the API Service does not
+	// carry that port.
+	peers := typed[corev1.Service](t, get(t, objs, "Service", "cortex-gateway-peers"))
+	if peers.Spec.ClusterIP != corev1.ClusterIPNone || !peers.Spec.PublishNotReadyAddresses ||
+		len(peers.Spec.Ports) != 1 || peers.Spec.Ports[0].Port != 8081 || peers.Spec.Ports[0].TargetPort.String() != "peer" || containerPorts["peer"] != 8081 {
+		t.Errorf("gateway peers Service %+v, container ports %v; want headless, not-ready addresses published, 8081 -> peer", peers.Spec, containerPorts)
+	}
+	if _, ok := ports["peer"]; ok {
+		t.Errorf("the API Service exposes the peer port: %v", ports)
+	}
+	for _, want := range []string{"--peer-addr=:8081", "--peers=cortex-gateway-peers:8081"} {
+		if !slices.Contains(gw.Args, want) {
+			t.Errorf("gateway args %v lack %s", gw.Args, want)
+		}
+	}
 
 	// The generated API key is usable by an SDK and survives in a
 	// name:key line.
@@ -372,7 +388,7 @@ func TestEverythingOn(t *testing.T) {
 		t.Errorf("manager args %v lack --cold-start-worth=0.5", mgr.Args)
 	}
 	gw := container(t, tpls["Deployment/cortex-gateway"], "gateway")
-	for _, want := range []string{"--namespace=llm", "--cold-start-timeout=15m", "--max-body-bytes=67108864", "--max-attempts=5", "--prefix-imbalance=0.3", "--zap-encoder=console"} {
+	for _, want := range []string{"--namespace=llm", "--cold-start-timeout=15m", "--max-body-bytes=67108864", "--max-attempts=5", "--prefix-imbalance=0.3", "--zap-encoder=console", "--peer-addr=:8090", "--peer-sync-interval=250ms", "--peers=cortex-gateway-peers:8090"} {
 		if !slices.Contains(gw.Args, want) {
 			t.Errorf("gateway args %v lack %s", gw.Args, want)
 		}
@@ -498,6 +514,15 @@ func TestAnonymous(t *testing.T) {
 	gw := container(t, podTemplates(t, objs)["Deployment/cortex-gateway"], "gateway")
 	if !slices.Contains(gw.Args, "--allow-anonymous=true") || slices.ContainsFunc(gw.Args, func(a string) bool { return strings.HasPrefix(a, "--api-keys-file") }) {
 		t.Errorf("gateway args %v", gw.Args)
+	}
+	// One replica has nobody to share routed prefixes with.
+	for _, svc := range find(objs, "Service") {
+		if svc.GetName() == "cortex-gateway-peers" {
+			t.Error("one gateway replica with a peers Service")
+		}
+	}
+	if slices.ContainsFunc(gw.Args, func(a string) bool { return strings.HasPrefix(a, "--peer") }) {
+		t.Errorf("one gateway replica with prefix sync: args %v", gw.Args)
 	}
 }
 

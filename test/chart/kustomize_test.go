@@ -16,8 +16,10 @@ var update = flag.Bool("update", false, "rewrite the kustomize bases in config/ 
 
 // kustomizeFiles maps each generated file to the objects it holds.
 var kustomizeFiles = map[string]func(o *unstructured.Unstructured) bool{
-	"config/manager/manager.yaml":            componentIs("manager"),
-	"config/gateway/gateway.yaml":            componentIs("gateway"),
+	"config/manager/manager.yaml": componentIs("manager"),
+	"config/gateway/gateway.yaml": func(o *unstructured.Unstructured) bool {
+		return componentIs("gateway")(o) || componentIs("gateway-peers")(o)
+	},
 	"config/neuron/neuron.yaml":              componentIs("neuron"),
 	"config/prometheus/servicemonitors.yaml": func(o *unstructured.Unstructured) bool { return o.GetKind() == "ServiceMonitor" },
 }

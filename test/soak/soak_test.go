@@ -97,6 +97,16 @@ func TestShortSoak(t *testing.T) {
 	if p := byFault["steady"]; p.FailedTotal() != 0 {
 		t.Errorf("%d requests failed with no fault: %v", p.FailedTotal(), p.Examples)
 	}
+	// The two gateways share the prompt prefixes they route: each learned
+	// some from the other (the replica rolled mid-run from its restart).
+	if len(rep.PrefixesLearned) != 2 {
+		t.Errorf("prefix sync counters of %d gateways, want 2: %v", len(rep.PrefixesLearned), rep.PrefixesLearned)
+	}
+	for name, n := range rep.PrefixesLearned {
+		if n < 1 {
+			t.Errorf("%s learned no routed prefix from its peer", name)
+		}
+	}
 	if len(rep.Resources) == 0 {
 		t.Fatal("no process footprints")
 	}

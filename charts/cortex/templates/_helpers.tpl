@@ -183,3 +183,14 @@ The file may hold several documents; the ClusterRole's rules are taken.
 {{- fail "gateway.autoscaling needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage." -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+cortex.gatewayPrefixSync is "true" when the gateway replicas share routed
+prompt prefixes: asked for, and more than one replica may run.
+*/}}
+{{- define "cortex.gatewayPrefixSync" -}}
+{{- $v := .Values.gateway -}}
+{{- if and $v.prefixSync.enabled (or $v.autoscaling.enabled (gt (int $v.replicas) 1)) -}}
+true
+{{- end -}}
+{{- end -}}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/placement"
 )
@@ -40,11 +42,14 @@ type Fleet struct {
 	// Polls, not passes, feed it uses: a pass may come a minute after the
 	// last, and the gaps between uses it never saw would merge.
 	idle placement.IdleTracker
+	// watched is when this manager first looked at each node's heartbeat
+	// (HeartbeatAge).
+	watched map[string]time.Time
 }
 
 // NewFleet returns an empty Fleet.
 func NewFleet() *Fleet {
-	return &Fleet{obs: map[string]*Observation{}, rates: map[string]*placement.RateEstimator{}}
+	return &Fleet{obs: map[string]*Observation{}, rates: map[string]*placement.RateEstimator{}, watched: map[string]time.Time{}}
 }
 
 // Get returns a copy of a node's observation.
@@ -194,7 +199,55 @@ func (f *Fleet) Delete(node string) []string {
 	defer f.mu.Unlock()
 	prev := f.obs[node]
 	delete(f.obs, node)
+	delete(f.watched, node)
 	return diffModels(prev, nil)
+}
+
+// Answering reports whether the node's last poll succeeded within
+// within of now.
+func (f *Fleet) Answering(node string, now time.Time, within time.Duration) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	o, ok := f.obs[node]
+	return ok && o.Err == nil && !o.At.IsZero() && now.Sub(o.At) <= within
+}
+
+// Live reports whether a node counts as alive: its heartbeat is fresh
+// (HeartbeatAge), or, late, its neuron answered a poll within the
+// staleness. A heartbeat is late when the neuron cannot reach the API
+// server, and to a manager reading a frozen cache while the API server is
+// down every heartbeat looks late; the neurons still answer, and their
+// replicas must not be placed again elsewhere on that account.
+func (f *Fleet) Live(node string, hb *metav1.Time, now time.Time, staleAfter time.Duration) bool {
+	if hb == nil {
+		return false
+	}
+	return f.HeartbeatAge(node, hb.Time, now) <= staleAfter || f.Answering(node, now, staleAfter)
+}
+
+// HeartbeatAge is how long this manager has gone without a heartbeat from
+// node: since the heartbeat hb, but at most since the manager first looked
+// at the node. A heartbeat the manager could not have seen — written
+// before it started, by neurons that could not reach the API server while
+// it was down — is not held against the node: after a long API-server
+// outage every heartbeat is older than the staleness, the manager that lost
+// its lease restarts, and without this it would call every node NotReady
+// and place every Model's replicas again, until the neurons' next
+// heartbeats (a double load for each). A node dead all along is found by
+// its poll instead: refused at once, or, if hung, once the poll's bound
+// (the staleness) runs out.
+func (f *Fleet) HeartbeatAge(node string, hb, now time.Time) time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	first, ok := f.watched[node]
+	if !ok {
+		first = now
+		f.watched[node] = now
+	}
+	if first.After(hb) {
+		return now.Sub(first)
+	}
+	return now.Sub(hb)
 }
 
 // Upsert records the manager's own action on a node before the next poll

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -325,6 +326,116 @@ func TestHungNeuronTurnsNotReadyWithinTheStaleness(t *testing.T) {
 		return m.Status.Phase == cortexv1.ModelPhaseReady && m.Status.Nodes != "" && m.Status.Nodes != first, describe(m)
 	})
 	t.Logf("hung node NotReady and its replica moved %s after the hang", time.Since(hungAt).Round(100*time.Millisecond))
+}
+
+// A heartbeat written before the manager started is not held against a
+// node whose neuron answers: after a long API-server outage every
+// heartbeat is stale, the manager that lost its lease restarts, and the
+// neurons write again only a moment later. Calling those nodes NotReady
+// would place their replicas again elsewhere, a double load each. A node
+// that is dead all along still turns NotReady at once: its poll is
+// refused.
+func TestRestartedManagerDoesNotHoldOldHeartbeatsAgainstLiveNodes(t *testing.T) {
+	f := newFixture(t)
+	f.addNeuron("a", 10*gib)
+	f.addNeuron("b", 10*gib)
+	dead := f.addNeuron("c", 10*gib)
+	f.startManager()
+	f.apply("m", withMin(1), withVRAM(4), withPriority(5))
+	m := f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
+	holder := m.Status.Nodes
+	other := f.label + "-a"
+	if holder == other {
+		other = f.label + "-b"
+	}
+	deadName := f.label + "-c"
+	if holder == deadName {
+		t.Skipf("the replica went to %s; the test wants it on a or b", holder)
+	}
+	f.stopManager()
+	// The outage: nobody writes heartbeats for longer than the staleness,
+	// and c dies meanwhile.
+	f.beats[holder].Stop()
+	f.beats[deadName].Stop()
+	dead.SetDown(true)
+	time.Sleep(staleAfter + time.Second)
+	loadsBefore := f.neurons[other].Loads(f.key("m"))
+
+	f.startManager()
+	restarted := time.Now()
+	// The holder's neuron writes again a moment after the API is back.
+	time.Sleep(time.Second)
+	f.beats[holder] = f.neurons[holder].StartHeartbeat(f.ctx, k8s, beatInterval)
+	eventually(t, 10*time.Second, "the dead node to turn NotReady", func() (bool, string) {
+		nn := &cortexv1.NeuronNode{}
+		must(t, k8s.Get(f.ctx, types.NamespacedName{Name: deadName}, nn))
+		return nn.Status.Ready == "False", fmt.Sprintf("ready=%q", nn.Status.Ready)
+	})
+	t.Logf("dead node NotReady %s after the restart", time.Since(restarted).Round(100*time.Millisecond))
+	for time.Since(restarted) < 2*staleAfter {
+		nn := &cortexv1.NeuronNode{}
+		must(t, k8s.Get(f.ctx, types.NamespacedName{Name: holder}, nn))
+		if nn.Status.Ready != "True" {
+			t.Fatalf("the live node turned NotReady %s after the restart: %+v", time.Since(restarted).Round(100*time.Millisecond), nn.Status.Conditions)
+		}
+		if m = f.get("m"); m.Status.Nodes != holder || m.Status.ReadyReplicas != 1 {
+			t.Fatalf("the replica moved or went unready: %s", describe(m))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := f.neurons[other].Loads(f.key("m")) - loadsBefore; n != 0 {
+		t.Fatalf("%d loads of m on %s after the restart, want none", n, other)
+	}
+}
+
+// A neuron that cannot write its heartbeat (the API server is away from
+// it) but answers the manager's polls keeps its node Ready, as
+// HeartbeatLate, and its replicas where they are; once it writes again
+// the node is HeartbeatFresh.
+func TestLateHeartbeatOfAnAnsweringNeuronKeepsItsReplicas(t *testing.T) {
+	f := newFixture(t)
+	f.addNeuron("a", 10*gib)
+	f.addNeuron("b", 10*gib)
+	f.startManager()
+	f.apply("m", withMin(1), withVRAM(4))
+	m := f.waitPhase("m", cortexv1.ModelPhaseReady, 20*time.Second)
+	holder := m.Status.Nodes
+	other := f.label + "-a"
+	if holder == other {
+		other = f.label + "-b"
+	}
+	loadsBefore := f.neurons[other].Loads(f.key("m"))
+	f.beats[holder].Stop()
+	stopped := time.Now()
+	reason := func() string {
+		nn := &cortexv1.NeuronNode{}
+		must(t, k8s.Get(f.ctx, types.NamespacedName{Name: holder}, nn))
+		c := meta.FindStatusCondition(nn.Status.Conditions, cortexv1.NeuronNodeConditionReady)
+		if c == nil {
+			return "none"
+		}
+		return string(c.Status) + "/" + c.Reason
+	}
+	for time.Since(stopped) < 3*staleAfter {
+		if got := reason(); got != "True/"+cortexv1.ReasonHeartbeatFresh && got != "True/"+cortexv1.ReasonHeartbeatLate {
+			t.Fatalf("the answering node turned %s %s after its last heartbeat", got, time.Since(stopped).Round(100*time.Millisecond))
+		}
+		if m = f.get("m"); m.Status.Nodes != holder || m.Status.ReadyReplicas != 1 {
+			t.Fatalf("the replica moved or went unready: %s", describe(m))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := reason(); got != "True/"+cortexv1.ReasonHeartbeatLate {
+		t.Fatalf("Ready condition %s with the heartbeat %s late, want True/HeartbeatLate", got, time.Since(stopped).Round(time.Second))
+	}
+	if n := f.neurons[other].Loads(f.key("m")) - loadsBefore; n != 0 {
+		t.Fatalf("%d loads of m on %s, want none", n, other)
+	}
+	f.beats[holder] = f.neurons[holder].StartHeartbeat(f.ctx, k8s, beatInterval)
+	eventually(t, 10*time.Second, "the node to be HeartbeatFresh again", func() (bool, string) {
+		got := reason()
+		return got == "True/"+cortexv1.ReasonHeartbeatFresh, got
+	})
 }
 
 func TestDeleteUnloadsEverywhere(t *testing.T) {

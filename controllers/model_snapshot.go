@@ -76,7 +76,7 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 		s.nodes[nn.Name] = nn
 		obs, observed := r.Fleet.Get(nn.Name)
 		ready := meta.IsStatusConditionTrue(nn.Status.Conditions, cortexv1.NeuronNodeConditionReady) &&
-			observed && !obs.At.IsZero() && obs.Err == nil && r.heartbeatFresh(nn, now)
+			observed && !obs.At.IsZero() && obs.Err == nil && r.Fleet.Live(nn.Name, nn.Status.LastHeartbeatTime, now, r.StaleAfter)
 		// Only a node never polled at all blocks planning: one whose first
 		// poll failed is simply not Ready (its replicas, if any, are placed
 		// elsewhere and the copies it still holds become surplus later).
@@ -111,7 +111,7 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 
 func (r *ModelReconciler) heartbeatFresh(nn *cortexv1.NeuronNode, now time.Time) bool {
 	hb := nn.Status.LastHeartbeatTime
-	return hb != nil && now.Sub(hb.Time) <= r.StaleAfter
+	return hb != nil && r.Fleet.HeartbeatAge(nn.Name, hb.Time, now) <= r.StaleAfter
 }
 
 // toPlacementNode maps a NeuronNode and what its neuron reported to the

@@ -114,7 +114,13 @@ func (r *NeuronNodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 			}
-			return ctrl.Result{}, fmt.Errorf("patching NeuronNode status: %w", err)
+			// Tried again at the next poll, not after the error backoff:
+			// while the API server is away the polls must keep their
+			// cadence, since they are what keeps the nodes Live
+			// (Fleet.Live) for the Model reconciler.
+			logger.Error(err, "Patching NeuronNode status failed; trying again at the next poll")
+			r.Metrics.ObserveReconcileError(ControllerNeuronNode)
+			return ctrl.Result{RequeueAfter: requeue}, nil
 		}
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
@@ -130,13 +136,21 @@ func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronN
 	if hb == nil {
 		return notReady(cortexv1.ReasonNoHeartbeat, "the neuron has not reported yet"), r.PollInterval
 	}
-	age := now.Sub(hb.Time)
-	if age > r.StaleAfter {
+	age := r.Fleet.HeartbeatAge(nn.Name, hb.Time, now)
+	// A late heartbeat with a neuron that answered the last poll is
+	// polled once more: if it answers, the node stays Ready (Fleet.Live).
+	// One that did not answer, or was never polled, is not polled again
+	// until it heartbeats, so a hung neuron costs one bounded poll.
+	late := age > r.StaleAfter
+	if late && !r.Fleet.Answering(nn.Name, now, r.StaleAfter) {
 		return notReady(cortexv1.ReasonHeartbeatStale,
 			fmt.Sprintf("last heartbeat %s ago, more than %s", age.Round(time.Second), r.StaleAfter)), r.PollInterval
 	}
 	// Look again no later than when this heartbeat goes stale.
-	requeue := min(r.PollInterval, r.StaleAfter-age+50*time.Millisecond)
+	requeue := r.PollInterval
+	if !late {
+		requeue = min(r.PollInterval, r.StaleAfter-age+50*time.Millisecond)
+	}
 	if nn.Status.Endpoint == "" {
 		return notReady(cortexv1.ReasonUnreachable, "the neuron reported no endpoint"), requeue
 	}
@@ -155,6 +169,12 @@ func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronN
 	// until it is gone: it may be left from before the node was unreachable,
 	// when no residency change is seen.
 	r.Notify(append(changed, r.orphans(ctx, resp.Models)...)...)
+	if late {
+		return metav1.Condition{
+			Type: cortexv1.NeuronNodeConditionReady, Status: metav1.ConditionTrue, Reason: cortexv1.ReasonHeartbeatLate,
+			Message: "heartbeat late, but the neuron API answers the manager",
+		}, requeue
+	}
 	return metav1.Condition{
 		Type: cortexv1.NeuronNodeConditionReady, Status: metav1.ConditionTrue, Reason: cortexv1.ReasonHeartbeatFresh,
 		// No ages or counters here: the message must stay put between polls

@@ -8,10 +8,14 @@ import (
 // Condition types and reasons on a NeuronNode.
 const (
 	// NeuronNodeConditionReady is True while the neuron's heartbeat is fresh
-	// and its API answers. The manager owns this condition.
+	// and its API answers, or, with the heartbeat late, while the neuron
+	// keeps answering the manager's polls (HeartbeatLate: the neuron cannot
+	// reach the API server, or could not while it was down). The manager
+	// owns this condition.
 	NeuronNodeConditionReady = "Ready"
 
 	ReasonHeartbeatFresh = "HeartbeatFresh"
+	ReasonHeartbeatLate  = "HeartbeatLate"
 	ReasonHeartbeatStale = "HeartbeatStale"
 	ReasonUnreachable    = "Unreachable"
 	ReasonNoHeartbeat    = "NoHeartbeat"

@@ -28,7 +28,9 @@ import (
 // request, so one popular shared prompt spreads over replicas instead of
 // piling onto one; a replica that served the request's prefix may carry
 // up to (1+HitEpsilon) × the average, since what it saves (the prefix's
-// prefill) is worth more than a short wait for a slot.
+// prefill) is worth more than a short wait for a slot. Epsilon is 0: a
+// prompt with no known prefix saves nothing where it hashes, so it goes
+// there only while that replica is within the even share.
 type Balancer struct {
 	// Epsilon is the allowed imbalance above the average load.
 	Epsilon float64
@@ -67,16 +69,28 @@ const DefaultPrefixEntries = 64 << 10
 
 // DefaultPrefixImbalance is the balancer's HitEpsilon unless configured:
 // in the fleet simulator (Mooncake's trace, 8 replicas, at the load where
-// least-load collapses) 0.5 gave 0.95× the prefix hits of an oracle that
-// knows every cache, against 0.83× with 0.25, and a mean time to first
-// token 0.8× as long, at a max/mean load of 1.6 against 1.5
+// least-load collapses) 0.5 gave 0.99× the prefix hits of an oracle that
+// knows every cache, against 0.84× with 0.25, and a mean time to first
+// token 0.84× as long, at a max/mean load of 1.6 against 1.4
 // (docs/fleet.md).
 const DefaultPrefixImbalance = 0.5
 
-// NewBalancer returns a Balancer with the usual ε of 0.25, and
+// DefaultEpsilon is the balancer's Epsilon: a prompt with no known prefix
+// goes to its rendezvous choice only while that replica stays within the
+// even share, ⌈(in flight + 1) ÷ replicas⌉. Consistent hashing with
+// bounded loads usually allows 0.25; in the fleet simulator (Mooncake's
+// trace, 8 replicas, where least-load collapses) the even share gave a
+// mean time to first token of 1.24 s against 1.46 s with one gateway
+// replica and 1.36 s against 1.65 s with two sharing their prefixes, at
+// about the same prefix hits and a more even load (docs/fleet.md). Without
+// the prefix sync, two replicas did worse with it (2.97 s against 2.21 s):
+// the rendezvous choice is what they agree on when neither knows a prefix.
+const DefaultEpsilon = 0
+
+// NewBalancer returns a Balancer with DefaultEpsilon, and
 // DefaultPrefixImbalance for a prefix hit.
 func NewBalancer() *Balancer {
-	return &Balancer{Epsilon: 0.25, HitEpsilon: DefaultPrefixImbalance, inflight: map[string]int{}, down: map[string]time.Time{}, now: time.Now}
+	return &Balancer{Epsilon: DefaultEpsilon, HitEpsilon: DefaultPrefixImbalance, inflight: map[string]int{}, down: map[string]time.Time{}, now: time.Now}
 }
 
 // Pick chooses among replicas, skipping those in exclude, and counts the

@@ -181,9 +181,11 @@ func TestDownReplicaIsSkippedWhileOthersServe(t *testing.T) {
 		}
 	}
 	// The only one left is better than none.
-	if r, _, ok := b.Pick(rs, nil, []string{rs[1].Endpoint}); !ok || r != rs[0] {
+	r, rel, ok := b.Pick(rs, nil, []string{rs[1].Endpoint})
+	if !ok || r != rs[0] {
 		t.Fatalf("last resort: %v %v", r, ok)
 	}
+	rel()
 	now = now.Add(6 * time.Second)
 	seen := map[Replica]bool{}
 	for i := range 20 {

@@ -156,7 +156,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.UnreachableHold, "unreachable-hold", "how long a request is held when every replica of its model is unreachable; 0 fails it at once")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
 	envflag.DurationVar(fs, &c.DrainPeriod, "drain-period", "at shutdown, how long responses ask clients to close their connections before idle ones are closed (ends once none is open); 0: at once")
-	envflag.Float64Var(fs, &c.PrefixImbalance, "prefix-imbalance", "how far above the mean in-flight load a replica that served the request's prompt prefix may be and still get it (0.5: 1.5× the mean; 0: as even as prompts without a known prefix, 0.25)")
+	envflag.Float64Var(fs, &c.PrefixImbalance, "prefix-imbalance", "how far above the mean in-flight load a replica that served the request's prompt prefix may be and still get it (0.5: 1.5× the mean; 0: the even share, as for prompts without a known prefix)")
 	envflag.StringVar(fs, &c.Peers, "peers", "the other gateway replicas' peer addresses, host:port, comma-separated (a DNS name may stand for all of them); each replica shares the prompt prefixes it routed with them. Empty: no sharing")
 	envflag.StringVar(fs, &c.PeerAddr, "peer-addr", "address serving the peers' prefix batches (with --peers)")
 	envflag.DurationVar(fs, &c.PeerSyncInterval, "peer-sync-interval", "how often routed prompt prefixes are sent to the peers")

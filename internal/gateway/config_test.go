@@ -45,11 +45,10 @@ func TestPrefixImbalanceBoundsTheHotReplica(t *testing.T) {
 	prev := 0
 	for _, tc := range []struct {
 		imbalance float64
-		bound     int // ⌈(1 + max(0.25, imbalance)) × 40 ÷ 4⌉
+		bound     int // ⌈(1 + imbalance) × 40 ÷ 4⌉
 	}{
-		// ε = 0.25 for prompts without a known prefix is the floor:
-		// ⌈1.25 × 40 ÷ 4⌉.
-		{0, 13},
+		// 0: the even share, as for prompts without a known prefix.
+		{0, 10},
 		{0.5, 15},
 		{1, 20},
 	} {

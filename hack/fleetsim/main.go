@@ -376,11 +376,11 @@ func routingFrontier(w io.Writer, c config, class fleetsim.GPUClass, tr *fleetsi
 // balancer, with and without the prefix sync, at light load and at the
 // collapse load: the chart runs two.
 func routingGateways(w io.Writer, c config, class fleetsim.GPUClass, base *fleetsim.Trace, pt fleetsim.RoutingPoint) error {
-	fmt.Fprintf(w, "\nSeveral gateway replicas, each with its own balancer (requests in flight and prefix table), requests spread over them by a hash of the request as a Service spreads connections; \"prefix sync\" shares each replica's routed prefixes with the others every %s (--peers). At 2× and at %g×; hits ÷ the oracle's at the same load.\n\n",
-		gateway.DefaultPeerSyncInterval, pt.Factor)
+	fmt.Fprintf(w, "\nSeveral gateway replicas, each with its own balancer (requests in flight and prefix table), requests spread over them by a hash of the request as a Service spreads connections; \"prefix sync\" shares each replica's routed prefixes and requests in flight with the others every %s (--peers). At 2×, %g× and %g×; hits ÷ the oracle's at the same load.\n\n",
+		gateway.DefaultPeerSyncInterval, pt.Factor, pt.Factor+1)
 	fmt.Fprintln(w, "| Load | Router | Mean TTFT (s) | p99 TTFT (s) | Max/mean load | Prefix hits ÷ oracle |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
-	for _, f := range []float64{2, pt.Factor} {
+	for _, f := range []float64{2, pt.Factor, pt.Factor + 1} {
 		tr := base.Scale(f)
 		oracle, err := fleetsim.RunRouting(tr, class, c.routingReplicas, fleetsim.Oracle())
 		if err != nil {

@@ -187,7 +187,7 @@ func TestFleetGoals(t *testing.T) {
 
 	// Two gateway replicas (the chart's default) each see half the
 	// conversations; the prefix sync gives back what that costs. In this
-	// run: hits 0.73× → 0.92× the oracle's, mean TTFT 2.97 → 1.36 s.
+	// run: hits 0.73× → 0.93× the oracle's, mean TTFT 2.97 → 1.39 s.
 	split, err := RunRouting(moon.Scale(5), Classes["H100"], 8, CortexGateways(2, false))
 	if err != nil {
 		t.Fatal(err)

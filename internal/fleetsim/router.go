@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -211,14 +213,19 @@ func (oracle) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
 // requests are spread over them as a Service spreads connections, by a
 // hash of the request. With share, what each replica remembers reaches
 // the others' tables at the next tick of the prefix sync
-// (gateway.DefaultPeerSyncInterval), as the gateway's prefix sync delivers
-// it (internal/gateway/prefixsync.go).
+// (gateway.DefaultPeerSyncInterval), and each replica's requests in flight
+// as they were at the last tick count in the others' bounds
+// (Balancer.SetPeerLoad), as the gateway's prefix sync delivers them
+// (internal/gateway/prefixsync.go); the balancers run on the simulator's
+// clock.
 type cortexGateways struct {
 	bs    []*gateway.Balancer
 	name  string
 	share bool
 	sim   *Sim
 	n     uint64 // requests routed
+	// tick is the last sync tick whose loads were delivered.
+	tick float64
 }
 
 // CortexGateways is n gateway replicas with the default balancer; share
@@ -233,11 +240,13 @@ func CortexGateways(n int, share bool) Router {
 	}
 	for i := range n {
 		b := gateway.NewBalancer()
+		b.SetClock(c.clock)
 		if share {
 			b.Remembered = func(keys []uint64, endpoint string) { c.remembered(i, keys, endpoint) }
 		}
 		c.bs = append(c.bs, b)
 	}
+	c.tick = -1
 	return c
 }
 
@@ -254,8 +263,40 @@ func (c *cortexGateways) remembered(from int, keys []uint64, endpoint string) {
 	}
 }
 
+func (c *cortexGateways) clock() time.Time {
+	if c.sim == nil {
+		return time.Unix(0, 0)
+	}
+	return time.Unix(0, 0).Add(time.Duration(c.sim.now * float64(time.Second)))
+}
+
+// deliverLoads hands every replica the others' requests in flight once
+// per sync tick: taken at the first request after the tick, as nothing
+// changes them between requests but their ends.
+func (c *cortexGateways) deliverLoads() {
+	tick := math.Floor(c.sim.now / gateway.DefaultPeerSyncInterval.Seconds())
+	if tick == c.tick {
+		return
+	}
+	c.tick = tick
+	loads := make([]map[string]int, len(c.bs))
+	for i, b := range c.bs {
+		loads[i] = b.InFlight()
+	}
+	for i, b := range c.bs {
+		for j := range c.bs {
+			if j != i {
+				b.SetPeerLoad(strconv.Itoa(j), loads[j])
+			}
+		}
+	}
+}
+
 func (c *cortexGateways) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
 	c.sim = s
+	if c.share {
+		c.deliverLoads()
+	}
 	var b [8]byte
 	c.n++
 	binary.LittleEndian.PutUint64(b[:], c.n)

@@ -60,7 +60,28 @@ type Balancer struct {
 	// block or call back): the prefix sync sends them to the other
 	// gateway replicas, which Learn them (prefixsync.go).
 	Remembered func(keys []uint64, endpoint string)
+
+	// peers are the requests in flight the other gateway replicas
+	// reported, by peer, each good for PeerLoadTTL (SetPeerLoad): the
+	// load bounds and the least-loaded choice count them with this
+	// replica's own, so that several replicas do not each fill a neuron
+	// to the bound.
+	peers map[string]peerLoad
+	// PeerLoadTTL is how long a peer's report counts (0:
+	// DefaultPeerLoadTTL).
+	PeerLoadTTL time.Duration
 }
+
+type peerLoad struct {
+	inflight map[string]int
+	at       time.Time
+}
+
+// DefaultPeerLoadTTL is how long a peer gateway's report of its requests
+// in flight counts when no newer one comes: twenty of the prefix sync's
+// default intervals, so a peer that stopped (or whose batches stopped
+// arriving) soon stops weighing on the bounds.
+const DefaultPeerLoadTTL = 2 * time.Second
 
 // DefaultPrefixEntries bounds the prefix table: 64 Ki keys of 2 KiB chunks
 // stand for 128 MiB of distinct prompt text, more than the KV caches of a
@@ -147,6 +168,58 @@ func (b *Balancer) Pick(replicas []Replica, prefix []uint64, exclude []string) (
 	}, true
 }
 
+// SetClock replaces the clock (the fleet simulator's virtual time).
+func (b *Balancer) SetClock(now func() time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.now = now
+}
+
+// InFlight returns this replica's own requests in flight, by endpoint.
+func (b *Balancer) InFlight() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]int, len(b.inflight))
+	for ep, n := range b.inflight {
+		out[ep] = n
+	}
+	return out
+}
+
+// SetPeerLoad records the requests in flight another gateway replica
+// reported (by endpoint; an endpoint left out has none), replacing its
+// previous report.
+func (b *Balancer) SetPeerLoad(peer string, inflight map[string]int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.peers == nil {
+		b.peers = map[string]peerLoad{}
+	}
+	b.peers[peer] = peerLoad{inflight: inflight, at: b.now()}
+}
+
+// load is an endpoint's requests in flight from this replica and from
+// the peers whose reports are still good. b.mu is held.
+func (b *Balancer) load(ep string) int {
+	n := b.inflight[ep]
+	if len(b.peers) == 0 {
+		return n
+	}
+	ttl := b.PeerLoadTTL
+	if ttl <= 0 {
+		ttl = DefaultPeerLoadTTL
+	}
+	now := b.now()
+	for id, p := range b.peers {
+		if now.Sub(p.at) > ttl {
+			delete(b.peers, id)
+			continue
+		}
+		n += p.inflight[ep]
+	}
+	return n
+}
+
 // MarkDown skips an endpoint for d while other replicas are available.
 func (b *Balancer) MarkDown(endpoint string, d time.Duration) {
 	b.mu.Lock()
@@ -157,7 +230,7 @@ func (b *Balancer) MarkDown(endpoint string, d time.Duration) {
 func (b *Balancer) leastLoaded(cands []Replica) Replica {
 	best := cands[0]
 	for _, c := range cands[1:] {
-		if b.inflight[c.Endpoint] < b.inflight[best.Endpoint] {
+		if b.load(c.Endpoint) < b.load(best.Endpoint) {
 			best = c
 		}
 	}
@@ -175,7 +248,7 @@ func (b *Balancer) leastLoaded(cands []Replica) Replica {
 func (b *Balancer) bound(cands []Replica, eps float64) int {
 	total := 0
 	for _, c := range cands {
-		total += b.inflight[c.Endpoint]
+		total += b.load(c.Endpoint)
 	}
 	return int(math.Ceil((1 + eps) * float64(total+1) / float64(len(cands))))
 }
@@ -193,7 +266,7 @@ func (b *Balancer) prefixed(cands []Replica, prefix []uint64) Replica {
 			// keys of one request are remembered together.
 			break
 		}
-		if i := slices.IndexFunc(cands, func(c Replica) bool { return c.Endpoint == ep }); i >= 0 && b.inflight[ep]+1 <= bound {
+		if i := slices.IndexFunc(cands, func(c Replica) bool { return c.Endpoint == ep }); i >= 0 && b.load(ep)+1 <= bound {
 			best = i
 		}
 	}
@@ -260,7 +333,7 @@ func (b *Balancer) affine(cands []Replica, affinity uint64, bound int) Replica {
 		return 0
 	})
 	for _, s := range order {
-		if b.inflight[s.r.Endpoint]+1 <= bound {
+		if b.load(s.r.Endpoint)+1 <= bound {
 			return s.r
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -33,10 +34,13 @@ import (
 // least-load collapses) and their mean time to first token was 1.5× as
 // long (docs/fleet.md). So each replica batches what it remembered and
 // posts it every PeerSyncInterval to every other replica, which records
-// it as its own (Balancer.Learn). It is best effort by design: a batch a
-// peer does not take is dropped, not retried, since a stale or missing
-// entry costs a prefix hit, never a wrong answer; only what a replica
-// chose itself is sent, so nothing echoes.
+// it as its own (Balancer.Learn). Each batch also carries the sender's
+// requests in flight per neuron, which the receiver counts with its own
+// for the load bounds (Balancer.SetPeerLoad): without them each of N
+// replicas would fill a neuron to the bound. It is best effort by design:
+// a batch a peer does not take is dropped, not retried, since a stale or
+// missing entry costs a prefix hit or a less even load, never a wrong
+// answer; only what a replica chose itself is sent, so nothing echoes.
 //
 // Peers are host:port pairs; a host that is a DNS name (the chart's
 // headless Service) is resolved again every peerResolveEvery, so replicas
@@ -57,12 +61,20 @@ const DefaultPeerSyncInterval = 100 * time.Millisecond
 const (
 	// prefixBatchMagic opens every batch: a version, so that a gateway
 	// sent a format it does not know refuses it instead of misreading it.
-	prefixBatchMagic = "CPX1"
+	prefixBatchMagic = "CPX2"
+	// Record kinds.
+	recordPrefix = 'P'
+	recordLoad   = 'L'
+	// maxPeerInFlight bounds one load record's count.
+	maxPeerInFlight = 1 << 20
 	// maxPrefixBatch bounds one batch, at both ends: a sender drops what
 	// would exceed it (counted), a receiver refuses a larger body. 4 MiB
 	// are about 8,000 requests of 64 keys, far more than a 100 ms interval
 	// sees.
 	maxPrefixBatch = 4 << 20
+	// maxLoadBytes bounds a batch's load records (about 20,000 endpoints),
+	// on top of maxPrefixBatch.
+	maxLoadBytes = 1 << 20
 	// maxEndpointBytes bounds one endpoint URL in a batch.
 	maxEndpointBytes = 1024
 	// headerGatewayInstance carries the sender's instance id.
@@ -80,15 +92,20 @@ type prefixRecord struct {
 	keys     []uint64
 }
 
-// appendPrefixRecord encodes one record: the endpoint's length (uint16)
-// and bytes, the key count (uint16) and the keys (uint64), little-endian.
-// An empty buf gets the batch's magic first.
+// prefixBatch is a decoded batch: the routed prefixes, and the sender's
+// requests in flight by endpoint (complete: an endpoint left out has
+// none).
+type prefixBatch struct {
+	prefixes []prefixRecord
+	load     map[string]int
+}
+
+// appendPrefixRecord encodes one routed request: the kind 'P', the
+// endpoint's length (uint16) and bytes, the key count (uint16) and the
+// keys (uint64), little-endian. An empty buf gets the batch's magic
+// first.
 func appendPrefixRecord(buf []byte, endpoint string, keys []uint64) []byte {
-	if len(buf) == 0 {
-		buf = append(buf, prefixBatchMagic...)
-	}
-	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(endpoint)))
-	buf = append(buf, endpoint...)
+	buf = appendRecordHead(buf, recordPrefix, endpoint)
 	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(keys)))
 	for _, k := range keys {
 		buf = binary.LittleEndian.AppendUint64(buf, k)
@@ -96,33 +113,68 @@ func appendPrefixRecord(buf []byte, endpoint string, keys []uint64) []byte {
 	return buf
 }
 
+// appendLoadRecord encodes one endpoint's requests in flight: the kind
+// 'L', the endpoint as above and the count (uint32).
+func appendLoadRecord(buf []byte, endpoint string, n int) []byte {
+	buf = appendRecordHead(buf, recordLoad, endpoint)
+	return binary.LittleEndian.AppendUint32(buf, uint32(min(max(n, 0), maxPeerInFlight)))
+}
+
+func appendRecordHead(buf []byte, kind byte, endpoint string) []byte {
+	if len(buf) == 0 {
+		buf = append(buf, prefixBatchMagic...)
+	}
+	buf = append(buf, kind)
+	buf = binary.LittleEndian.AppendUint16(buf, uint16(len(endpoint)))
+	return append(buf, endpoint...)
+}
+
 // prefixRecordSize is what appendPrefixRecord adds for one record.
 func prefixRecordSize(endpoint string, keys []uint64) int {
-	return 4 + len(endpoint) + 8*len(keys)
+	return 5 + len(endpoint) + 8*len(keys)
 }
 
 // decodePrefixBatch reads a whole batch, or says what is wrong with it;
 // nothing of a malformed batch is returned.
-func decodePrefixBatch(data []byte) ([]prefixRecord, error) {
+func decodePrefixBatch(data []byte) (*prefixBatch, error) {
 	if !bytes.HasPrefix(data, []byte(prefixBatchMagic)) {
 		return nil, fmt.Errorf("not a prefix batch: it must start with %q", prefixBatchMagic)
 	}
 	data = data[len(prefixBatchMagic):]
-	var out []prefixRecord
+	out := &prefixBatch{load: map[string]int{}}
 	for n := 0; len(data) > 0; n++ {
-		if len(data) < 2 {
-			return nil, fmt.Errorf("record %d: truncated endpoint length", n)
+		if len(data) < 3 {
+			return nil, fmt.Errorf("record %d: truncated head", n)
 		}
-		el := int(binary.LittleEndian.Uint16(data))
-		data = data[2:]
+		kind := data[0]
+		el := int(binary.LittleEndian.Uint16(data[1:]))
+		data = data[3:]
+		if kind != recordPrefix && kind != recordLoad {
+			return nil, fmt.Errorf("record %d: unknown kind %q", n, kind)
+		}
 		if el == 0 || el > maxEndpointBytes {
 			return nil, fmt.Errorf("record %d: endpoint of %d bytes (want 1 to %d)", n, el, maxEndpointBytes)
 		}
-		if len(data) < el+2 {
+		if len(data) < el {
 			return nil, fmt.Errorf("record %d: truncated endpoint", n)
 		}
 		ep := string(data[:el])
 		data = data[el:]
+		if kind == recordLoad {
+			if len(data) < 4 {
+				return nil, fmt.Errorf("record %d: truncated load", n)
+			}
+			v := int(binary.LittleEndian.Uint32(data))
+			data = data[4:]
+			if v > maxPeerInFlight {
+				return nil, fmt.Errorf("record %d: %d requests in flight (at most %d)", n, v, maxPeerInFlight)
+			}
+			out.load[ep] = v
+			continue
+		}
+		if len(data) < 2 {
+			return nil, fmt.Errorf("record %d: truncated key count", n)
+		}
 		kn := int(binary.LittleEndian.Uint16(data))
 		data = data[2:]
 		if kn == 0 || kn > MaxPrefixKeys {
@@ -136,7 +188,7 @@ func decodePrefixBatch(data []byte) ([]prefixRecord, error) {
 			keys[i] = binary.LittleEndian.Uint64(data[8*i:])
 		}
 		data = data[8*kn:]
-		out = append(out, prefixRecord{ep, keys})
+		out.prefixes = append(out.prefixes, prefixRecord{ep, keys})
 	}
 	return out, nil
 }
@@ -188,8 +240,11 @@ type prefixSync struct {
 	mu      sync.Mutex
 	out     []byte // the pending batch
 	records int
-	byName  map[string][]string // resolved addresses by spec
-	self    map[string]bool     // addresses that turned out to be this replica
+	// lastLoad and lastSent are the load last sent and when.
+	lastLoad map[string]int
+	lastSent time.Time
+	byName   map[string][]string // resolved addresses by spec
+	self     map[string]bool     // addresses that turned out to be this replica
 }
 
 func newPrefixSync(b *Balancer, tokens *neuronapi.TokenSource, peers []string, interval time.Duration, reg prometheus.Registerer) *prefixSync {
@@ -294,16 +349,35 @@ func (s *prefixSync) resolve(ctx context.Context) {
 	s.metrics.peers.Set(float64(len(s.peers())))
 }
 
-// flush posts the pending batch to every peer at once and waits for
-// them, so a slow peer delays the next batch rather than piling up
-// requests; meanwhile records queue up to maxPrefixBatch.
+// flush posts the pending batch, with this replica's requests in flight,
+// to every peer at once and waits for them, so a slow peer delays the next
+// batch rather than piling up requests; meanwhile records queue up to
+// maxPrefixBatch. A batch goes out when there are routed prefixes, when
+// the load changed, and otherwise at least every half DefaultPeerLoadTTL,
+// so the peers' view of this replica's load neither goes stale nor
+// expires.
 func (s *prefixSync) flush(ctx context.Context) {
+	load := s.balancer.InFlight()
 	s.mu.Lock()
 	batch, n := s.out, s.records
 	s.out, s.records = nil, 0
+	now := time.Now()
+	quiet := n == 0 && maps.Equal(load, s.lastLoad) && now.Sub(s.lastSent) < DefaultPeerLoadTTL/2
+	if !quiet {
+		s.lastLoad, s.lastSent = load, now
+	}
 	s.mu.Unlock()
-	if n == 0 {
+	if quiet {
 		return
+	}
+	if len(batch) == 0 {
+		batch = append(batch, prefixBatchMagic...)
+	}
+	loadStart := len(batch)
+	for _, ep := range slices.Sorted(maps.Keys(load)) {
+		if len(ep) <= maxEndpointBytes && len(batch)-loadStart+7+len(ep) <= maxLoadBytes {
+			batch = appendLoadRecord(batch, ep, load[ep])
+		}
 	}
 	var wg sync.WaitGroup
 	for _, addr := range s.peers() {
@@ -364,29 +438,35 @@ func (s *prefixSync) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.Header.Get(headerGatewayInstance) == s.instance {
+	peer := r.Header.Get(headerGatewayInstance)
+	if peer == "" {
+		http.Error(w, "a prefix batch needs its sender's "+headerGatewayInstance+" header", http.StatusBadRequest)
+		return
+	}
+	if peer == s.instance {
 		w.Header().Set(headerGatewayInstance, s.instance)
 		http.Error(w, "this is the sending gateway itself", http.StatusConflict)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPrefixBatch))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPrefixBatch+maxLoadBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			http.Error(w, fmt.Sprintf("a prefix batch is at most %d bytes", maxPrefixBatch), http.StatusRequestEntityTooLarge)
+			http.Error(w, fmt.Sprintf("a prefix batch is at most %d bytes", maxPrefixBatch+maxLoadBytes), http.StatusRequestEntityTooLarge)
 			return
 		}
 		http.Error(w, "reading the batch: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	recs, err := decodePrefixBatch(body)
+	batch, err := decodePrefixBatch(body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	for _, rec := range recs {
+	for _, rec := range batch.prefixes {
 		s.balancer.Learn(rec.keys, rec.endpoint)
 	}
-	s.metrics.records.WithLabelValues("received").Add(float64(len(recs)))
+	s.balancer.SetPeerLoad(peer, batch.load)
+	s.metrics.records.WithLabelValues("received").Add(float64(len(batch.prefixes)))
 	w.WriteHeader(http.StatusNoContent)
 }

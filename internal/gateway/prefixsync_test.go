@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,41 +26,52 @@ func TestPrefixBatchRoundTrip(t *testing.T) {
 	if want := len(prefixBatchMagic) + prefixRecordSize("http://10.0.0.1:8231", []uint64{1, 2, 3}) + prefixRecordSize("http://10.0.0.2:8231", []uint64{0}); len(buf) != want {
 		t.Fatalf("batch of %d bytes, want %d", len(buf), want)
 	}
-	recs, err := decodePrefixBatch(buf)
+	buf = appendLoadRecord(buf, "http://10.0.0.1:8231", 7)
+	buf = appendLoadRecord(buf, "http://10.0.0.3:8231", 0)
+	got, err := decodePrefixBatch(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []prefixRecord{{"http://10.0.0.1:8231", []uint64{1, 2, 3}}, {"http://10.0.0.2:8231", []uint64{1<<63 + 5}}}
-	if len(recs) != len(want) {
-		t.Fatalf("got %v", recs)
+	if len(got.prefixes) != len(want) {
+		t.Fatalf("got %v", got.prefixes)
 	}
 	for i := range want {
-		if recs[i].endpoint != want[i].endpoint || !slices.Equal(recs[i].keys, want[i].keys) {
-			t.Fatalf("record %d: got %v, want %v", i, recs[i], want[i])
+		if got.prefixes[i].endpoint != want[i].endpoint || !slices.Equal(got.prefixes[i].keys, want[i].keys) {
+			t.Fatalf("record %d: got %v, want %v", i, got.prefixes[i], want[i])
 		}
 	}
-	if recs, err := decodePrefixBatch([]byte(prefixBatchMagic)); err != nil || len(recs) != 0 {
-		t.Fatalf("an empty batch: %v, %v", recs, err)
+	if !maps.Equal(got.load, map[string]int{"http://10.0.0.1:8231": 7, "http://10.0.0.3:8231": 0}) {
+		t.Fatalf("load %v", got.load)
+	}
+	if got, err := decodePrefixBatch([]byte(prefixBatchMagic)); err != nil || len(got.prefixes) != 0 || len(got.load) != 0 {
+		t.Fatalf("an empty batch: %v, %v", got, err)
 	}
 
 	good := appendPrefixRecord(nil, "http://a", []uint64{9, 10})
+	load := appendLoadRecord(nil, "http://a", 3)
 	tooMany := appendPrefixRecord(nil, "http://a", make([]uint64, MaxPrefixKeys+1))
+	head := func(b ...byte) []byte { return append([]byte(prefixBatchMagic), b...) }
 	for name, tc := range map[string]struct {
 		data []byte
 		want string
 	}{
-		"no magic":           {[]byte("CPX2" + string(good[4:])), "must start with"},
+		"no magic":           {[]byte("CPX1" + string(good[4:])), "must start with"},
 		"empty":              {nil, "must start with"},
-		"cut in a length":    {good[:5], "truncated endpoint length"},
-		"cut in an endpoint": {good[:8], "truncated endpoint"},
+		"cut in a head":      {good[:6], "truncated head"},
+		"cut in an endpoint": {good[:9], "truncated endpoint"},
+		"cut in a count":     {good[:len(prefixBatchMagic)+3+8+1], "truncated key count"},
 		"cut in the keys":    {good[:len(good)-3], "truncated keys"},
-		"empty endpoint":     {append([]byte(prefixBatchMagic), 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0), "endpoint of 0 bytes"},
-		"no keys":            {append([]byte(prefixBatchMagic), 1, 0, 'x', 0, 0), "0 keys"},
+		"cut in a load":      {load[:len(load)-1], "truncated load"},
+		"unknown kind":       {head('X', 1, 0, 'x'), "unknown kind"},
+		"empty endpoint":     {head('P', 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0), "endpoint of 0 bytes"},
+		"no keys":            {head('P', 1, 0, 'x', 0, 0), "0 keys"},
 		"too many keys":      {tooMany, "65 keys"},
-		"trailing byte":      {append(slices.Clone(good), 7), "truncated endpoint length"},
+		"too large a load":   {head('L', 1, 0, 'x', 0xff, 0xff, 0xff, 0x7f), "requests in flight"},
+		"trailing byte":      {append(slices.Clone(good), 'P'), "truncated head"},
 	} {
-		if recs, err := decodePrefixBatch(tc.data); err == nil || !strings.Contains(err.Error(), tc.want) || recs != nil {
-			t.Errorf("%s: got %v, %v; want an error saying %q and nothing decoded", name, recs, err, tc.want)
+		if got, err := decodePrefixBatch(tc.data); err == nil || !strings.Contains(err.Error(), tc.want) || got != nil {
+			t.Errorf("%s: got %v, %v; want an error saying %q and nothing decoded", name, got, err, tc.want)
 		}
 	}
 }
@@ -182,6 +194,11 @@ func TestPrefixSyncRefusesBadBatches(t *testing.T) {
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
+		if method != "anonymous" { // a peer that does not say who it is
+			req.Header.Set(headerGatewayInstance, "peer-x")
+		} else {
+			req.Method = http.MethodPost
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -200,9 +217,10 @@ func TestPrefixSyncRefusesBadBatches(t *testing.T) {
 		"no token":    {http.MethodPost, "", good, http.StatusUnauthorized, "neuron token"},
 		"wrong token": {http.MethodPost, "nope", good, http.StatusUnauthorized, "neuron token"},
 		"GET":         {http.MethodGet, "tok", nil, http.StatusMethodNotAllowed, "only POST"},
+		"no instance": {"anonymous", "tok", good, http.StatusBadRequest, "needs its sender's"},
 		"not a batch": {http.MethodPost, "tok", []byte(`{"keys":[1]}`), http.StatusBadRequest, "not a prefix batch"},
 		"truncated":   {http.MethodPost, "tok", good[:len(good)-1], http.StatusBadRequest, "truncated keys"},
-		"too large":   {http.MethodPost, "tok", make([]byte, maxPrefixBatch+1), http.StatusRequestEntityTooLarge, "at most"},
+		"too large":   {http.MethodPost, "tok", make([]byte, maxPrefixBatch+maxLoadBytes+1), http.StatusRequestEntityTooLarge, "at most"},
 	} {
 		code, msg := post(tc.method, tc.token, tc.body)
 		if code != tc.code || !strings.Contains(msg, tc.msg) {
@@ -217,6 +235,59 @@ func TestPrefixSyncRefusesBadBatches(t *testing.T) {
 	}
 	if ep, ok := g.b.lookup(5); !ok || ep != "http://n0" || g.received() != 1 {
 		t.Fatalf("a good batch was not learned: %q %v, received %v", ep, ok, g.received())
+	}
+}
+
+// Each replica counts the others' requests in flight with its own, until
+// their reports stop coming.
+func TestPrefixSyncSharesRequestsInFlight(t *testing.T) {
+	a, b := newPeerGateway(t, ""), newPeerGateway(t, "")
+	a.ps.specs = []string{b.addr}
+	ctx := t.Context()
+	a.ps.resolve(ctx)
+	rs := reps(4)
+	var holds []func()
+	for range 3 {
+		_, rel, _ := a.b.Pick(rs, nil, []string{rs[1].Endpoint, rs[2].Endpoint, rs[3].Endpoint})
+		holds = append(holds, rel)
+	}
+	a.ps.flush(ctx)
+	if got, rel, _ := b.b.Pick(rs, nil, nil); got == rs[0] {
+		t.Fatal("B sent a request to the replica A holds 3 on, with 3 idle ones")
+	} else {
+		rel()
+	}
+	for _, h := range holds {
+		h()
+	}
+	a.ps.flush(ctx)
+	if got, rel, _ := b.b.Pick(rs, nil, nil); got != rs[0] {
+		t.Fatalf("B went to %s after A released everything; want %s (least loaded, first)", got.Node, rs[0].Node)
+	} else {
+		rel()
+	}
+	// A report counts for PeerLoadTTL only.
+	_, rel, _ := a.b.Pick(rs, nil, []string{rs[1].Endpoint, rs[2].Endpoint, rs[3].Endpoint})
+	defer rel()
+	a.ps.flush(ctx)
+	now := time.Now()
+	b.b.SetClock(func() time.Time { return now })
+	if got, rel, _ := b.b.Pick(rs, nil, nil); got == rs[0] {
+		t.Fatal("B ignored A's fresh report")
+	} else {
+		rel()
+	}
+	now = now.Add(DefaultPeerLoadTTL + time.Second)
+	if got, rel, _ := b.b.Pick(rs, nil, nil); got != rs[0] {
+		t.Fatalf("B still counts A's report %s old: went to %s", DefaultPeerLoadTTL+time.Second, got.Node)
+	} else {
+		rel()
+	}
+	// Nothing new to say: no batch, until half the report's life is over.
+	sent := a.ps.lastSent
+	a.ps.flush(ctx)
+	if !a.ps.lastSent.Equal(sent) {
+		t.Fatal("a batch went out with nothing new in it")
 	}
 }
 

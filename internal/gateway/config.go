@@ -217,8 +217,8 @@ func (c *Config) Validate() error {
 		if c.PeerAddr == "" {
 			errs = append(errs, errors.New("peer-addr is required with peers"))
 		}
-		if c.PeerSyncInterval <= 0 {
-			errs = append(errs, errors.New("peer-sync-interval must be positive"))
+		if c.PeerSyncInterval < 10*time.Millisecond {
+			errs = append(errs, fmt.Errorf("peer-sync-interval must be at least 10ms, got %s", c.PeerSyncInterval))
 		}
 	}
 	return errors.Join(errs...)

@@ -3,8 +3,10 @@ package gateway
 import (
 	"flag"
 	"math"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPrefixImbalanceFlag(t *testing.T) {
@@ -78,5 +80,49 @@ func TestPrefixImbalanceBoundsTheHotReplica(t *testing.T) {
 			t.Errorf("imbalance %v: loads %v, busiest %d, want more than %d (the lower setting's) and at most %d", tc.imbalance, counts, top, prev, tc.bound)
 		}
 		prev = top
+	}
+}
+
+func TestPeersFlags(t *testing.T) {
+	c := DefaultConfig()
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	c.BindFlags(fs)
+	if err := fs.Parse([]string{"--peers= gw-peers:8081 , 10.0.0.7:8081,", "--peer-sync-interval=250ms", "--allow-anonymous"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.PeerList(); !slices.Equal(got, []string{"gw-peers:8081", "10.0.0.7:8081"}) {
+		t.Errorf("peers %q", got)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("valid peers refused: %v", err)
+	}
+	if c.PeerAddr != ":8081" || c.PeerSyncInterval != 250*time.Millisecond {
+		t.Errorf("peer-addr %q, interval %s", c.PeerAddr, c.PeerSyncInterval)
+	}
+	for name, tc := range map[string]struct {
+		mutate func(*Config)
+		want   string
+	}{
+		"no port":        {func(c *Config) { c.Peers = "gw-peers" }, `"gw-peers" is not host:port`},
+		"no host":        {func(c *Config) { c.Peers = ":8081" }, `":8081" is not host:port`},
+		"no peer-addr":   {func(c *Config) { c.Peers, c.PeerAddr = "a:1", "" }, "peer-addr is required"},
+		"interval 1ms":   {func(c *Config) { c.Peers, c.PeerSyncInterval = "a:1", time.Millisecond }, "at least 10ms"},
+		"interval unset": {func(c *Config) { c.Peers, c.PeerSyncInterval = "a:1", 0 }, "at least 10ms"},
+	} {
+		c := DefaultConfig()
+		c.AllowAnonymous = true
+		tc.mutate(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+	// Without peers the peer settings are not looked at.
+	c = DefaultConfig()
+	c.AllowAnonymous, c.PeerAddr, c.PeerSyncInterval = true, "", 0
+	if err := c.Validate(); err != nil {
+		t.Errorf("no peers: %v", err)
+	}
+	if PeerLoadTTL(100*time.Millisecond) != DefaultPeerLoadTTL || PeerLoadTTL(5*time.Second) != 15*time.Second {
+		t.Errorf("PeerLoadTTL: %s, %s", PeerLoadTTL(100*time.Millisecond), PeerLoadTTL(5*time.Second))
 	}
 }

@@ -151,6 +151,7 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 				return fmt.Errorf("listening on %s: %w", cfg.PeerAddr, err)
 			}
 		}
+		g.balancer.PeerLoadTTL = PeerLoadTTL(cfg.PeerSyncInterval)
 		ps := newPrefixSync(g.balancer, g.tokens, peers, cfg.PeerSyncInterval, g.metrics.registry)
 		ps.log = logger.WithName("prefix-sync")
 		mux := http.NewServeMux()

@@ -353,7 +353,7 @@ func (s *prefixSync) resolve(ctx context.Context) {
 // to every peer at once and waits for them, so a slow peer delays the next
 // batch rather than piling up requests; meanwhile records queue up to
 // maxPrefixBatch. A batch goes out when there are routed prefixes, when
-// the load changed, and otherwise at least every half DefaultPeerLoadTTL,
+// the load changed, and otherwise at least every half PeerLoadTTL,
 // so the peers' view of this replica's load neither goes stale nor
 // expires.
 func (s *prefixSync) flush(ctx context.Context) {
@@ -362,7 +362,7 @@ func (s *prefixSync) flush(ctx context.Context) {
 	batch, n := s.out, s.records
 	s.out, s.records = nil, 0
 	now := time.Now()
-	quiet := n == 0 && maps.Equal(load, s.lastLoad) && now.Sub(s.lastSent) < DefaultPeerLoadTTL/2
+	quiet := n == 0 && maps.Equal(load, s.lastLoad) && now.Sub(s.lastSent) < PeerLoadTTL(s.interval)/2
 	if !quiet {
 		s.lastLoad, s.lastSent = load, now
 	}
@@ -382,7 +382,9 @@ func (s *prefixSync) flush(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, addr := range s.peers() {
 		wg.Go(func() {
-			if err := s.post(ctx, addr, batch); err != nil {
+			if err := s.post(ctx, addr, batch); errors.Is(err, errPeerIsSelf) {
+				return
+			} else if err != nil {
 				s.metrics.failures.Inc()
 				s.log.V(1).Info("A gateway peer did not take a prefix batch", "peer", addr, "error", err.Error())
 				return
@@ -391,6 +393,14 @@ func (s *prefixSync) flush(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// PeerLoadTTL is how long a peer's report of its requests in flight counts
+// when its batches come every interval: DefaultPeerLoadTTL, or three
+// intervals if that is longer. Gateway replicas share their settings, so
+// a receiver applies its own interval to its peers' reports.
+func PeerLoadTTL(interval time.Duration) time.Duration {
+	return max(DefaultPeerLoadTTL, 3*interval)
 }
 
 var errPeerIsSelf = errors.New("the peer is this gateway")

@@ -10,6 +10,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	cortexv1 "github.com/helexa-ai/cortex/api/v1alpha1"
 	"github.com/helexa-ai/cortex/internal/fleet"
 	"github.com/helexa-ai/cortex/internal/units"
 )
@@ -195,8 +196,11 @@ type problem struct{ label, text string }
 func problemLines(r fleet.Report, names map[string]string) []problem {
 	var out []problem
 	for _, n := range r.Neurons {
-		if !n.Ready {
+		switch {
+		case !n.Ready:
 			out = append(out, problem{"node " + n.Name, "not Ready (" + n.Reason + ")"})
+		case n.Reason == cortexv1.ReasonHeartbeatLate:
+			out = append(out, problem{"node " + n.Name, "heartbeat late (" + n.Reason + "): serving, but its neuron cannot reach the API server"})
 		}
 	}
 	for _, u := range r.Unservable {

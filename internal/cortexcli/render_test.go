@@ -161,3 +161,17 @@ func TestWrap(t *testing.T) {
 		}
 	}
 }
+
+// A Ready node whose heartbeat is late is still worth a line: it serves,
+// but its NeuronNode is not being updated.
+func TestProblemLinesNameALateHeartbeat(t *testing.T) {
+	r := healthyReport()
+	r.Neurons[1].Reason = "HeartbeatLate"
+	got := problemLines(r, nil)
+	if len(got) != 1 || got[0].label != "node gpu-b" || !strings.Contains(got[0].text, "heartbeat late (HeartbeatLate): serving") {
+		t.Fatalf("problems %+v", got)
+	}
+	if got := problemLines(healthyReport(), nil); len(got) != 0 {
+		t.Fatalf("a healthy fleet has problems: %+v", got)
+	}
+}

@@ -65,6 +65,9 @@ func node(nn *cortexv1.NeuronNode) Node {
 	n := Node{Name: nn.Name, Cordoned: nn.Spec.Unschedulable, Models: []string{}}
 	if c := meta.FindStatusCondition(nn.Status.Conditions, cortexv1.NeuronNodeConditionReady); c != nil && c.Status == "True" {
 		n.Ready = true
+		if c.Reason == cortexv1.ReasonHeartbeatLate {
+			n.Reason = c.Reason
+		}
 	} else if c != nil {
 		n.Reason = c.Reason
 	} else {

@@ -28,6 +28,13 @@ func notReady(reason, msg string) nodeOpt {
 	}
 }
 
+// late is a Ready node whose heartbeat is late: its neuron answers.
+func late() nodeOpt {
+	return func(nn *cortexv1.NeuronNode) {
+		nn.Status.Conditions = []metav1.Condition{{Type: cortexv1.NeuronNodeConditionReady, Status: metav1.ConditionTrue, Reason: cortexv1.ReasonHeartbeatLate}}
+	}
+}
+
 func noCondition() nodeOpt {
 	return func(nn *cortexv1.NeuronNode) { nn.Status.Conditions = nil }
 }
@@ -246,6 +253,7 @@ func TestBuildDescribesNodesAndModels(t *testing.T) {
 	nodes := []*cortexv1.NeuronNode{
 		newNode("b", notReady(cortexv1.ReasonHeartbeatStale, ""), gpu(cortexv1.DeviceCUDA, 10*gi, 80*gi), gpu(cortexv1.DeviceCUDA, 20*gi, 80*gi), holds("ns/m"), holds("ns/a")),
 		newNode("a", gpu(cortexv1.DeviceCPU, 3*gi, 8*gi), cordoned()),
+		newNode("late", late()),
 	}
 	m := newModel("m", inPhase(cortexv1.ModelPhaseDegraded),
 		replica("c", cortexv1.ReplicaFailed, 0, "boom"),
@@ -260,6 +268,7 @@ func TestBuildDescribesNodesAndModels(t *testing.T) {
 	wantNodes := []Node{
 		{Name: "a", Ready: true, Cordoned: true, GPUs: 0, MemoryFreeBytes: 3 * gi, MemoryTotalBytes: 8 * gi, Models: []string{}},
 		{Name: "b", Reason: cortexv1.ReasonHeartbeatStale, GPUs: 2, MemoryFreeBytes: 30 * gi, MemoryTotalBytes: 160 * gi, Models: []string{"ns/a", "ns/m"}},
+		{Name: "late", Ready: true, Reason: cortexv1.ReasonHeartbeatLate, Models: []string{}},
 	}
 	if !reflect.DeepEqual(r.Neurons, wantNodes) {
 		t.Errorf("neurons =\n  %+v\nwant\n  %+v", r.Neurons, wantNodes)

@@ -100,7 +100,9 @@ type Unservable struct {
 type Node struct {
 	Name  string `json:"name"`
 	Ready bool   `json:"ready"`
-	// Reason is the Ready condition's reason when the node is not Ready.
+	// Reason is the Ready condition's reason when the node is not Ready,
+	// or HeartbeatLate when it is Ready without a fresh heartbeat (its
+	// neuron answers the manager but cannot reach the API server).
 	Reason   string `json:"reason,omitempty"`
 	Cordoned bool   `json:"cordoned,omitempty"`
 	// GPUs counts the GPUs (a CPU-only host has 0).

@@ -60,6 +60,27 @@ func startStack(t *testing.T, ns string, tweaks ...func(*gateway.Config, *gatewa
 	mdone := make(chan error, 1)
 	go func() { mdone <- manager.Run(ctx, mcfg, env.Config, manager.Options{SkipNameValidation: true}) }()
 
+	url, murl, gdone := startGateway(t, ctx, ns, tweaks...)
+	t.Cleanup(func() {
+		cancel()
+		for _, ch := range []chan error{mdone, gdone} {
+			select {
+			case err := <-ch:
+				if err != nil {
+					t.Errorf("stopped with error: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("did not stop")
+			}
+		}
+	})
+	return &stack{t: t, ctx: ctx, ns: ns, gateway: url, metrics: murl}
+}
+
+// startGateway runs one gateway replica in-process until ctx ends and
+// returns its API and metrics URLs and where its exit error goes.
+func startGateway(t *testing.T, ctx context.Context, ns string, tweaks ...func(*gateway.Config, *gateway.Options)) (url, metrics string, done chan error) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	mln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -75,32 +96,19 @@ func startStack(t *testing.T, ns string, tweaks ...func(*gateway.Config, *gatewa
 		tweak(&gcfg, &gopts)
 	}
 	ready := make(chan struct{})
-	gdone := make(chan error, 1)
+	done = make(chan error, 1)
 	go func() {
 		gopts.Ready = func(string) { close(ready) }
-		gdone <- gateway.Run(ctx, gcfg, env.Config, gopts)
+		done <- gateway.Run(ctx, gcfg, env.Config, gopts)
 	}()
 	select {
 	case <-ready:
-	case err := <-gdone:
+	case err := <-done:
 		t.Fatalf("gateway stopped: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway not ready")
 	}
-	t.Cleanup(func() {
-		cancel()
-		for _, ch := range []chan error{mdone, gdone} {
-			select {
-			case err := <-ch:
-				if err != nil {
-					t.Errorf("stopped with error: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("did not stop")
-			}
-		}
-	})
-	return &stack{t: t, ctx: ctx, ns: ns, gateway: "http://" + ln.Addr().String(), metrics: "http://" + mln.Addr().String() + "/metrics"}
+	return "http://" + ln.Addr().String(), "http://" + mln.Addr().String() + "/metrics", done
 }
 
 func (s *stack) neuron(name string) *neurontest.Server {
@@ -243,5 +251,130 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Two gateway replicas sharing routed prefixes (--peers) send a
+// conversation's next turn where the other sent its prefix, not where
+// the prefix hashes; a third replica without the sync sends it where it
+// hashes. Everything is real but the neurons: the gateways' HTTP API,
+// their prefix sync over loopback, the manager and the API server.
+func TestGatewayReplicasShareWhereAPrefixWent(t *testing.T) {
+	peerA, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	peerB, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	withPeers := func(own net.Listener, other string) func(*gateway.Config, *gateway.Options) {
+		return func(c *gateway.Config, o *gateway.Options) {
+			c.Peers, c.PeerSyncInterval = other, 20*time.Millisecond
+			o.PeerListener = own
+		}
+	}
+	s := startStack(t, "peers", withPeers(peerA, peerB.Addr().String()))
+	ctx, cancel := context.WithCancel(s.ctx)
+	urlB, _, doneB := startGateway(t, ctx, "peers", withPeers(peerB, peerA.Addr().String()))
+	urlC, _, doneC := startGateway(t, ctx, "peers")
+	t.Cleanup(func() {
+		cancel()
+		for _, ch := range []chan error{doneB, doneC} {
+			select {
+			case err := <-ch:
+				if err != nil {
+					t.Errorf("a gateway stopped with error: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("a gateway did not stop")
+			}
+		}
+	})
+	n1, n2 := s.neuron("peers-n1"), s.neuron("peers-n2")
+	s.model("llama", 2)
+	s.waitListed("llama")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var m cortexv1.Model
+		must(t, env.Client.Get(s.ctx, types.NamespacedName{Namespace: "peers", Name: "llama"}, &m))
+		if m.Status.ReadyReplicas == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas not ready: %+v", m.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the gateways' caches see both
+	chat := func(url, content string, stream bool) int {
+		body := fmt.Sprintf(`{"model":"llama","stream":%v,"messages":[{"role":"user","content":%q}]}`, stream, content)
+		resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(body))
+		must(t, err)
+		defer func() { _ = resp.Body.Close() }()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	served := func(n *neurontest.Server) int { paths, _ := n.Requests(); return len(paths) }
+	// Wait until both replicas answer through the gateways' caches.
+	for chat(urlC, "warm-up", false) != 200 || chat(s.gateway, "warm-up", false) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("model never served")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A prompt of two whole 2 KiB chunks: its next turns share its keys.
+	prompt := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 100)
+	before1, before2 := served(n1), served(n2)
+	if chat(s.gateway, prompt, false) != 200 {
+		t.Fatal("first turn failed")
+	}
+	home, away := n1, n2
+	if served(n2) > before2 {
+		home, away = n2, n1
+	} else if served(n1) == before1 {
+		t.Fatal("no neuron saw the first turn")
+	}
+	// Keep home busy with three slow turns of the same conversation on A,
+	// so A sends the next one away.
+	home.SetInference(neurontest.Inference{Chunks: 4, ChunkDelay: 400 * time.Millisecond})
+	busy := served(home)
+	holds := make(chan int, 3)
+	for range 3 {
+		go func() { holds <- chat(s.gateway, prompt, true) }()
+	}
+	for served(home) < busy+3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow turns did not all reach %s", home.Name())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	awayBefore := served(away)
+	homeNow := served(home)
+	if code := chat(s.gateway, prompt+" And then?", false); code != 200 || served(away) != awayBefore+1 {
+		resp, _ := http.Get(s.metrics)
+		m, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		var inflight []string
+		for _, l := range strings.Split(string(m), "\n") {
+			if strings.HasPrefix(l, "cortex_gateway_in_flight") {
+				inflight = append(inflight, l)
+			}
+		}
+		t.Fatalf("A did not send the turn away from the busy %s: code %d, away %d→%d, home %d→%d; %v", home.Name(), code, awayBefore, served(away), homeNow, served(home), inflight)
+	}
+	for range 3 {
+		if c := <-holds; c != 200 {
+			t.Fatalf("a slow turn got %d", c)
+		}
+	}
+	home.SetInference(neurontest.Inference{})
+	time.Sleep(200 * time.Millisecond) // ten sync intervals: B has A's routes and its idle load
+	homeBefore, awayBefore := served(home), served(away)
+	if chat(urlB, prompt+" And then? Tell me more.", false) != 200 {
+		t.Fatal("B failed")
+	}
+	if served(away) != awayBefore+1 || served(home) != homeBefore {
+		t.Fatalf("B sent the conversation to %s; A had sent it to %s", home.Name(), away.Name())
+	}
+	// The control: a replica that shares nothing sends it where it hashes.
+	if chat(urlC, prompt+" And then? Tell me more.", false) != 200 || served(home) != homeBefore+1 {
+		t.Fatalf("C did not send the conversation to its hash home %s: home %d→%d, away %d→%d", home.Name(), homeBefore, served(home), awayBefore+1, served(away))
 	}
 }

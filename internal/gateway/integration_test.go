@@ -63,18 +63,24 @@ func startStack(t *testing.T, ns string, tweaks ...func(*gateway.Config, *gatewa
 	url, murl, gdone := startGateway(t, ctx, ns, tweaks...)
 	t.Cleanup(func() {
 		cancel()
-		for _, ch := range []chan error{mdone, gdone} {
-			select {
-			case err := <-ch:
-				if err != nil {
-					t.Errorf("stopped with error: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("did not stop")
-			}
-		}
+		waitStopped(t, mdone, gdone)
 	})
 	return &stack{t: t, ctx: ctx, ns: ns, gateway: url, metrics: murl}
+}
+
+// waitStopped waits for each process's exit error after its context ended.
+func waitStopped(t *testing.T, dones ...chan error) {
+	t.Helper()
+	for _, ch := range dones {
+		select {
+		case err := <-ch:
+			if err != nil {
+				t.Errorf("stopped with error: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("did not stop")
+		}
+	}
 }
 
 // startGateway runs one gateway replica in-process until ctx ends and
@@ -276,16 +282,7 @@ func TestGatewayReplicasShareWhereAPrefixWent(t *testing.T) {
 	urlC, _, doneC := startGateway(t, ctx, "peers")
 	t.Cleanup(func() {
 		cancel()
-		for _, ch := range []chan error{doneB, doneC} {
-			select {
-			case err := <-ch:
-				if err != nil {
-					t.Errorf("a gateway stopped with error: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Error("a gateway did not stop")
-			}
-		}
+		waitStopped(t, doneB, doneC)
 	})
 	n1, n2 := s.neuron("peers-n1"), s.neuron("peers-n2")
 	s.model("llama", 2)

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/helexa-ai/cortex/internal/neuronapi"
 	"github.com/helexa-ai/cortex/internal/placement"
 )
@@ -210,19 +208,6 @@ func (f *Fleet) Answering(node string, now time.Time, within time.Duration) bool
 	defer f.mu.RUnlock()
 	o, ok := f.obs[node]
 	return ok && o.Err == nil && !o.At.IsZero() && now.Sub(o.At) <= within
-}
-
-// Live reports whether a node counts as alive: its heartbeat is fresh
-// (HeartbeatAge), or, late, its neuron answered a poll within the
-// staleness. A heartbeat is late when the neuron cannot reach the API
-// server, and to a manager reading a frozen cache while the API server is
-// down every heartbeat looks late; the neurons still answer, and their
-// replicas must not be placed again elsewhere on that account.
-func (f *Fleet) Live(node string, hb *metav1.Time, now time.Time, staleAfter time.Duration) bool {
-	if hb == nil {
-		return false
-	}
-	return f.HeartbeatAge(node, hb.Time, now) <= staleAfter || f.Answering(node, now, staleAfter)
 }
 
 // HeartbeatAge is how long this manager has gone without a heartbeat from

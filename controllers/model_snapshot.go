@@ -75,12 +75,19 @@ func (r *ModelReconciler) takeSnapshot(ctx context.Context, now time.Time) (*sna
 		nn := &nodes.Items[i]
 		s.nodes[nn.Name] = nn
 		obs, observed := r.Fleet.Get(nn.Name)
+		// A late heartbeat does not make a node unready while its neuron
+		// answered a poll within the staleness: the neuron cannot reach
+		// the API server, or, to a manager reading a frozen cache while
+		// the API server is down, every heartbeat looks late. The neurons
+		// still answer, and their replicas must not be placed again
+		// elsewhere on that account.
+		fresh := r.heartbeatFresh(nn, now)
 		ready := meta.IsStatusConditionTrue(nn.Status.Conditions, cortexv1.NeuronNodeConditionReady) &&
-			observed && !obs.At.IsZero() && obs.Err == nil && r.Fleet.Live(nn.Name, nn.Status.LastHeartbeatTime, now, r.StaleAfter)
+			observed && !obs.At.IsZero() && obs.Err == nil && (fresh || now.Sub(obs.At) <= r.StaleAfter)
 		// Only a node never polled at all blocks planning: one whose first
 		// poll failed is simply not Ready (its replicas, if any, are placed
 		// elsewhere and the copies it still holds become surplus later).
-		if !ready && r.heartbeatFresh(nn, now) && (!observed || (obs.At.IsZero() && obs.Err == nil)) {
+		if !ready && fresh && (!observed || (obs.At.IsZero() && obs.Err == nil)) {
 			s.unwatched = append(s.unwatched, nn.Name)
 		}
 		s.ready[nn.Name] = ready

@@ -116,8 +116,8 @@ func (r *NeuronNodeReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			}
 			// Tried again at the next poll, not after the error backoff:
 			// while the API server is away the polls must keep their
-			// cadence, since they are what keeps the nodes Live
-			// (Fleet.Live) for the Model reconciler.
+			// cadence, since a recent answer is what keeps a node with a
+			// late heartbeat ready for the Model reconciler.
 			logger.Error(err, "Patching NeuronNode status failed; trying again at the next poll")
 			r.Metrics.ObserveReconcileError(ControllerNeuronNode)
 			return ctrl.Result{RequeueAfter: requeue}, nil
@@ -138,7 +138,7 @@ func (r *NeuronNodeReconciler) observe(ctx context.Context, nn *cortexv1.NeuronN
 	}
 	age := r.Fleet.HeartbeatAge(nn.Name, hb.Time, now)
 	// A late heartbeat with a neuron that answered the last poll is
-	// polled once more: if it answers, the node stays Ready (Fleet.Live).
+	// polled once more: if it answers, the node stays Ready.
 	// One that did not answer, or was never polled, is not polled again
 	// until it heartbeats, so a hung neuron costs one bounded poll.
 	late := age > r.StaleAfter

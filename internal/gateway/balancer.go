@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/binary"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -124,6 +125,7 @@ func (b *Balancer) Pick(replicas []Replica, prefix []uint64, exclude []string) (
 	cands := make([]Replica, 0, len(replicas))
 	var suspect []Replica
 	now := b.now()
+	b.dropStalePeers(now)
 	for _, rep := range replicas {
 		if slices.Contains(exclude, rep.Endpoint) {
 			continue
@@ -179,11 +181,7 @@ func (b *Balancer) SetClock(now func() time.Time) {
 func (b *Balancer) InFlight() map[string]int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make(map[string]int, len(b.inflight))
-	for ep, n := range b.inflight {
-		out[ep] = n
-	}
-	return out
+	return maps.Clone(b.inflight)
 }
 
 // SetPeerLoad records the requests in flight another gateway replica
@@ -198,23 +196,28 @@ func (b *Balancer) SetPeerLoad(peer string, inflight map[string]int) {
 	b.peers[peer] = peerLoad{inflight: inflight, at: b.now()}
 }
 
-// load is an endpoint's requests in flight from this replica and from
-// the peers whose reports are still good. b.mu is held.
-func (b *Balancer) load(ep string) int {
-	n := b.inflight[ep]
+// dropStalePeers forgets the peer reports older than PeerLoadTTL, once
+// per Pick, so load need not look at the clock. b.mu is held.
+func (b *Balancer) dropStalePeers(now time.Time) {
 	if len(b.peers) == 0 {
-		return n
+		return
 	}
 	ttl := b.PeerLoadTTL
 	if ttl <= 0 {
 		ttl = DefaultPeerLoadTTL
 	}
-	now := b.now()
 	for id, p := range b.peers {
 		if now.Sub(p.at) > ttl {
 			delete(b.peers, id)
-			continue
 		}
+	}
+}
+
+// load is an endpoint's requests in flight from this replica and from
+// the peers whose reports are still good (dropStalePeers). b.mu is held.
+func (b *Balancer) load(ep string) int {
+	n := b.inflight[ep]
+	for _, p := range b.peers {
 		n += p.inflight[ep]
 	}
 	return n
@@ -228,10 +231,10 @@ func (b *Balancer) MarkDown(endpoint string, d time.Duration) {
 }
 
 func (b *Balancer) leastLoaded(cands []Replica) Replica {
-	best := cands[0]
+	best, bestLoad := cands[0], b.load(cands[0].Endpoint)
 	for _, c := range cands[1:] {
-		if b.load(c.Endpoint) < b.load(best.Endpoint) {
-			best = c
+		if l := b.load(c.Endpoint); l < bestLoad {
+			best, bestLoad = c, l
 		}
 	}
 	return best

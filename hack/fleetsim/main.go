@@ -278,8 +278,8 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 	fmt.Fprintf(w, "## Routing: one %s model, %d replicas on %s\n\n", m.Size.Name, c.routingReplicas, class.Name)
 	fmt.Fprintf(w, "Trace: %s (%d requests over %.0f s at 1×), time compressed by the load factor. Prefix cache per replica: %d blocks of %d tokens.\n\n",
 		base.Name, len(base.Requests), base.Duration(), m.ContextLength*m.Parallel/fleetsim.BlockTokens, fleetsim.BlockTokens)
-	fmt.Fprintln(w, "| Load | Router | Mean TTFT (s) | p99 TTFT (s) | Max/mean load | Even floor | Prefix hit rate |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| Load | Router | Mean TTFT (s) | p99 TTFT (s) | TPOT mean / p99 (ms) | Max/mean load | Even floor | Prefix hit rate |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
 	var points []fleetsim.RoutingPoint
 	series := map[string]*fleetsim.Series{}
 	var order []string
@@ -293,7 +293,7 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 			}
 			pt.ByName[r.Name()] = res
 			p99 := fleetsim.Quantile(res.All(), .99)
-			fmt.Fprintf(w, "| %g× | %s | %s | %s | %.2f | %.2f | %.3f |\n", f, r.Name(), sec(res.Mean()), sec(p99), res.LoadImbalance(), res.LoadImbalanceFloor(), res.HitRate())
+			fmt.Fprintf(w, "| %g× | %s | %s | %s | %s | %.2f | %.2f | %.3f |\n", f, r.Name(), sec(res.Mean()), sec(p99), tpot(res), res.LoadImbalance(), res.LoadImbalanceFloor(), res.HitRate())
 			s := series[r.Name()]
 			if s == nil {
 				s = &fleetsim.Series{Name: r.Name()}
@@ -340,43 +340,46 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 
 // routingFrontier runs the gateway's balancer at several settings of
 // --prefix-imbalance at one load level and sets them beside the other
-// routers: the trade between an even load and prefix hits, with the least
-// max/mean load whole requests allow at each run's own samples.
+// routers: the trade between serving each request soonest and finding
+// the next one's prefix cached, with the least max/mean load whole
+// requests allow at each run's own samples.
 func routingFrontier(w io.Writer, c config, class fleetsim.GPUClass, tr *fleetsim.Trace, pt fleetsim.RoutingPoint) error {
 	fmt.Fprintf(w, "\nAt %g×, by the gateway's --prefix-imbalance (default %g), beside the other routers. \"Even floor\" is the max/mean load a perfectly even spread of the same requests in flight would have had at each sample.\n\n",
 		pt.Factor, gateway.DefaultPrefixImbalance)
-	fmt.Fprintln(w, "| Router | Mean TTFT (s) | p99 TTFT (s) | Max/mean load | Even floor | Prefix hits ÷ oracle |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| Router | Mean TTFT (s) | p99 TTFT (s) | TPOT mean / p99 (ms) | Max/mean load | Even floor | Prefix hits ÷ oracle |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- |")
 	oracleHits := pt.ByName["oracle"].HitRate()
 	row := func(name string, res *fleetsim.Result) {
-		fmt.Fprintf(w, "| %s | %s | %s | %.2f | %.2f | %.2f |\n", name, sec(res.Mean()), sec(fleetsim.Quantile(res.All(), .99)),
-			res.LoadImbalance(), res.LoadImbalanceFloor(), res.HitRate()/oracleHits)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f | %.2f | %.2f |\n", name, sec(res.Mean()), sec(fleetsim.Quantile(res.All(), .99)),
+			tpot(res), res.LoadImbalance(), res.LoadImbalanceFloor(), res.HitRate()/oracleHits)
 	}
 	var ss []fleetsim.Series
 	for _, name := range []string{"least-load", "chwbl", "oracle"} {
 		res := pt.ByName[name]
 		row(name, res)
-		ss = append(ss, fleetsim.Series{Name: name, X: []float64{res.HitRate() / oracleHits}, Y: []float64{res.LoadImbalance()}, Points: true})
+		if name != "least-load" { // off the scale
+			ss = append(ss, fleetsim.Series{Name: name, X: []float64{res.HitRate() / oracleHits}, Y: []float64{res.Mean()}, Points: true})
+		}
 	}
-	front := fleetsim.Series{Name: "cortex by --prefix-imbalance (0.25 … 1.5)"}
-	for _, eps := range []float64{0.25, 0.5, 0.75, 1, 1.5} {
+	front := fleetsim.Series{Name: "cortex by --prefix-imbalance (0 … 3)"}
+	for _, eps := range []float64{0, 0.5, 1, 1.5, 2, 3} {
 		res, err := fleetsim.RunRouting(tr, class, c.routingReplicas, fleetsim.CortexRouterWith(eps))
 		if err != nil {
 			return err
 		}
 		row(fmt.Sprintf("cortex, --prefix-imbalance=%g", eps), res)
-		front.X, front.Y = append(front.X, res.HitRate()/oracleHits), append(front.Y, res.LoadImbalance())
+		front.X, front.Y = append(front.X, res.HitRate()/oracleHits), append(front.Y, res.Mean())
 	}
 	ss = append(ss, front)
-	return fleetsim.PlotXY(filepath.Join(c.out, "fleet-routing-frontier.svg"), fmt.Sprintf("Even load against prefix hits at %g× load, %d replicas", pt.Factor, c.routingReplicas),
-		"prefix hit rate ÷ the oracle's", "max/mean requests in flight", false, ss)
+	return fleetsim.PlotXY(filepath.Join(c.out, "fleet-routing-frontier.svg"), fmt.Sprintf("Mean TTFT against prefix hits at %g× load, %d replicas", pt.Factor, c.routingReplicas),
+		"prefix hit rate ÷ the oracle's", "mean TTFT (s)", false, ss)
 }
 
 // routingGateways runs several gateway replicas, each with its own
 // balancer, with and without the prefix sync, at light load and at the
 // collapse load: the chart runs two.
 func routingGateways(w io.Writer, c config, class fleetsim.GPUClass, base *fleetsim.Trace, pt fleetsim.RoutingPoint) error {
-	fmt.Fprintf(w, "\nSeveral gateway replicas, each with its own balancer (requests in flight and prefix table), requests spread over them by a hash of the request as a Service spreads connections; \"prefix sync\" shares each replica's routed prefixes and requests in flight with the others every %s (--peers). At 2×, %g× and %g×; hits ÷ the oracle's at the same load.\n\n",
+	fmt.Fprintf(w, "\nSeveral gateway replicas, each with its own balancer (load and prefix table), requests spread over them by a hash of the request as a Service spreads connections; \"prefix sync\" shares each replica's routed prefixes and load (requests in flight, prompt bytes awaiting prefill) with the others every %s (--peers). At 2×, %g× and %g×; hits ÷ the oracle's at the same load.\n\n",
 		gateway.DefaultPeerSyncInterval, pt.Factor, pt.Factor+1)
 	fmt.Fprintln(w, "| Load | Router | Mean TTFT (s) | p99 TTFT (s) | Max/mean load | Prefix hits ÷ oracle |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- |")
@@ -396,6 +399,12 @@ func routingGateways(w io.Writer, c config, class fleetsim.GPUClass, base *fleet
 		}
 	}
 	return nil
+}
+
+// tpot is a run's mean and p99 time per output token, in milliseconds:
+// what a replica's decode batch costs the requests in it.
+func tpot(r *fleetsim.Result) string {
+	return fmt.Sprintf("%.1f / %.1f", 1000*r.MeanTPOT(), 1000*fleetsim.Quantile(r.TPOT, .99))
 }
 
 func orNone(s []string) string {

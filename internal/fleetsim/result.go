@@ -44,6 +44,10 @@ type Result struct {
 	Served []bool
 	// TTFT is per request (NaN when failed).
 	TTFT []float64
+	// TPOT is the time per output token after the first, seconds, of
+	// each served request with more than one, sorted: what a replica's
+	// decode batch costs the requests in it.
+	TPOT []float64
 }
 
 func (s *Sim) result() *Result {
@@ -67,6 +71,9 @@ func (s *Sim) result() *Result {
 			continue
 		}
 		res.Served[i] = true
+		if r.tpot > 0 {
+			res.TPOT = append(res.TPOT, r.tpot)
+		}
 		if r.cold {
 			res.TTFTCold = append(res.TTFTCold, r.ttft)
 			if r.ttft <= SLOCold {
@@ -81,6 +88,7 @@ func (s *Sim) result() *Result {
 	}
 	slices.Sort(res.TTFTWarm)
 	slices.Sort(res.TTFTCold)
+	slices.Sort(res.TPOT)
 	return res
 }
 
@@ -111,6 +119,19 @@ func (r *Result) Mean() float64 {
 		s += v
 	}
 	return s / float64(len(all))
+}
+
+// MeanTPOT is the mean time per output token after the first, seconds,
+// over the served requests with more than one (NaN if none).
+func (r *Result) MeanTPOT() float64 {
+	if len(r.TPOT) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, v := range r.TPOT {
+		s += v
+	}
+	return s / float64(len(r.TPOT))
 }
 
 // LoadImbalance is the mean over samples of max/mean requests in flight

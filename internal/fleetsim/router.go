@@ -30,6 +30,8 @@ type Router interface {
 type cortexRouter struct {
 	b    *gateway.Balancer
 	name string
+	// leases are the requests routed whose first token has not come.
+	leases map[*Request]*gateway.Lease
 }
 
 // CortexRouter is the gateway's balancer as configured by default.
@@ -45,21 +47,49 @@ func CortexRouterWith(prefixImbalance float64) Router {
 func (c *cortexRouter) Name() string { return c.name }
 
 func (c *cortexRouter) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
+	if c.leases == nil {
+		c.leases = map[*Request]*gateway.Lease{}
+	}
+	return pickWith(c.b, c.leases, s, r, reps)
+}
+
+func (c *cortexRouter) firstToken(r *Request) { startLease(c.leases, r) }
+
+// pickWith routes r by b as the gateway does: the prompt's keys and size
+// (4 bytes a token, as PrefixChunk's 2 KiB stand for a 512-token block)
+// and the Model's parallel sequences; the lease is kept in leases until
+// the first token (firstToken), as the gateway's stream relay tells its
+// balancer.
+func pickWith(b *gateway.Balancer, leases map[*Request]*gateway.Lease, s *Sim, r *Request, reps []*replica) (*replica, func()) {
 	cands := make([]gateway.Replica, len(reps))
 	for i, rep := range reps {
 		cands[i] = gateway.Replica{Node: rep.n.name, Endpoint: rep.endpoint}
 	}
-	chosen, release, ok := c.b.Pick(cands, prefixKeys(s.models[r.Model].spec.Key, r.Blocks), nil)
+	spec := s.models[r.Model].spec
+	p := gateway.Prompt{Keys: prefixKeys(spec.Key, r.Blocks), Bytes: r.In * gateway.PrefixChunk / BlockTokens, Parallel: spec.Parallel}
+	chosen, lease, ok := b.Pick(cands, p, nil)
 	if !ok {
 		return reps[0], nil
 	}
 	for _, rep := range reps {
 		if rep.endpoint == chosen.Endpoint {
-			return rep, release
+			leases[r] = lease
+			return rep, func() {
+				delete(leases, r)
+				lease.Release()
+			}
 		}
 	}
-	release()
+	lease.Release()
 	return reps[0], nil
+}
+
+// startLease tells r's balancer that its first token came.
+func startLease(leases map[*Request]*gateway.Lease, r *Request) {
+	if l, ok := leases[r]; ok {
+		l.Started()
+		delete(leases, r)
+	}
 }
 
 // prefixKeys are the gateway's prefix keys of a request made of blocks.
@@ -226,6 +256,8 @@ type cortexGateways struct {
 	n     uint64 // requests routed
 	// tick is the last sync tick whose loads were delivered.
 	tick float64
+	// leases are the requests routed whose first token has not come.
+	leases map[*Request]*gateway.Lease
 }
 
 // CortexGateways is n gateway replicas with the default balancer; share
@@ -270,18 +302,17 @@ func (c *cortexGateways) clock() time.Time {
 	return time.Unix(0, 0).Add(time.Duration(c.sim.now * float64(time.Second)))
 }
 
-// deliverLoads hands every replica the others' requests in flight once
-// per sync tick: taken at the first request after the tick, as nothing
-// changes them between requests but their ends.
+// deliverLoads hands every replica the others' loads once per sync tick,
+// taken at the first request after the tick.
 func (c *cortexGateways) deliverLoads() {
 	tick := math.Floor(c.sim.now / gateway.DefaultPeerSyncInterval.Seconds())
 	if tick == c.tick {
 		return
 	}
 	c.tick = tick
-	loads := make([]map[string]int, len(c.bs))
+	loads := make([]map[string]gateway.Load, len(c.bs))
 	for i, b := range c.bs {
-		loads[i] = b.InFlight()
+		loads[i] = b.Loads()
 	}
 	for i, b := range c.bs {
 		for j := range c.bs {
@@ -301,5 +332,10 @@ func (c *cortexGateways) pick(s *Sim, r *Request, reps []*replica) (*replica, fu
 	c.n++
 	binary.LittleEndian.PutUint64(b[:], c.n)
 	g := c.bs[xxhash.Sum64(b[:])%uint64(len(c.bs))]
-	return (&cortexRouter{b: g}).pick(s, r, reps)
+	if c.leases == nil {
+		c.leases = map[*Request]*gateway.Lease{}
+	}
+	return pickWith(g, c.leases, s, r, reps)
 }
+
+func (c *cortexGateways) firstToken(r *Request) { startLease(c.leases, r) }

@@ -160,6 +160,10 @@ type replica struct {
 	endpoint  string
 }
 
+// firstTokenRouter is a Router told when each request's first token
+// comes, as the gateway's stream relay tells its balancer (Lease.Started).
+type firstTokenRouter interface{ firstToken(r *Request) }
+
 type job struct {
 	req     int
 	rep     *replica
@@ -174,6 +178,7 @@ type reqResult struct {
 	failed    bool
 	hitBlocks int
 	blocks    int
+	tpot      float64 // seconds per output token after the first; 0 if one
 }
 
 // Sample is the fleet at one instant.
@@ -363,8 +368,18 @@ func (s *Sim) start(j *job) {
 	first := prefillEnd + step
 	done := first + float64(r.Out-1)*step
 	rep.lastUsed = s.now
-	s.at(first, func() { s.reqs[j.req].ttft = first - r.At })
-	s.at(done, func() { s.finish(j) })
+	s.at(first, func() {
+		s.reqs[j.req].ttft = first - r.At
+		if ft, ok := s.cfg.Router.(firstTokenRouter); ok {
+			ft.firstToken(r)
+		}
+	})
+	s.at(done, func() {
+		if r.Out > 1 {
+			s.reqs[j.req].tpot = (done - first) / float64(r.Out-1)
+		}
+		s.finish(j)
+	})
 }
 
 func (s *Sim) finish(j *job) {

@@ -119,16 +119,18 @@ type ticket struct {
 	model   string
 	reps    []Replica
 	limit   int // per replica; 0: none
-	prefix  []uint64
+	prompt  Prompt
 	exclude []string
 	elem    *list.Element
 	granted chan slot
 }
 
-// slot is an admitted request's place; release gives it back.
+// slot is an admitted request's place; release gives it back, started
+// tells the balancer the first token came.
 type slot struct {
 	rep     Replica
 	release func()
+	started func()
 }
 
 func newAdmission(cfg AdmissionConfig, b *Balancer, m *metrics) *admission {
@@ -141,11 +143,15 @@ func (a *admission) replicaLimit(m *cortexv1.Model, path string) int {
 	if a.cfg.PerSlot == 0 || path == neuronapi.PathTokenize {
 		return 0
 	}
-	parallel := defaultParallel
+	return modelParallel(m) * a.cfg.PerSlot
+}
+
+// modelParallel is how many sequences a replica of m runs at once.
+func modelParallel(m *cortexv1.Model) int {
 	if m != nil && m.Spec.Engine.Parallel > 0 {
-		parallel = int(m.Spec.Engine.Parallel)
+		return int(m.Spec.Engine.Parallel)
 	}
-	return parallel * a.cfg.PerSlot
+	return defaultParallel
 }
 
 // tryLocked admits t on a replica with room, chosen by the balancer, or
@@ -164,7 +170,7 @@ func (a *admission) tryLocked(t *ticket) (slot, bool) {
 		}
 		cands = append(cands, r)
 	}
-	rep, release, ok := a.balancer.Pick(cands, t.prefix, nil)
+	rep, lease, ok := a.balancer.Pick(cands, t.prompt, nil)
 	if !ok {
 		return slot{}, false
 	}
@@ -173,9 +179,9 @@ func (a *admission) tryLocked(t *ticket) (slot, bool) {
 	a.perRep[k]++
 	a.met.admitted.Set(float64(a.total))
 	var once sync.Once
-	return slot{rep: rep, release: func() {
+	return slot{rep: rep, started: lease.Started, release: func() {
 		once.Do(func() {
-			release()
+			lease.Release()
 			a.mu.Lock()
 			defer a.mu.Unlock()
 			a.total--

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"encoding/binary"
-	"maps"
-	"math"
 	"slices"
 	"sync"
 	"time"
@@ -11,36 +9,54 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// Balancer picks a replica for each request: the fewest requests in flight,
-// with prefix affinity bounded by load.
+// Balancer picks a replica for each request: the one where its first
+// token would come soonest, unless the replica that already holds its
+// prompt's prefix is not much later.
+//
+// The wait is estimated in prompt bytes of prefill, the work a replica
+// does before a request's first token: the prompt bytes routed to the
+// replica whose first token has not come yet (Lease.Started; a plain,
+// non-streamed answer counts until it ends), plus the part of this prompt
+// the replica does not hold, plus one PrefixChunk for every request in
+// flight there (each slows the decode batch it joins), plus
+// SlotWaitChunks chunks for every request beyond the Model's parallel
+// sequences, which waits for one to free.
 //
 // A request's prefix is a chain of keys, one per chunk of its prompt
 // (PrefixKeys): key i stands for chunks 0..i. The balancer remembers, for
 // the keys of recent requests, which replica served them last (a table of
-// about PrefixEntries keys), and sends a request to the replica that
-// served the longest prefix it shares with an earlier one: that replica's
-// KV cache most likely still holds it. A prefix nobody served yet goes by
-// rendezvous hashing of its first key: every (key, replica) pair gets a
-// score and replicas are tried in score order, so requests that share a
-// first chunk (a system prompt, a conversation's start) meet on one
-// replica even across gateway replicas. Either way the bound is that of
-// consistent hashing with bounded loads: a replica is skipped while its
-// in-flight count would exceed (1+Epsilon) × the average after this
-// request, so one popular shared prompt spreads over replicas instead of
-// piling onto one; a replica that served the request's prefix may carry
-// up to (1+HitEpsilon) × the average, since what it saves (the prefix's
-// prefill) is worth more than a short wait for a slot. Epsilon is 0: a
-// prompt with no known prefix saves nothing where it hashes, so it goes
-// there only while that replica is within the even share.
+// about PrefixEntries keys): that replica's KV cache most likely still
+// holds the prefix, so its wait counts only the rest of the prompt. The
+// replica that served the longest prefix the request shares with an
+// earlier one gets it while its wait is at most (1+HitEpsilon) × the
+// soonest replica's: keeping a conversation, or a shared system prompt,
+// where its cache is saves the next request's prefill too. A prefix
+// nobody served yet goes by rendezvous hashing of its first key: every
+// (key, replica) pair gets a score, and the first replica in score order
+// whose wait is at most (1+Epsilon) × the soonest gets it, so requests
+// that share a first chunk meet on one replica, across gateway replicas
+// too, whenever that costs them nothing.
+//
+// In the fleet simulator (Mooncake's trace, 8 replicas) this gave a mean
+// time to first token 0.6× that of bounding the requests in flight per
+// replica (consistent hashing with bounded loads, which this balancer
+// used before) at the load where least-load collapses, and fewer at every
+// load, with a decode no slower, at the price of a less even count of
+// requests in flight (docs/fleet.md).
 type Balancer struct {
-	// Epsilon is the allowed imbalance above the average load.
+	// Epsilon is how much longer than the soonest replica's a new
+	// prompt's wait may be at the replica its first key hashes to.
 	Epsilon float64
-	// HitEpsilon is the allowed imbalance for the replica that served the
-	// request's longest known prefix.
+	// HitEpsilon is how much longer than the soonest replica's a
+	// request's wait may be at the replica that served its longest known
+	// prefix.
 	HitEpsilon float64
 
 	mu       sync.Mutex
 	inflight map[string]int // by endpoint
+	// prefill is the prompt bytes routed to each endpoint whose first
+	// token has not come.
+	prefill map[string]int
 	// down holds endpoints that refused a connection recently, until when:
 	// they are skipped while another replica is available, so one dead
 	// process costs one retry, not one per request until the manager
@@ -62,26 +78,44 @@ type Balancer struct {
 	// gateway replicas, which Learn them (prefixsync.go).
 	Remembered func(keys []uint64, endpoint string)
 
-	// peers are the requests in flight the other gateway replicas
-	// reported, by peer, each good for PeerLoadTTL (SetPeerLoad): the
-	// load bounds and the least-loaded choice count them with this
-	// replica's own, so that several replicas do not each fill a neuron
-	// to the bound.
+	// peers are the loads the other gateway replicas reported, by peer,
+	// each good for PeerLoadTTL (SetPeerLoad): the waits count them with
+	// this replica's own, so that several gateway replicas do not each
+	// send their requests to the same idle-looking neuron.
 	peers map[string]peerLoad
 	// PeerLoadTTL is how long a peer's report counts (0:
 	// DefaultPeerLoadTTL).
 	PeerLoadTTL time.Duration
 }
 
-type peerLoad struct {
-	inflight map[string]int
-	at       time.Time
+// Load is what a gateway replica has routed to one endpoint and not seen
+// finish: requests in flight, and the prompt bytes of those whose first
+// token has not come.
+type Load struct {
+	InFlight int
+	Prefill  int
 }
 
-// DefaultPeerLoadTTL is how long a peer gateway's report of its requests
-// in flight counts when no newer one comes: twenty of the prefix sync's
-// default intervals, so a peer that stopped (or whose batches stopped
-// arriving) soon stops weighing on the bounds.
+type peerLoad struct {
+	load map[string]Load
+	at   time.Time
+}
+
+// Prompt is what the balancer knows of a request.
+type Prompt struct {
+	// Keys are the prompt's PrefixKeys (nil: no affinity).
+	Keys []uint64
+	// Bytes is the prompt's size, in the bytes PrefixKeys hashes.
+	Bytes int
+	// Parallel is how many sequences a replica of the Model runs at once
+	// (0: unknown, no wait for a sequence is counted).
+	Parallel int
+}
+
+// DefaultPeerLoadTTL is how long a peer gateway's report of its load
+// counts when no newer one comes: twenty of the prefix sync's default
+// intervals, so a peer that stopped (or whose batches stopped arriving)
+// soon stops weighing on the choice.
 const DefaultPeerLoadTTL = 2 * time.Second
 
 // DefaultPrefixEntries bounds the prefix table: 64 Ki keys of 2 KiB chunks
@@ -90,36 +124,86 @@ const DefaultPeerLoadTTL = 2 * time.Second
 const DefaultPrefixEntries = 64 << 10
 
 // DefaultPrefixImbalance is the balancer's HitEpsilon unless configured:
-// in the fleet simulator (Mooncake's trace, 8 replicas, at the load where
-// least-load collapses) 0.5 gave 0.99× the prefix hits of an oracle that
-// knows every cache, against 0.84× with 0.25, and a mean time to first
-// token 0.84× as long, at a max/mean load of 1.6 against 1.4
-// (docs/fleet.md).
-const DefaultPrefixImbalance = 0.5
+// the replica that holds a request's prefix gets it while the request
+// would wait there at most 2.5× as long as at the soonest replica. In the
+// fleet simulator (Mooncake's trace, 8 replicas, 2× to 6× its rate) 1.5
+// was within 3 % of the lowest mean time to first token of 0.5, 1, 1.5, 2
+// and 3 at every load, which no other setting was: 1 lost 19 % at 6×, 3
+// lost 7 % at 3× (docs/fleet.md).
+const DefaultPrefixImbalance = 1.5
 
 // DefaultEpsilon is the balancer's Epsilon: a prompt with no known prefix
-// goes to its rendezvous choice only while that replica stays within the
-// even share, ⌈(in flight + 1) ÷ replicas⌉. Consistent hashing with
-// bounded loads usually allows 0.25; in the fleet simulator (Mooncake's
-// trace, 8 replicas, where least-load collapses) the even share gave a
-// mean time to first token of 1.24 s against 1.46 s with one gateway
-// replica and 1.36 s against 1.65 s with two sharing their prefixes, at
-// about the same prefix hits and a more even load (docs/fleet.md). Without
-// the prefix sync, two replicas did worse with it (2.97 s against 2.21 s):
-// the rendezvous choice is what they agree on when neither knows a prefix.
+// goes to its rendezvous choice only while no replica would serve it
+// sooner, as it saves nothing there yet; among replicas that would serve
+// it as soon, the rendezvous order decides, so two gateway replicas
+// agree. In the fleet simulator 0.25 gave no lower mean time to first
+// token at any load from 2× to 6× the trace's rate (docs/fleet.md).
 const DefaultEpsilon = 0
+
+// SlotWaitChunks is what the balancer counts, in PrefixChunks of
+// prefill, for each request a replica holds beyond its parallel
+// sequences: it waits for one of them to finish its answer.
+const SlotWaitChunks = 4
 
 // NewBalancer returns a Balancer with DefaultEpsilon, and
 // DefaultPrefixImbalance for a prefix hit.
 func NewBalancer() *Balancer {
-	return &Balancer{Epsilon: DefaultEpsilon, HitEpsilon: DefaultPrefixImbalance, inflight: map[string]int{}, down: map[string]time.Time{}, now: time.Now}
+	return &Balancer{Epsilon: DefaultEpsilon, HitEpsilon: DefaultPrefixImbalance, inflight: map[string]int{}, prefill: map[string]int{},
+		down: map[string]time.Time{}, now: time.Now}
+}
+
+// Lease is a request's place on the replica Pick chose. Its methods may
+// be called on a nil Lease and more than once.
+type Lease struct {
+	b       *Balancer
+	ep      string
+	prefill int
+	started bool // under b.mu
+	done    bool // under b.mu
+}
+
+// Started says the replica sent the request's first token: its prompt no
+// longer waits for prefill there.
+func (l *Lease) Started() {
+	if l == nil {
+		return
+	}
+	l.b.mu.Lock()
+	defer l.b.mu.Unlock()
+	l.startLocked()
+}
+
+func (l *Lease) startLocked() {
+	if l.started {
+		return
+	}
+	l.started = true
+	if l.b.prefill[l.ep] -= l.prefill; l.b.prefill[l.ep] <= 0 {
+		delete(l.b.prefill, l.ep)
+	}
+}
+
+// Release ends the request.
+func (l *Lease) Release() {
+	if l == nil {
+		return
+	}
+	l.b.mu.Lock()
+	defer l.b.mu.Unlock()
+	if l.done {
+		return
+	}
+	l.done = true
+	l.startLocked()
+	if l.b.inflight[l.ep]--; l.b.inflight[l.ep] <= 0 {
+		delete(l.b.inflight, l.ep)
+	}
 }
 
 // Pick chooses among replicas, skipping those in exclude, and counts the
-// request in flight on the chosen one until release is called. prefix is
-// the request's PrefixKeys (nil: no affinity). ok is false when every
-// replica is excluded.
-func (b *Balancer) Pick(replicas []Replica, prefix []uint64, exclude []string) (r Replica, release func(), ok bool) {
+// request on the chosen one until its Lease is released. ok is false when
+// every replica is excluded.
+func (b *Balancer) Pick(replicas []Replica, p Prompt, exclude []string) (r Replica, lease *Lease, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	cands := make([]Replica, 0, len(replicas))
@@ -146,28 +230,14 @@ func (b *Balancer) Pick(replicas []Replica, prefix []uint64, exclude []string) (
 	if len(cands) == 0 {
 		return Replica{}, nil, false
 	}
-	var chosen Replica
-	switch {
-	case len(prefix) == 0 || len(cands) == 1:
-		chosen = b.leastLoaded(cands)
-	default:
-		chosen = b.prefixed(cands, prefix)
-	}
-	b.remember(prefix, chosen.Endpoint)
-	if b.Remembered != nil && len(prefix) > 0 {
-		b.Remembered(prefix, chosen.Endpoint)
+	chosen, uncached := b.choose(cands, p)
+	b.remember(p.Keys, chosen.Endpoint)
+	if b.Remembered != nil && len(p.Keys) > 0 {
+		b.Remembered(p.Keys, chosen.Endpoint)
 	}
 	b.inflight[chosen.Endpoint]++
-	var once sync.Once
-	return chosen, func() {
-		once.Do(func() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			if b.inflight[chosen.Endpoint]--; b.inflight[chosen.Endpoint] <= 0 {
-				delete(b.inflight, chosen.Endpoint)
-			}
-		})
-	}, true
+	b.prefill[chosen.Endpoint] += uncached
+	return chosen, &Lease{b: b, ep: chosen.Endpoint, prefill: uncached}, true
 }
 
 // SetClock replaces the clock (the fleet simulator's virtual time).
@@ -177,23 +247,27 @@ func (b *Balancer) SetClock(now func() time.Time) {
 	b.now = now
 }
 
-// InFlight returns this replica's own requests in flight, by endpoint.
-func (b *Balancer) InFlight() map[string]int {
+// Loads returns this replica's own load, by endpoint.
+func (b *Balancer) Loads() map[string]Load {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return maps.Clone(b.inflight)
+	out := make(map[string]Load, len(b.inflight))
+	for ep, n := range b.inflight {
+		out[ep] = Load{InFlight: n, Prefill: b.prefill[ep]}
+	}
+	return out
 }
 
-// SetPeerLoad records the requests in flight another gateway replica
-// reported (by endpoint; an endpoint left out has none), replacing its
-// previous report.
-func (b *Balancer) SetPeerLoad(peer string, inflight map[string]int) {
+// SetPeerLoad records the load another gateway replica reported (by
+// endpoint; an endpoint left out has none), replacing its previous
+// report.
+func (b *Balancer) SetPeerLoad(peer string, load map[string]Load) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.peers == nil {
 		b.peers = map[string]peerLoad{}
 	}
-	b.peers[peer] = peerLoad{inflight: inflight, at: b.now()}
+	b.peers[peer] = peerLoad{load: load, at: b.now()}
 }
 
 // dropStalePeers forgets the peer reports older than PeerLoadTTL, once
@@ -213,14 +287,16 @@ func (b *Balancer) dropStalePeers(now time.Time) {
 	}
 }
 
-// load is an endpoint's requests in flight from this replica and from
-// the peers whose reports are still good (dropStalePeers). b.mu is held.
-func (b *Balancer) load(ep string) int {
-	n := b.inflight[ep]
+// load is an endpoint's load from this replica and from the peers whose
+// reports are still good (dropStalePeers). b.mu is held.
+func (b *Balancer) load(ep string) Load {
+	l := Load{InFlight: b.inflight[ep], Prefill: b.prefill[ep]}
 	for _, p := range b.peers {
-		n += p.inflight[ep]
+		pl := p.load[ep]
+		l.InFlight += pl.InFlight
+		l.Prefill += pl.Prefill
 	}
-	return n
+	return l
 }
 
 // MarkDown skips an endpoint for d while other replicas are available.
@@ -230,53 +306,68 @@ func (b *Balancer) MarkDown(endpoint string, d time.Duration) {
 	b.down[endpoint] = b.now().Add(d)
 }
 
-func (b *Balancer) leastLoaded(cands []Replica) Replica {
-	best, bestLoad := cands[0], b.load(cands[0].Endpoint)
-	for _, c := range cands[1:] {
-		if l := b.load(c.Endpoint); l < bestLoad {
-			best, bestLoad = c, l
-		}
-	}
-	return best
+// candidate is a replica with the request's estimated wait there.
+type candidate struct {
+	r        Replica
+	load     Load
+	uncached int // prompt bytes the replica would prefill
+	wait     int
 }
 
-// bound is the most requests in flight a replica may have after taking
-// this one and still be chosen for affinity, at imbalance eps. It rounds
-// up, as consistent hashing with bounded loads does. Rounding down (with
-// the even share, the average rounded up, as the floor) keeps the
-// imbalance nearer to what eps says when many requests are in flight,
-// but in the fleet simulator it lost a third of the prefix hits at light
-// load (2× and 3× the Mooncake trace's rate), where a short queue costs
-// less than a prefill.
-func (b *Balancer) bound(cands []Replica, eps float64) int {
-	total := 0
-	for _, c := range cands {
-		total += b.load(c.Endpoint)
-	}
-	return int(math.Ceil((1 + eps) * float64(total+1) / float64(len(cands))))
-}
-
-// prefixed is the replica that served the longest prefix of the request
-// and is within the load bound; else the rendezvous choice of its first
-// key.
-func (b *Balancer) prefixed(cands []Replica, prefix []uint64) Replica {
-	bound := b.bound(cands, max(b.Epsilon, b.HitEpsilon))
-	best := -1
-	for _, k := range prefix {
+// choose is the replica for p among cands (not empty), and the prompt
+// bytes it would prefill. b.mu is held.
+func (b *Balancer) choose(cands []Replica, p Prompt) (Replica, int) {
+	// depth[endpoint]: how many of p's keys the replica served last, the
+	// deepest first; home: the candidate that served the longest prefix.
+	var depth map[string]int
+	home := ""
+	for i, k := range p.Keys {
 		ep, ok := b.lookup(k)
 		if !ok {
 			// A longer prefix was served only if this one was: the
 			// keys of one request are remembered together.
 			break
 		}
-		if i := slices.IndexFunc(cands, func(c Replica) bool { return c.Endpoint == ep }); i >= 0 && b.load(ep)+1 <= bound {
+		if depth == nil {
+			depth = map[string]int{}
+		}
+		depth[ep] = i + 1
+		if slices.ContainsFunc(cands, func(c Replica) bool { return c.Endpoint == ep }) {
+			home = ep
+		}
+	}
+	cs := make([]candidate, len(cands))
+	best := 0
+	for i, r := range cands {
+		c := candidate{r: r, load: b.load(r.Endpoint)}
+		c.uncached = max(1, p.Bytes-depth[r.Endpoint]*PrefixChunk)
+		c.wait = c.load.Prefill + c.uncached + PrefixChunk*c.load.InFlight
+		if p.Parallel > 0 {
+			if over := c.load.InFlight + 1 - p.Parallel; over > 0 {
+				c.wait += over * SlotWaitChunks * PrefixChunk
+			}
+		}
+		cs[i] = c
+		if c.wait < cs[best].wait || (c.wait == cs[best].wait && c.load.InFlight < cs[best].load.InFlight) {
 			best = i
 		}
 	}
-	if best >= 0 {
-		return cands[best]
+	within := func(c candidate, eps float64) bool {
+		return float64(c.wait) <= (1+eps)*float64(cs[best].wait)
 	}
-	return b.affine(cands, prefix[0], b.bound(cands, b.Epsilon))
+	if home != "" {
+		i := slices.IndexFunc(cs, func(c candidate) bool { return c.r.Endpoint == home })
+		if within(cs[i], b.HitEpsilon) {
+			return cs[i].r, cs[i].uncached
+		}
+	} else if len(p.Keys) > 0 && len(cs) > 1 {
+		for _, i := range b.rendezvous(cands, p.Keys[0]) {
+			if within(cs[i], b.Epsilon) {
+				return cs[i].r, cs[i].uncached
+			}
+		}
+	}
+	return cs[best].r, cs[best].uncached
 }
 
 func (b *Balancer) lookup(k uint64) (string, bool) {
@@ -313,18 +404,20 @@ func (b *Balancer) remember(keys []uint64, endpoint string) {
 	}
 }
 
-func (b *Balancer) affine(cands []Replica, affinity uint64, bound int) Replica {
+// rendezvous is the indices of cands in the order of their score for
+// key: highest first.
+func (b *Balancer) rendezvous(cands []Replica, key uint64) []int {
 	type scored struct {
-		r     Replica
+		i     int
 		score uint64
 	}
 	order := make([]scored, len(cands))
 	// The hash is fixed (not seeded per process), so every gateway replica
 	// sends a conversation to the same neuron.
 	buf := make([]byte, 8, 64)
-	binary.LittleEndian.PutUint64(buf, affinity)
+	binary.LittleEndian.PutUint64(buf, key)
 	for i, c := range cands {
-		order[i] = scored{c, xxhash.Sum64(append(buf[:8], c.Node...))}
+		order[i] = scored{i, xxhash.Sum64(append(buf[:8], c.Node...))}
 	}
 	slices.SortFunc(order, func(a, b scored) int {
 		switch {
@@ -335,12 +428,11 @@ func (b *Balancer) affine(cands []Replica, affinity uint64, bound int) Replica {
 		}
 		return 0
 	})
-	for _, s := range order {
-		if b.load(s.r.Endpoint)+1 <= bound {
-			return s.r
-		}
+	out := make([]int, len(order))
+	for i, s := range order {
+		out[i] = s.i
 	}
-	return b.leastLoaded(cands)
+	return out
 }
 
 // PrefixChunk is the prompt bytes each prefix key covers: about 512

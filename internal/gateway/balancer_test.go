@@ -15,86 +15,161 @@ func reps(n int) []Replica {
 	return out
 }
 
-func TestAffinityIsStableAndBoundedByLoad(t *testing.T) {
+// keys is a prompt of n whole chunks with the given keys.
+func keys(ks ...uint64) Prompt { return Prompt{Keys: ks, Bytes: len(ks) * PrefixChunk} }
+
+func TestAffinityIsStableAndYieldsToTheWait(t *testing.T) {
 	b := NewBalancer()
 	rs := reps(4)
-	first, rel, _ := b.Pick(rs, []uint64{42}, nil)
-	rel()
+	first, l, _ := b.Pick(rs, keys(42), nil)
+	l.Release()
 	for range 20 {
-		r, rel, _ := b.Pick(rs, []uint64{42}, nil)
-		rel()
+		r, l, _ := b.Pick(rs, keys(42), nil)
+		l.Release()
 		if r != first {
 			t.Fatalf("same prefix went to %s, then %s", first.Node, r.Node)
 		}
 	}
-	// One hot prefix held open: the bound spreads it over every replica.
+	// One hot prompt held open, none of it past its prefill: its replica
+	// keeps it while the wait there is within 2.5× the soonest's, and the
+	// rest spreads over every replica.
 	counts := map[string]int{}
-	var releases []func()
+	var held []*Lease
 	for range 40 {
-		r, rel, _ := b.Pick(rs, []uint64{42}, nil)
+		r, l, _ := b.Pick(rs, keys(42), nil)
 		counts[r.Node]++
-		releases = append(releases, rel)
+		held = append(held, l)
 	}
-	for _, rel := range releases {
-		rel()
+	for _, l := range held {
+		l.Release()
 	}
-	// Consistent hashing with bounded loads caps every replica at
-	// ceil((1+HitEpsilon) × average) = 15 of 40 for a prefix it served,
-	// and the overflow goes where the prefix was served last.
+	lo, hi := 40, 0
 	for _, r := range rs {
-		if c := counts[r.Node]; c > 15 {
-			t.Fatalf("load %v: %s above the bound of 15", counts, r.Node)
-		}
+		lo, hi = min(lo, counts[r.Node]), max(hi, counts[r.Node])
 	}
-	if len(counts) < 3 || counts[first.Node] < 10 {
-		t.Fatalf("load %v: the prefix's own replica (%s) should take a full share, the rest spread", counts, first.Node)
+	if lo == 0 || hi > 2*lo+2 {
+		t.Fatalf("load %v: want every replica used and none above twice the least loaded (+2)", counts)
+	}
+	if b.Loads() == nil || len(b.Loads()) != 0 {
+		t.Fatalf("released everything, load left: %v", b.Loads())
 	}
 }
 
+// A replica still prefilling a long prompt is passed over for a short
+// one; once that prompt's first token came, it is not.
+func TestPrefillInFlightCountsUntilTheFirstToken(t *testing.T) {
+	b := NewBalancer()
+	rs := reps(2)
+	long := Prompt{Keys: []uint64{1}, Bytes: 64 * PrefixChunk}
+	busy, big, _ := b.Pick(rs, long, nil)
+	short := Prompt{Keys: []uint64{2}, Bytes: 100}
+	for i := range 5 {
+		short.Keys = []uint64{uint64(100 + i)}
+		r, l, _ := b.Pick(rs, short, nil)
+		l.Release()
+		if r == busy {
+			t.Fatalf("short prompt %d went to %s, still prefilling 128 KiB", i, busy.Node)
+		}
+	}
+	big.Started()
+	if got := b.Loads()[busy.Endpoint]; got != (Load{InFlight: 1}) {
+		t.Fatalf("after the first token: %+v, want one in flight and no prefill", got)
+	}
+	big.Started() // twice is harmless
+	big.Release()
+	big.Release()
+	if len(b.Loads()) != 0 {
+		t.Fatalf("released: load %v left", b.Loads())
+	}
+	var nilLease *Lease
+	nilLease.Started()
+	nilLease.Release()
+}
+
 // A request goes to the replica that served the longest prefix it shares
-// with an earlier request, not to where its first chunk hashes.
+// with an earlier request, not to where its first chunk hashes, and stays
+// there while its wait is within bounds — even with more requests in
+// flight there than elsewhere, since the prefix it holds saves the
+// prefill.
 func TestLongestKnownPrefixWins(t *testing.T) {
 	b := NewBalancer()
 	rs := reps(4)
-	home, rel, _ := b.Pick(rs, []uint64{7}, nil) // where prefix 7 hashes
-	rel()
-	// Load home past the bound, so a conversation starting with 7 goes
-	// elsewhere and is remembered there.
-	var hold []func()
-	for range 3 {
-		r, rel, _ := b.Pick([]Replica{home}, nil, nil)
-		if r != home {
-			t.Fatal("single candidate not picked")
-		}
-		hold = append(hold, rel)
-	}
-	away, rel, _ := b.Pick(rs, []uint64{7, 8, 9}, nil)
-	rel()
+	home, l, _ := b.Pick(rs, keys(7), nil) // where prefix 7 hashes
+	l.Release()
+	// Keep home prefilling a long prompt, so a conversation starting
+	// with 7 goes elsewhere and is remembered there.
+	_, hold, _ := b.Pick([]Replica{home}, Prompt{Bytes: 64 * PrefixChunk}, nil)
+	away, l, _ := b.Pick(rs, keys(7, 8, 9), nil)
+	l.Release()
 	if away == home {
-		t.Fatalf("went to %s, loaded past the bound", home.Node)
+		t.Fatalf("went to %s, busy prefilling 128 KiB", home.Node)
 	}
-	for _, rel := range hold {
-		rel()
-	}
+	hold.Release()
 	// The conversation goes on (7, 8, 9, 10): its replica holds 7-8-9.
 	// Another that shares only the first chunk (7, 11) follows 7, which
 	// was served last by the same replica.
-	for _, keys := range [][]uint64{{7, 8, 9, 10}, {7, 8}, {7, 11}} {
-		r, rel, _ := b.Pick(rs, keys, nil)
-		rel()
+	for _, p := range []Prompt{keys(7, 8, 9, 10), keys(7, 8), keys(7, 11)} {
+		r, l, _ := b.Pick(rs, p, nil)
+		l.Release()
 		if r != away {
-			t.Fatalf("%v went to %s; %s served its prefix", keys, r.Node, away.Node)
+			t.Fatalf("%v went to %s; %s served its prefix", p.Keys, r.Node, away.Node)
 		}
 	}
-	// Loaded past the hit bound, the prefix's replica is passed over.
-	for range 4 {
-		_, rel, _ := b.Pick([]Replica{away}, nil, nil)
-		defer rel()
+	// Three requests decoding there (past their first token) do not send
+	// a long conversation away from the replica that holds all but its
+	// last chunk: elsewhere it would prefill 40 chunks.
+	conv := make([]uint64, 40)
+	for i := range conv {
+		conv[i] = uint64(1000 + i)
 	}
-	if r, rel, _ := b.Pick(rs, []uint64{7, 8, 9, 10}, nil); r == away {
-		t.Fatalf("%s took a 5th request with nothing elsewhere: past the bound", away.Node)
+	holder, l, _ := b.Pick(rs, keys(conv...), nil)
+	l.Release()
+	for range 3 {
+		_, l, _ := b.Pick([]Replica{holder}, Prompt{}, nil)
+		l.Started()
+		defer l.Release()
+	}
+	if r, l, _ := b.Pick(rs, keys(append(conv, 2000)...), nil); r != holder {
+		t.Fatalf("went to %s, away from %s which holds 40 of its 41 chunks", r.Node, holder.Node)
 	} else {
-		rel()
+		l.Release()
+	}
+	// Behind a long prefill there, it goes elsewhere after all.
+	_, l, _ = b.Pick([]Replica{holder}, Prompt{Bytes: 256 * PrefixChunk}, nil)
+	defer l.Release()
+	if r, l, _ := b.Pick(rs, keys(append(conv, 2001)...), nil); r == holder {
+		t.Fatalf("stayed on %s behind 256 chunks of prefill", holder.Node)
+	} else {
+		l.Release()
+	}
+}
+
+// A replica whose parallel sequences are all taken makes a request wait
+// for one to free: that counts against it.
+func TestFullReplicaCountsTheWaitForASequence(t *testing.T) {
+	b := NewBalancer()
+	rs := reps(2)
+	p := Prompt{Keys: []uint64{5}, Bytes: 3 * PrefixChunk, Parallel: 2}
+	home, l, _ := b.Pick(rs, p, nil)
+	l.Release()
+	// Two decoding there: with this one, three.
+	for range 2 {
+		_, l, _ := b.Pick([]Replica{home}, Prompt{}, nil)
+		l.Started()
+		defer l.Release()
+	}
+	// With four sequences it fits, and the cached prefix wins.
+	p.Parallel = 4
+	if r, l, _ := b.Pick(rs, p, nil); r != home {
+		t.Fatalf("went to %s, away from the prefix on %s with a sequence free", r.Node, home.Node)
+	} else {
+		l.Release()
+	}
+	p.Parallel = 2
+	if r, l, _ := b.Pick(rs, p, nil); r == home {
+		t.Fatalf("went to %s, whose two sequences are busy", home.Node)
+	} else {
+		l.Release()
 	}
 }
 
@@ -103,8 +178,8 @@ func TestPrefixTableIsBounded(t *testing.T) {
 	b.PrefixEntries = 64
 	rs := reps(2)
 	for i := range 1000 {
-		_, rel, _ := b.Pick(rs, []uint64{uint64(i + 1), uint64(i + 100000)}, nil)
-		rel()
+		_, l, _ := b.Pick(rs, keys(uint64(i+1), uint64(i+100000)), nil)
+		l.Release()
 	}
 	if n := len(b.recent) + len(b.older); n > 64 {
 		t.Fatalf("table holds %d keys, bound 64", n)
@@ -157,12 +232,12 @@ func TestPrefixKeys(t *testing.T) {
 func TestLeastLoadedWithoutAffinity(t *testing.T) {
 	b := NewBalancer()
 	rs := reps(2)
-	a, _, _ := b.Pick(rs, nil, nil)
-	c, _, _ := b.Pick(rs, nil, nil)
+	a, _, _ := b.Pick(rs, Prompt{}, nil)
+	c, _, _ := b.Pick(rs, Prompt{}, nil)
 	if a == c {
 		t.Fatalf("both requests on %s", a.Node)
 	}
-	if _, _, ok := b.Pick(rs, nil, []string{rs[0].Endpoint, rs[1].Endpoint}); ok {
+	if _, _, ok := b.Pick(rs, Prompt{}, []string{rs[0].Endpoint, rs[1].Endpoint}); ok {
 		t.Fatal("picked an excluded replica")
 	}
 }
@@ -174,23 +249,23 @@ func TestDownReplicaIsSkippedWhileOthersServe(t *testing.T) {
 	rs := reps(2)
 	b.MarkDown(rs[0].Endpoint, 5*time.Second)
 	for i := range 10 {
-		r, rel, _ := b.Pick(rs, []uint64{uint64(i + 1)}, nil)
-		rel()
+		r, l, _ := b.Pick(rs, keys(uint64(i+1)), nil)
+		l.Release()
 		if r == rs[0] {
 			t.Fatal("picked the replica that is down")
 		}
 	}
 	// The only one left is better than none.
-	r, rel, ok := b.Pick(rs, nil, []string{rs[1].Endpoint})
+	r, l, ok := b.Pick(rs, Prompt{}, []string{rs[1].Endpoint})
 	if !ok || r != rs[0] {
 		t.Fatalf("last resort: %v %v", r, ok)
 	}
-	rel()
+	l.Release()
 	now = now.Add(6 * time.Second)
 	seen := map[Replica]bool{}
 	for i := range 20 {
-		r, rel, _ := b.Pick(rs, []uint64{uint64(i + 1)}, nil)
-		rel()
+		r, l, _ := b.Pick(rs, keys(uint64(i+1)), nil)
+		l.Release()
 		seen[r] = true
 	}
 	if !seen[rs[0]] {

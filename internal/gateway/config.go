@@ -78,11 +78,12 @@ type Config struct {
 	// (drain.go); it ends early once no connection is open. 0: close them
 	// at once.
 	DrainPeriod time.Duration
-	// PrefixImbalance is how far above the mean load (requests in flight
-	// per replica) the replica that served a request's longest known
-	// prefix may be and still get it: 0.5 lets it carry 1.5× the mean.
-	// Higher finds more prompts in a replica's KV cache, lower spreads
-	// load more evenly (balancer.go; docs/fleet.md has the trade-off
+	// PrefixImbalance is how much longer a request may wait for its first
+	// token at the replica that served its longest known prefix than at
+	// the replica that would start it soonest, and still go there: 1.5
+	// allows 2.5× the wait. Higher finds more prompts in a replica's KV
+	// cache, lower serves each request sooner at the price of the next
+	// one's prefill (balancer.go; docs/fleet.md has the trade-off
 	// measured).
 	PrefixImbalance float64
 	// Peers are the other gateway replicas, as host:port of their
@@ -156,7 +157,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	envflag.DurationVar(fs, &c.UnreachableHold, "unreachable-hold", "how long a request is held when every replica of its model is unreachable; 0 fails it at once")
 	envflag.DurationVar(fs, &c.ShutdownTimeout, "shutdown-timeout", "how long shutdown waits for streams")
 	envflag.DurationVar(fs, &c.DrainPeriod, "drain-period", "at shutdown, how long responses ask clients to close their connections before idle ones are closed (ends once none is open); 0: at once")
-	envflag.Float64Var(fs, &c.PrefixImbalance, "prefix-imbalance", "how far above the mean in-flight load a replica that served the request's prompt prefix may be and still get it (0.5: 1.5× the mean; 0: the even share, as for prompts without a known prefix)")
+	envflag.Float64Var(fs, &c.PrefixImbalance, "prefix-imbalance", "how much longer a request may wait for its first token at the replica that served its prompt prefix than at the soonest replica, and still go there (1.5: 2.5× the wait; 0: only where it starts soonest)")
 	envflag.StringVar(fs, &c.Peers, "peers", "the other gateway replicas' peer addresses, host:port, comma-separated (a DNS name may stand for all of them); each replica shares the prompt prefixes it routed with them. Empty: no sharing")
 	envflag.StringVar(fs, &c.PeerAddr, "peer-addr", "address serving the peers' prefix batches (with --peers)")
 	envflag.DurationVar(fs, &c.PeerSyncInterval, "peer-sync-interval", "how often routed prompt prefixes are sent to the peers")

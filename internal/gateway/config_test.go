@@ -39,20 +39,26 @@ func TestPrefixImbalanceFlag(t *testing.T) {
 	}
 }
 
-// The configured imbalance is the bound the balancer keeps replicas under
-// when one hot prompt is held open 40 times on 4 replicas (the overflow
-// becomes the prefix's last server in turn): a higher setting lets the
-// busiest replica carry more.
-func TestPrefixImbalanceBoundsTheHotReplica(t *testing.T) {
-	prev := 0
+// The configured imbalance is how much longer a request may wait at the
+// replica that holds its prefix than at the soonest one: with requests
+// decoding on a conversation's replica and the others idle, a higher
+// setting keeps the conversation there with more of them.
+func TestPrefixImbalanceBoundsTheWaitAtTheHolder(t *testing.T) {
+	conv := make([]uint64, 8)
+	for i := range conv {
+		conv[i] = uint64(i + 1)
+	}
 	for _, tc := range []struct {
 		imbalance float64
-		bound     int // ⌈(1 + imbalance) × 40 ÷ 4⌉
+		// Kept while the n decoding there, plus the one uncached
+		// chunk, stay within (1+imbalance) × the 9 chunks it would
+		// prefill elsewhere: n + 1 ≤ 9 × (1+imbalance); it leaves at
+		// the first n past that.
+		leaves int
 	}{
-		// 0: the even share, as for prompts without a known prefix.
-		{0, 10},
-		{0.5, 15},
-		{1, 20},
+		{0, 9},
+		{0.5, 13},
+		{1.5, 22},
 	} {
 		cfg := DefaultConfig()
 		cfg.AllowAnonymous = true
@@ -62,24 +68,23 @@ func TestPrefixImbalanceBoundsTheHotReplica(t *testing.T) {
 			t.Fatal(err)
 		}
 		rs := reps(4)
-		counts := map[string]int{}
-		var releases []func()
-		for range 40 {
-			r, rel, _ := g.balancer.Pick(rs, []uint64{42}, nil)
-			counts[r.Node]++
-			releases = append(releases, rel)
+		holder, l, _ := g.balancer.Pick(rs, keys(conv...), nil)
+		l.Release()
+		n := 0
+		for ; n < 100; n++ {
+			r, l, _ := g.balancer.Pick(rs, keys(append(slices.Clone(conv), uint64(100+n))...), nil)
+			l.Release()
+			if r != holder {
+				break
+			}
+			// One more request decoding on the holder.
+			_, l, _ = g.balancer.Pick([]Replica{holder}, Prompt{}, nil)
+			l.Started()
+			defer l.Release()
 		}
-		for _, rel := range releases {
-			rel()
+		if n != tc.leaves {
+			t.Errorf("imbalance %v: the conversation left its holder with %d decoding there, want %d", tc.imbalance, n, tc.leaves)
 		}
-		top := 0
-		for _, c := range counts {
-			top = max(top, c)
-		}
-		if top > tc.bound || top <= prev {
-			t.Errorf("imbalance %v: loads %v, busiest %d, want more than %d (the lower setting's) and at most %d", tc.imbalance, counts, top, prev, tc.bound)
-		}
-		prev = top
 	}
 }
 

@@ -328,19 +328,31 @@ func TestGatewayReplicasShareWhereAPrefixWent(t *testing.T) {
 	} else if served(n1) == before1 {
 		t.Fatal("no neuron saw the first turn")
 	}
-	// Keep home busy with three slow turns of the same conversation on A,
-	// so A sends the next one away.
+	// Slow turns of the same conversation on A pile up on home, which
+	// holds their prefix, until the wait there is too long and A sends
+	// one away: from then on A sends the conversation there.
 	home.SetInference(neurontest.Inference{Chunks: 4, ChunkDelay: 400 * time.Millisecond})
-	busy := served(home)
-	holds := make(chan int, 3)
-	for range 3 {
-		go func() { holds <- chat(s.gateway, prompt, true) }()
-	}
-	for served(home) < busy+3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the slow turns did not all reach %s", home.Name())
+	away.SetInference(neurontest.Inference{Chunks: 4, ChunkDelay: 400 * time.Millisecond})
+	holds := make(chan int, 8)
+	sent, onHome := 0, 0
+	for awayBefore := served(away); served(away) == awayBefore; sent++ {
+		if sent == 8 {
+			t.Fatalf("A sent 8 slow turns to the busy %s, none away", home.Name())
 		}
-		time.Sleep(10 * time.Millisecond)
+		h, a := served(home), served(away)
+		go func() { holds <- chat(s.gateway, prompt, true) }()
+		for served(home) == h && served(away) == a {
+			if time.Now().After(deadline) {
+				t.Fatal("a slow turn reached no neuron")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if served(home) > h {
+			onHome++
+		}
+	}
+	if onHome < 2 {
+		t.Fatalf("only %d slow turns stayed on %s, which holds their prefix", onHome, home.Name())
 	}
 	awayBefore := served(away)
 	homeNow := served(home)
@@ -354,13 +366,14 @@ func TestGatewayReplicasShareWhereAPrefixWent(t *testing.T) {
 				inflight = append(inflight, l)
 			}
 		}
-		t.Fatalf("A did not send the turn away from the busy %s: code %d, away %d→%d, home %d→%d; %v", home.Name(), code, awayBefore, served(away), homeNow, served(home), inflight)
+		t.Fatalf("A did not send the turn where it sent the conversation last (%s): code %d, away %d→%d, home %d→%d; %v", away.Name(), code, awayBefore, served(away), homeNow, served(home), inflight)
 	}
-	for range 3 {
+	for range sent {
 		if c := <-holds; c != 200 {
 			t.Fatalf("a slow turn got %d", c)
 		}
 	}
+	away.SetInference(neurontest.Inference{})
 	home.SetInference(neurontest.Inference{})
 	time.Sleep(200 * time.Millisecond) // ten sync intervals: B has A's routes and its idle load
 	homeBefore, awayBefore := served(home), served(away)

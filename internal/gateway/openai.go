@@ -102,6 +102,7 @@ func (g *Gateway) prepareChat(c echo.Context, req *openai.ChatRequest) (*upstrea
 	}
 	uc := &upstreamCall{key: key, path: neuronapi.PathChatCompletions, body: body, stream: up.Stream}
 	uc.prefix = PrefixKeys(key, conversationPrefix(req.Messages))
+	uc.promptBytes = conversationSize(req.Messages)
 	info(c).stream = up.Stream
 	return uc, nil
 }
@@ -121,6 +122,16 @@ func conversationPrefix(msgs []openai.Message) []byte {
 		}
 	}
 	return b
+}
+
+// conversationSize is how many bytes conversationPrefix would give for
+// the whole conversation: the prompt's size, for the balancer.
+func conversationSize(msgs []openai.Message) int {
+	n := 0
+	for _, m := range msgs {
+		n += len(m.Role) + len(m.Content.String()) + 2
+	}
+	return n
 }
 
 func (g *Gateway) chatCompletions(c echo.Context) error {
@@ -160,6 +171,9 @@ func (g *Gateway) completions(c echo.Context) error {
 	if len(req.Prompt) > 0 {
 		p := req.Prompt[0]
 		uc.prefix = PrefixKeys(key, []byte(p[:min(len(p), affinityPrefix)]))
+	}
+	for _, p := range req.Prompt {
+		uc.promptBytes += len(p)
 	}
 	return g.relay(c, uc, req.StreamOptions != nil && req.StreamOptions.IncludeUsage)
 }
@@ -409,6 +423,7 @@ func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpH
 			peek.Choices = notEmpty
 		}
 		if len(peek.Choices) > 0 && first.IsZero() {
+			up.started()
 			first = g.clock.Now()
 			ri.ttft = first.Sub(ri.start)
 			g.metrics.ttft.WithLabelValues(uc.key, ri.api).Observe(ri.ttft.Seconds())

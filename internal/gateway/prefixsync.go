@@ -61,12 +61,19 @@ const DefaultPeerSyncInterval = 100 * time.Millisecond
 const (
 	// prefixBatchMagic opens every batch: a version, so that a gateway
 	// sent a format it does not know refuses it instead of misreading it.
-	prefixBatchMagic = "CPX2"
+	// CPX3 added the prompt bytes awaiting prefill to the load records;
+	// a CPX2 batch (a replica not yet upgraded) is still read, its loads
+	// without them.
+	prefixBatchMagic   = "CPX3"
+	prefixBatchMagicV2 = "CPX2"
 	// Record kinds.
 	recordPrefix = 'P'
 	recordLoad   = 'L'
 	// maxPeerInFlight bounds one load record's count.
 	maxPeerInFlight = 1 << 20
+	// maxPeerPrefill bounds one load record's prompt bytes awaiting
+	// prefill (a sender caps what it sends there).
+	maxPeerPrefill = 1 << 31
 	// maxPrefixBatch bounds one batch, at both ends: a sender drops what
 	// would exceed it (counted), a receiver refuses a larger body. 4 MiB
 	// are about 8,000 requests of 64 keys, far more than a 100 ms interval
@@ -93,11 +100,10 @@ type prefixRecord struct {
 }
 
 // prefixBatch is a decoded batch: the routed prefixes, and the sender's
-// requests in flight by endpoint (complete: an endpoint left out has
-// none).
+// load by endpoint (complete: an endpoint left out has none).
 type prefixBatch struct {
 	prefixes []prefixRecord
-	load     map[string]int
+	load     map[string]Load
 }
 
 // appendPrefixRecord encodes one routed request: the kind 'P', the
@@ -113,11 +119,13 @@ func appendPrefixRecord(buf []byte, endpoint string, keys []uint64) []byte {
 	return buf
 }
 
-// appendLoadRecord encodes one endpoint's requests in flight: the kind
-// 'L', the endpoint as above and the count (uint32).
-func appendLoadRecord(buf []byte, endpoint string, n int) []byte {
+// appendLoadRecord encodes one endpoint's load: the kind 'L', the
+// endpoint as above, the requests in flight and the prompt bytes awaiting
+// prefill (uint32 each; CPX2 had only the first).
+func appendLoadRecord(buf []byte, endpoint string, l Load) []byte {
 	buf = appendRecordHead(buf, recordLoad, endpoint)
-	return binary.LittleEndian.AppendUint32(buf, uint32(min(max(n, 0), maxPeerInFlight)))
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(min(max(l.InFlight, 0), maxPeerInFlight)))
+	return binary.LittleEndian.AppendUint32(buf, uint32(min(max(l.Prefill, 0), maxPeerPrefill)))
 }
 
 func appendRecordHead(buf []byte, kind byte, endpoint string) []byte {
@@ -137,11 +145,16 @@ func prefixRecordSize(endpoint string, keys []uint64) int {
 // decodePrefixBatch reads a whole batch, or says what is wrong with it;
 // nothing of a malformed batch is returned.
 func decodePrefixBatch(data []byte) (*prefixBatch, error) {
-	if !bytes.HasPrefix(data, []byte(prefixBatchMagic)) {
+	loadBytes := 8
+	switch {
+	case bytes.HasPrefix(data, []byte(prefixBatchMagic)):
+	case bytes.HasPrefix(data, []byte(prefixBatchMagicV2)):
+		loadBytes = 4
+	default:
 		return nil, fmt.Errorf("not a prefix batch: it must start with %q", prefixBatchMagic)
 	}
 	data = data[len(prefixBatchMagic):]
-	out := &prefixBatch{load: map[string]int{}}
+	out := &prefixBatch{load: map[string]Load{}}
 	for n := 0; len(data) > 0; n++ {
 		if len(data) < 3 {
 			return nil, fmt.Errorf("record %d: truncated head", n)
@@ -161,15 +174,22 @@ func decodePrefixBatch(data []byte) (*prefixBatch, error) {
 		ep := string(data[:el])
 		data = data[el:]
 		if kind == recordLoad {
-			if len(data) < 4 {
+			if len(data) < loadBytes {
 				return nil, fmt.Errorf("record %d: truncated load", n)
 			}
-			v := int(binary.LittleEndian.Uint32(data))
-			data = data[4:]
-			if v > maxPeerInFlight {
-				return nil, fmt.Errorf("record %d: %d requests in flight (at most %d)", n, v, maxPeerInFlight)
+			var l Load
+			l.InFlight = int(binary.LittleEndian.Uint32(data))
+			if loadBytes == 8 {
+				l.Prefill = int(binary.LittleEndian.Uint32(data[4:]))
 			}
-			out.load[ep] = v
+			data = data[loadBytes:]
+			if l.InFlight > maxPeerInFlight {
+				return nil, fmt.Errorf("record %d: %d requests in flight (at most %d)", n, l.InFlight, maxPeerInFlight)
+			}
+			if l.Prefill > maxPeerPrefill {
+				return nil, fmt.Errorf("record %d: %d prompt bytes awaiting prefill (at most %d)", n, l.Prefill, maxPeerPrefill)
+			}
+			out.load[ep] = l
 			continue
 		}
 		if len(data) < 2 {
@@ -241,7 +261,7 @@ type prefixSync struct {
 	out     []byte // the pending batch
 	records int
 	// lastLoad and lastSent are the load last sent and when.
-	lastLoad map[string]int
+	lastLoad map[string]Load
 	lastSent time.Time
 	byName   map[string][]string // resolved addresses by spec
 	self     map[string]bool     // addresses that turned out to be this replica
@@ -357,7 +377,7 @@ func (s *prefixSync) resolve(ctx context.Context) {
 // so the peers' view of this replica's load neither goes stale nor
 // expires.
 func (s *prefixSync) flush(ctx context.Context) {
-	load := s.balancer.InFlight()
+	load := s.balancer.Loads()
 	s.mu.Lock()
 	batch, n := s.out, s.records
 	s.out, s.records = nil, 0
@@ -375,7 +395,7 @@ func (s *prefixSync) flush(ctx context.Context) {
 	}
 	loadStart := len(batch)
 	for _, ep := range slices.Sorted(maps.Keys(load)) {
-		if len(ep) <= maxEndpointBytes && len(batch)-loadStart+7+len(ep) <= maxLoadBytes {
+		if len(ep) <= maxEndpointBytes && len(batch)-loadStart+11+len(ep) <= maxLoadBytes {
 			batch = appendLoadRecord(batch, ep, load[ep])
 		}
 	}

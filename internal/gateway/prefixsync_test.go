@@ -26,8 +26,8 @@ func TestPrefixBatchRoundTrip(t *testing.T) {
 	if want := len(prefixBatchMagic) + prefixRecordSize("http://10.0.0.1:8231", []uint64{1, 2, 3}) + prefixRecordSize("http://10.0.0.2:8231", []uint64{0}); len(buf) != want {
 		t.Fatalf("batch of %d bytes, want %d", len(buf), want)
 	}
-	buf = appendLoadRecord(buf, "http://10.0.0.1:8231", 7)
-	buf = appendLoadRecord(buf, "http://10.0.0.3:8231", 0)
+	buf = appendLoadRecord(buf, "http://10.0.0.1:8231", Load{InFlight: 7, Prefill: 70000})
+	buf = appendLoadRecord(buf, "http://10.0.0.3:8231", Load{})
 	got, err := decodePrefixBatch(buf)
 	if err != nil {
 		t.Fatal(err)
@@ -41,15 +41,23 @@ func TestPrefixBatchRoundTrip(t *testing.T) {
 			t.Fatalf("record %d: got %v, want %v", i, got.prefixes[i], want[i])
 		}
 	}
-	if !maps.Equal(got.load, map[string]int{"http://10.0.0.1:8231": 7, "http://10.0.0.3:8231": 0}) {
+	if !maps.Equal(got.load, map[string]Load{"http://10.0.0.1:8231": {InFlight: 7, Prefill: 70000}, "http://10.0.0.3:8231": {}}) {
 		t.Fatalf("load %v", got.load)
+	}
+	// A replica not yet upgraded sends CPX2: its load records have no
+	// prefill, and are read as such.
+	v2 := []byte(prefixBatchMagicV2)
+	v2 = append(v2, appendPrefixRecord(nil, "http://a", []uint64{4})[len(prefixBatchMagic):]...)
+	v2 = append(v2, 'L', 1, 0, 'b', 5, 0, 0, 0)
+	if got, err := decodePrefixBatch(v2); err != nil || len(got.prefixes) != 1 || !maps.Equal(got.load, map[string]Load{"b": {InFlight: 5}}) {
+		t.Fatalf("a CPX2 batch: %+v, %v", got, err)
 	}
 	if got, err := decodePrefixBatch([]byte(prefixBatchMagic)); err != nil || len(got.prefixes) != 0 || len(got.load) != 0 {
 		t.Fatalf("an empty batch: %v, %v", got, err)
 	}
 
 	good := appendPrefixRecord(nil, "http://a", []uint64{9, 10})
-	load := appendLoadRecord(nil, "http://a", 3)
+	load := appendLoadRecord(nil, "http://a", Load{InFlight: 3, Prefill: 9})
 	tooMany := appendPrefixRecord(nil, "http://a", make([]uint64, MaxPrefixKeys+1))
 	head := func(b ...byte) []byte { return append([]byte(prefixBatchMagic), b...) }
 	for name, tc := range map[string]struct {
@@ -67,7 +75,8 @@ func TestPrefixBatchRoundTrip(t *testing.T) {
 		"empty endpoint":     {head('P', 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0), "endpoint of 0 bytes"},
 		"no keys":            {head('P', 1, 0, 'x', 0, 0), "0 keys"},
 		"too many keys":      {tooMany, "65 keys"},
-		"too large a load":   {head('L', 1, 0, 'x', 0xff, 0xff, 0xff, 0x7f), "requests in flight"},
+		"too large a load":   {head('L', 1, 0, 'x', 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0), "requests in flight"},
+		"too much prefill":   {head('L', 1, 0, 'x', 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff), "awaiting prefill"},
 		"trailing byte":      {append(slices.Clone(good), 'P'), "truncated head"},
 	} {
 		if got, err := decodePrefixBatch(tc.data); err == nil || !strings.Contains(err.Error(), tc.want) || got != nil {
@@ -129,9 +138,9 @@ func TestPrefixSyncSharesRoutedPrefixes(t *testing.T) {
 	go b.ps.run(ctx)
 
 	rs := reps(4)
-	prefix := []uint64{101, 102, 103}
-	home, rel, _ := NewBalancer().Pick(rs, prefix, nil)
-	rel()
+	prefix := keys(101, 102, 103)
+	home, l, _ := NewBalancer().Pick(rs, prefix, nil)
+	l.Release()
 	// Three requests without a prefix held on home on A: the prefix must
 	// go elsewhere there.
 	others := []string{}
@@ -140,18 +149,18 @@ func TestPrefixSyncSharesRoutedPrefixes(t *testing.T) {
 			others = append(others, r.Endpoint)
 		}
 	}
-	var holds []func()
+	var holds []*Lease
 	for range 3 {
-		r, rel, _ := a.b.Pick(rs, nil, others)
+		r, l, _ := a.b.Pick(rs, Prompt{}, others)
 		if r != home {
 			t.Fatalf("the hold went to %s, not %s", r.Node, home.Node)
 		}
-		holds = append(holds, rel)
+		holds = append(holds, l)
 	}
-	away, rel, _ := a.b.Pick(rs, prefix, nil)
-	rel()
+	away, l, _ := a.b.Pick(rs, prefix, nil)
+	l.Release()
 	for _, h := range holds {
-		h()
+		h.Release()
 	}
 	if away == home {
 		t.Fatalf("A sent the prefix home (%s) although it was busy", home.Node)
@@ -164,8 +173,8 @@ func TestPrefixSyncSharesRoutedPrefixes(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// A longer prompt of the same conversation, first seen by B.
-	got, rel, _ := b.b.Pick(rs, append(slices.Clone(prefix), 104), nil)
-	rel()
+	got, l, _ := b.b.Pick(rs, keys(101, 102, 103, 104), nil)
+	l.Release()
 	if got != away {
 		t.Fatalf("B sent the conversation to %s; A had sent it to %s (hash home %s)", got.Node, away.Node, home.Node)
 	}
@@ -238,50 +247,82 @@ func TestPrefixSyncRefusesBadBatches(t *testing.T) {
 	}
 }
 
-// Each replica counts the others' requests in flight with its own, until
-// their reports stop coming.
+// Each replica counts the others' requests in flight and prompts awaiting
+// prefill with its own, until their reports stop coming.
 func TestPrefixSyncSharesRequestsInFlight(t *testing.T) {
 	a, b := newPeerGateway(t, ""), newPeerGateway(t, "")
 	a.ps.specs = []string{b.addr}
 	ctx := t.Context()
 	a.ps.resolve(ctx)
 	rs := reps(4)
-	var holds []func()
+	only0 := []string{rs[1].Endpoint, rs[2].Endpoint, rs[3].Endpoint}
+	var holds []*Lease
 	for range 3 {
-		_, rel, _ := a.b.Pick(rs, nil, []string{rs[1].Endpoint, rs[2].Endpoint, rs[3].Endpoint})
-		holds = append(holds, rel)
+		_, l, _ := a.b.Pick(rs, Prompt{}, only0)
+		holds = append(holds, l)
 	}
 	a.ps.flush(ctx)
-	if got, rel, _ := b.b.Pick(rs, nil, nil); got == rs[0] {
+	if got, l, _ := b.b.Pick(rs, Prompt{}, nil); got == rs[0] {
 		t.Fatal("B sent a request to the replica A holds 3 on, with 3 idle ones")
 	} else {
-		rel()
+		l.Release()
 	}
 	for _, h := range holds {
-		h()
+		h.Release()
 	}
 	a.ps.flush(ctx)
-	if got, rel, _ := b.b.Pick(rs, nil, nil); got != rs[0] {
+	if got, l, _ := b.b.Pick(rs, Prompt{}, nil); got != rs[0] {
 		t.Fatalf("B went to %s after A released everything; want %s (least loaded, first)", got.Node, rs[0].Node)
 	} else {
-		rel()
+		l.Release()
+	}
+	// One request of A's on each replica; the one on rs[0] is a long
+	// prompt still in prefill: B sends its next request elsewhere, until
+	// A says that prompt's first token came.
+	holds = holds[:0]
+	for i, r := range rs {
+		p := Prompt{}
+		if i == 0 {
+			p.Bytes = 32 * PrefixChunk
+		}
+		_, l, _ := a.b.Pick([]Replica{r}, p, nil)
+		if i > 0 {
+			l.Started()
+		}
+		holds = append(holds, l)
+	}
+	a.ps.flush(ctx)
+	if got, l, _ := b.b.Pick(rs, Prompt{Bytes: 100}, nil); got == rs[0] {
+		t.Fatal("B sent a request behind the long prefill A reported")
+	} else {
+		l.Release()
+	}
+	holds[0].Started()
+	a.ps.flush(ctx)
+	if got, l, _ := b.b.Pick(rs, Prompt{Bytes: 100}, nil); got != rs[0] {
+		t.Fatalf("B went to %s once the prefill was done; want %s (as loaded as the rest, first)", got.Node, rs[0].Node)
+	} else {
+		l.Release()
+	}
+	for _, h := range holds {
+		h.Release()
 	}
 	// A report counts for PeerLoadTTL only.
-	_, rel, _ := a.b.Pick(rs, nil, []string{rs[1].Endpoint, rs[2].Endpoint, rs[3].Endpoint})
-	defer rel()
+	_, l, _ := a.b.Pick(rs, Prompt{}, only0)
+	defer l.Release()
 	a.ps.flush(ctx)
 	now := time.Now()
 	b.b.SetClock(func() time.Time { return now })
-	if got, rel, _ := b.b.Pick(rs, nil, nil); got == rs[0] {
+	if got, l, _ := b.b.Pick(rs, Prompt{}, nil); got == rs[0] {
 		t.Fatal("B ignored A's fresh report")
 	} else {
-		rel()
+		l.Release()
 	}
 	now = now.Add(DefaultPeerLoadTTL + time.Second)
-	if got, rel, _ := b.b.Pick(rs, nil, nil); got != rs[0] {
+	if got, l, _ := b.b.Pick(rs, Prompt{}, nil); got != rs[0] {
 		t.Fatalf("B still counts A's report %s old: went to %s", DefaultPeerLoadTTL+time.Second, got.Node)
 	} else {
-		rel()
+		l.Release()
 	}
 	// Nothing new to say: no batch, until half the report's life is over.
 	sent := a.ps.lastSent

@@ -26,6 +26,8 @@ type upstreamCall struct {
 	body   []byte
 	stream bool
 	prefix []uint64
+	// promptBytes is the prompt's size in the bytes prefix hashes.
+	promptBytes int
 	// waiting, when set, is called every KeepAliveInterval while the
 	// request is held for a cold Model (a streaming client's keep-alive).
 	waiting func()
@@ -37,6 +39,8 @@ type upstream struct {
 	body    io.Reader
 	replica Replica
 	close   func()
+	// started tells the balancer the first token came.
+	started func()
 }
 
 // suspectFor is how long a replica that refused a connection is skipped:
@@ -124,7 +128,8 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 		}
 		model, _ := g.catalog.Model(uc.key)
 		s, err := g.admit.acquire(ctx, &ticket{
-			model: uc.key, reps: reps, limit: g.admit.replicaLimit(model, uc.path), prefix: uc.prefix, exclude: tried,
+			model: uc.key, reps: reps, limit: g.admit.replicaLimit(model, uc.path), exclude: tried,
+			prompt: Prompt{Keys: uc.prefix, Bytes: uc.promptBytes, Parallel: modelParallel(model)},
 		}, waitOpts{deadline: admitDeadline, changed: g.catalog.Wait, tick: uc.waiting, tickEvery: g.cfg.KeepAliveInterval})
 		if errors.Is(err, errReplicasChanged) {
 			continue
@@ -186,6 +191,7 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			ri.node = rep.Node
 			inflight := g.metrics.inFlight.WithLabelValues(uc.key, rep.Node)
 			inflight.Inc()
+			up.started = s.started
 			inner := up.close
 			var once sync.Once
 			up.close = func() {

@@ -127,17 +127,19 @@ const DefaultPrefixEntries = 64 << 10
 // the replica that holds a request's prefix gets it while the request
 // would wait there at most 2.5× as long as at the soonest replica. In the
 // fleet simulator (Mooncake's trace, 8 replicas, 2× to 6× its rate) 1.5
-// was within 3 % of the lowest mean time to first token of 0.5, 1, 1.5, 2
-// and 3 at every load, which no other setting was: 1 lost 19 % at 6×, 3
-// lost 7 % at 3× (docs/fleet.md).
+// was within 5 % of the lowest mean time to first token of 0.5, 1, 1.5, 2
+// and 3 at every load, which no other setting was (1 lost 25 % at 6×, 2
+// lost 10 % at 6×, 3 lost 8 % at 4×), and had the lowest p99 from 4× on
+// (docs/benchmarks.md).
 const DefaultPrefixImbalance = 1.5
 
 // DefaultEpsilon is the balancer's Epsilon: a prompt with no known prefix
 // goes to its rendezvous choice only while no replica would serve it
 // sooner, as it saves nothing there yet; among replicas that would serve
 // it as soon, the rendezvous order decides, so two gateway replicas
-// agree. In the fleet simulator 0.25 gave no lower mean time to first
-// token at any load from 2× to 6× the trace's rate (docs/fleet.md).
+// agree. In the fleet simulator (2× to 6× the trace's rate) 0.25, 0.5 or
+// 1 gave a lower mean time to first token only at 4×, by 1 % (0.485 s
+// with 0.25 against 0.489 s), and 0.25 took 6× from 2.22 s to 2.72 s.
 const DefaultEpsilon = 0
 
 // SlotWaitChunks is what the balancer counts, in PrefixChunks of

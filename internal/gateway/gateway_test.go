@@ -547,3 +547,36 @@ func TestStaleReplicaHoldRunsOutWith503(t *testing.T) {
 		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
 	}
 }
+
+// A streamed answer's first token tells the balancer its prompt is no
+// longer waiting for prefill on that replica; the request stays in flight
+// until it ends.
+func TestStreamTellsTheBalancerItsFirstToken(t *testing.T) {
+	h := newHarness(t)
+	n := h.neuron("n1", "team/llama")
+	h.model("team", "llama", nil, "n1")
+	n.SetInference(neurontest.Inference{Chunks: 3, ChunkDelay: 300 * time.Millisecond})
+	done := make(chan string, 1)
+	go func() { done <- readAll(t, h.post("/v1/chat/completions", "sk-alice", chat("llama", true))) }()
+	deadline := time.Now().Add(5 * time.Second)
+	var seen []Load
+	for {
+		l := h.g.balancer.Loads()[n.URL()]
+		if len(seen) == 0 || seen[len(seen)-1] != l {
+			seen = append(seen, l)
+		}
+		if l == (Load{InFlight: 1}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never one in flight with no prefill left; loads seen %v", seen)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if body := <-done; !strings.Contains(body, "[DONE]") {
+		t.Fatalf("stream: %s", body)
+	}
+	if l := h.g.balancer.Loads(); len(l) != 0 {
+		t.Fatalf("after the stream: %v", l)
+	}
+}

@@ -15,8 +15,9 @@ import (
 //
 // The wait is estimated in prompt bytes of prefill, the work a replica
 // does before a request's first token: the prompt bytes routed to the
-// replica whose first token has not come yet (Lease.Started; a plain,
-// non-streamed answer counts until it ends), plus the part of this prompt
+// replica whose first token has not come yet (Lease.Started: at a
+// stream's first chunk, or at the 103 a neuron sends at a plain answer's
+// first token; without one, when the answer ends), plus the part of this prompt
 // the replica does not hold, plus one PrefixChunk for every request in
 // flight there (each slows the decode batch it joins), plus
 // SlotWaitChunks chunks for every request beyond the Model's parallel

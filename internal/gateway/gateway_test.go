@@ -580,3 +580,49 @@ func TestStreamTellsTheBalancerItsFirstToken(t *testing.T) {
 		t.Fatalf("after the stream: %v", l)
 	}
 }
+
+// A plain answer's first token comes from the neuron as a 103 Early
+// Hints response the gateway asks for; the balancer stops counting the
+// prompt as waiting for prefill there before the answer ends.
+func TestPlainAnswerTellsTheBalancerItsFirstToken(t *testing.T) {
+	h := newHarness(t)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(neuronapi.HeaderFirstToken) != "" {
+			w.Header().Set(neuronapi.HeaderFirstToken, "1")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del(neuronapi.HeaderFirstToken)
+		}
+		time.Sleep(400 * time.Millisecond) // the rest of the answer
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"team/llama",`+
+			`"choices":[{"index":0,"message":{"role":"assistant","content":"Hi."},"finish_reason":"stop"}],`+
+			`"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`)
+	}))
+	t.Cleanup(upstream.Close)
+	h.g.catalog.UpsertNode(readyNode("n1", upstream.URL))
+	h.model("team", "llama", nil, "n1")
+	done := make(chan *http.Response, 1)
+	go func() { done <- h.post("/v1/chat/completions", "sk-alice", chat("llama", false)) }()
+	deadline := time.Now().Add(5 * time.Second)
+	var seen []Load
+	for {
+		l := h.g.balancer.Loads()[upstream.URL]
+		if len(seen) == 0 || seen[len(seen)-1] != l {
+			seen = append(seen, l)
+		}
+		if l == (Load{InFlight: 1}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never one in flight with no prefill left; loads seen %v", seen)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	resp := <-done
+	if body := readAll(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "Hi.") || resp.Header.Get(neuronapi.HeaderFirstToken) != "" {
+		t.Fatalf("answer %d %v: %s", resp.StatusCode, resp.Header, body)
+	}
+	if l := h.g.balancer.Loads(); len(l) != 0 {
+		t.Fatalf("after the answer: %v", l)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"strconv"
 	"sync"
 	"time"
@@ -178,7 +180,7 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			ri.retries++
 			g.metrics.retries.WithLabelValues(uc.key).Inc()
 		}
-		up, err := g.send(ctx, rep, uc)
+		up, err := g.send(ctx, rep, uc, s.started)
 		var se *statusError
 		if err != nil && !errors.As(err, &se) && ctx.Err() == nil {
 			// A connection-level failure: log the details, show the client
@@ -288,7 +290,19 @@ func (e *statusError) notHeld() bool {
 }
 
 // send makes one attempt on one replica.
-func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall) (*upstream, error) {
+func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall, started func()) (*upstream, error) {
+	ask := !uc.stream && started != nil && (uc.path == neuronapi.PathChatCompletions || uc.path == neuronapi.PathCompletions)
+	if ask {
+		// A plain answer's first token comes as a 103 from the neuron
+		// (a stream's is its first chunk, which pump sees): the balancer
+		// stops counting the prompt as waiting for prefill there.
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			if code == http.StatusEarlyHints && h.Get(neuronapi.HeaderFirstToken) != "" {
+				started()
+			}
+			return nil
+		}})
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rep.Endpoint+uc.path, bytes.NewReader(uc.body))
 	if err != nil {
@@ -296,6 +310,9 @@ func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall) (*ups
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if ask {
+		req.Header.Set(neuronapi.HeaderFirstToken, "1")
+	}
 	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
 		req.Header.Set("X-Request-Id", id)
 	}

@@ -32,6 +32,28 @@ type generation struct {
 	endpoint string
 	start    time.Time
 	first    time.Time
+	// firstToken, when set, is called once at the first token
+	// (firstTokenHint).
+	firstToken func()
+}
+
+// firstTokenHint returns what tells a client that asked for it
+// (neuronapi.HeaderFirstToken) that its plain answer's first token was
+// generated: a 103 Early Hints response with that header, which Go's
+// server sends at once; nil if the client did not ask. It runs on the
+// handler's goroutine (the engine calls back on the one that waits).
+func firstTokenHint(w http.ResponseWriter, r *http.Request) func() {
+	if r.Header.Get(neuronapi.HeaderFirstToken) == "" {
+		return nil
+	}
+	return func() {
+		h := w.Header()
+		h.Set(neuronapi.HeaderFirstToken, "1")
+		w.WriteHeader(http.StatusEarlyHints)
+		// An informational response sends the headers set so far; this
+		// one is not for the final answer.
+		h.Del(neuronapi.HeaderFirstToken)
+	}
 }
 
 func (g *generation) run(r *http.Request, req engine.GenerateRequest, onChunk func(engine.Chunk) error) (engine.Result, error) {
@@ -39,6 +61,9 @@ func (g *generation) run(r *http.Request, req engine.GenerateRequest, onChunk fu
 		if g.first.IsZero() {
 			g.first = time.Now()
 			g.s.met.ttft.WithLabelValues(g.l.m.name, g.endpoint).Observe(g.first.Sub(g.start).Seconds())
+			if g.firstToken != nil {
+				g.firstToken()
+			}
 		}
 		return onChunk(c)
 	})
@@ -149,6 +174,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var lps []openai.TokenLogprob
+	g.firstToken = firstTokenHint(w, r)
 	res, err := g.run(r, gr, func(ch engine.Chunk) error {
 		parser.Feed(ch.Text)
 		if c.logprobs {

@@ -134,6 +134,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 	text := []byte(echo)
 	lp := newLegacyLogprobs()
 	offset := len(echo)
+	g.firstToken = firstTokenHint(w, r)
 	res, err := g.run(r, gr, func(c engine.Chunk) error {
 		text = append(text, c.Text...)
 		if gen.Logprobs {

@@ -40,6 +40,15 @@ const (
 	PathEmbeddings      = "/v1/embeddings"
 )
 
+// HeaderFirstToken, on a plain (not streamed) chat or completion request,
+// asks the neuron to say when the answer's first token is generated: it
+// sends a 103 Early Hints informational response carrying the same header
+// before the final one. The gateway's balancer learns from it that the
+// prompt's prefill is over on that replica (a streamed answer shows it by
+// its first chunk). A request without it gets no informational response:
+// some HTTP clients take any 1xx for the final answer.
+const HeaderFirstToken = "Cortex-First-Token"
+
 // Source locates a GGUF file.
 type Source struct {
 	// URI is hf://org/repo[@rev]/path.gguf, https://… or file:///abs/path.

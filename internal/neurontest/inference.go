@@ -139,6 +139,12 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	created := time.Now().Unix()
 	usage := map[string]any{"prompt_tokens": 7, "completion_tokens": in.Chunks, "total_tokens": 7 + in.Chunks}
 	if !req.Stream {
+		if r.Header.Get(neuronapi.HeaderFirstToken) != "" {
+			// As the neuron says its first token came: at once here.
+			w.Header().Set(neuronapi.HeaderFirstToken, "1")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del(neuronapi.HeaderFirstToken)
+		}
 		msg := map[string]any{"role": "assistant", "content": in.Reply}
 		finish := "stop"
 		if forced {

@@ -558,21 +558,7 @@ func TestStreamTellsTheBalancerItsFirstToken(t *testing.T) {
 	n.SetInference(neurontest.Inference{Chunks: 3, ChunkDelay: 300 * time.Millisecond})
 	done := make(chan string, 1)
 	go func() { done <- readAll(t, h.post("/v1/chat/completions", "sk-alice", chat("llama", true))) }()
-	deadline := time.Now().Add(5 * time.Second)
-	var seen []Load
-	for {
-		l := h.g.balancer.Loads()[n.URL()]
-		if len(seen) == 0 || seen[len(seen)-1] != l {
-			seen = append(seen, l)
-		}
-		if l == (Load{InFlight: 1}) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never one in flight with no prefill left; loads seen %v", seen)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitLoad(t, h.g.balancer, n.URL(), Load{InFlight: 1})
 	if body := <-done; !strings.Contains(body, "[DONE]") {
 		t.Fatalf("stream: %s", body)
 	}
@@ -603,26 +589,33 @@ func TestPlainAnswerTellsTheBalancerItsFirstToken(t *testing.T) {
 	h.model("team", "llama", nil, "n1")
 	done := make(chan *http.Response, 1)
 	go func() { done <- h.post("/v1/chat/completions", "sk-alice", chat("llama", false)) }()
-	deadline := time.Now().Add(5 * time.Second)
-	var seen []Load
-	for {
-		l := h.g.balancer.Loads()[upstream.URL]
-		if len(seen) == 0 || seen[len(seen)-1] != l {
-			seen = append(seen, l)
-		}
-		if l == (Load{InFlight: 1}) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never one in flight with no prefill left; loads seen %v", seen)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitLoad(t, h.g.balancer, upstream.URL, Load{InFlight: 1})
 	resp := <-done
 	if body := readAll(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, "Hi.") || resp.Header.Get(neuronapi.HeaderFirstToken) != "" {
 		t.Fatalf("answer %d %v: %s", resp.StatusCode, resp.Header, body)
 	}
 	if l := h.g.balancer.Loads(); len(l) != 0 {
 		t.Fatalf("after the answer: %v", l)
+	}
+}
+
+// waitLoad waits up to 5 s for the balancer's own load on endpoint to be
+// want, and fails with the loads it saw otherwise.
+func waitLoad(t *testing.T, b *Balancer, endpoint string, want Load) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var seen []Load
+	for {
+		l := b.Loads()[endpoint]
+		if len(seen) == 0 || seen[len(seen)-1] != l {
+			seen = append(seen, l)
+		}
+		if l == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("load on %s never %+v; seen %v", endpoint, want, seen)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -596,6 +598,14 @@ func TestPlainAnswerTellsTheBalancerItsFirstToken(t *testing.T) {
 	}
 	if l := h.g.balancer.Loads(); len(l) != 0 {
 		t.Fatalf("after the answer: %v", l)
+	}
+	// The 103 timed the first token, as a stream's first chunk does.
+	var m dto.Metric
+	if err := h.g.metrics.ttft.WithLabelValues("team/llama", "openai").(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 1 || sum > 0.3 {
+		t.Fatalf("time to first token: %d samples, %.3f s in all; want one, before the 400 ms answer", n, sum)
 	}
 }
 

@@ -38,7 +38,7 @@ func newMetrics() *metrics {
 			Name: "cortex_gateway_request_duration_seconds", Help: "Time from request to the end of the answer.", Buckets: latency,
 		}, []string{"model", "api"}),
 		ttft: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "cortex_gateway_time_to_first_token_seconds", Help: "Time from request to the first generated token (streaming).", Buckets: latency,
+			Name: "cortex_gateway_time_to_first_token_seconds", Help: "Time from request to the first generated token (a stream's first chunk, or the neuron's 103 for a plain answer).", Buckets: latency,
 		}, []string{"model", "api"}),
 		promptTokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cortex_gateway_prompt_tokens_total", Help: "Prompt tokens processed.",

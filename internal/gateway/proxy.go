@@ -180,7 +180,19 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			ri.retries++
 			g.metrics.retries.WithLabelValues(uc.key).Inc()
 		}
-		up, err := g.send(ctx, rep, uc, s.started)
+		started := s.started
+		if !uc.stream && started != nil {
+			// The neuron's 103 is a plain answer's first token: time it
+			// as pump times a stream's.
+			started = func() {
+				s.started()
+				if ri.ttft == 0 {
+					ri.ttft = g.clock.Since(ri.start)
+					g.metrics.ttft.WithLabelValues(uc.key, ri.api).Observe(ri.ttft.Seconds())
+				}
+			}
+		}
+		up, err := g.send(ctx, rep, uc, started)
 		var se *statusError
 		if err != nil && !errors.As(err, &se) && ctx.Err() == nil {
 			// A connection-level failure: log the details, show the client

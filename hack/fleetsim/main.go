@@ -327,6 +327,9 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 	if err := routingGateways(w, c, class, base, pt); err != nil {
 		return err
 	}
+	if err := routingMixed(w, c, base); err != nil {
+		return err
+	}
 	var load []fleetsim.Series
 	for _, name := range []string{"least-load", "cortex"} {
 		for _, s := range fleetsim.InFlightSeries(pt.ByName[name]) {
@@ -405,6 +408,28 @@ func routingGateways(w io.Writer, c config, class fleetsim.GPUClass, base *fleet
 // what a replica's decode batch costs the requests in it.
 func tpot(r *fleetsim.Result) string {
 	return fmt.Sprintf("%.1f / %.1f", 1000*r.MeanTPOT(), 1000*fleetsim.Quantile(r.TPOT, .99))
+}
+
+// routingMixed runs the routers on a fleet of mixed GPUs: half the
+// replicas on H100, half on L4, which prefills about 8× slower. The
+// balancer's wait is in prompt bytes; it does not know a replica's speed.
+func routingMixed(w io.Writer, c config, base *fleetsim.Trace) error {
+	classes := []fleetsim.GPUClass{fleetsim.Classes["H100"], fleetsim.Classes["L4"]}
+	m := fleetsim.MixedRoutingModel(c.routingReplicas)
+	fmt.Fprintf(w, "\nMixed GPUs: %d replicas of one %s model (%d k context × %d sequences, to fit 24 GB), alternately on H100 and L4; the same trace at lower rates, as this fleet has about 0.56× the prefill capacity.\n\n",
+		c.routingReplicas, m.Size.Name, m.ContextLength/1024, m.Parallel)
+	fmt.Fprintln(w, "| Load | Router | Mean TTFT (s) | p99 TTFT (s) | Prefix hit rate |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- |")
+	for _, f := range []float64{0.5, 1, 2} {
+		for _, r := range []fleetsim.Router{fleetsim.LeastLoad(), fleetsim.CHWBL(), fleetsim.CortexRouter(), fleetsim.Oracle()} {
+			res, err := fleetsim.RunMixedRouting(base.Scale(f), classes, c.routingReplicas, r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "| %g× | %s | %s | %s | %.3f |\n", f, r.Name(), sec(res.Mean()), sec(fleetsim.Quantile(res.All(), .99)), res.HitRate())
+		}
+	}
+	return nil
 }
 
 func orNone(s []string) string {

@@ -112,7 +112,7 @@ func (p *onDemand) idle(*Sim, *replica)        {}
 
 func (p *onDemand) heldBytes(s *Sim, rep *replica) int64 {
 	if p.wholeGPU {
-		return s.cfg.Class.MemoryBytes
+		return rep.n.class.MemoryBytes
 	}
 	return rep.bytes
 }

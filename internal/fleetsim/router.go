@@ -220,7 +220,7 @@ func (oracle) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
 	var best cand
 	for i, rep := range reps {
 		hits := rep.cache.prefix(r.Blocks)
-		rate := rep.m.rates.PrefillTokPerSec
+		rate := rep.rates.PrefillTokPerSec
 		eta := max(0, rep.prefillAt-s.now) + float64(max(1, r.In-hits*BlockTokens))/rate
 		for _, q := range rep.queue {
 			qr := &s.trace.Requests[q.req]
@@ -228,7 +228,7 @@ func (oracle) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
 		}
 		// A full replica makes the request wait for a slot as well.
 		if rep.active >= rep.m.spec.Parallel {
-			eta += rep.m.rates.step(rep.active) * 64
+			eta += rep.rates.step(rep.active) * 64
 		}
 		c := cand{rep, eta, hits}
 		if i == 0 || c.eta < best.eta || (c.eta == best.eta && (c.hits > best.hits || (c.hits == best.hits && c.rep.inflight < best.rep.inflight))) {

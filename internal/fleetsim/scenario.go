@@ -104,6 +104,21 @@ func RunRouting(trace *Trace, class GPUClass, replicas int, router Router) (*Res
 		Policy: Static(), Router: router, SampleEvery: 1}, trace)
 }
 
+// MixedRoutingModel is RoutingModel sized to fit a 24 GB card as well:
+// 8k context × 16 sequences.
+func MixedRoutingModel(replicas int) ModelSpec {
+	m := RoutingModel(replicas)
+	m.Key, m.ContextLength, m.Bytes = "fleet/popular-8B-8k", 8192, ReplicaBytes(m.Size, 8192, m.Parallel)
+	return m
+}
+
+// RunMixedRouting is RunRouting on a fleet of mixed GPUs: node i has
+// classes[i mod len(classes)], and the model is MixedRoutingModel.
+func RunMixedRouting(trace *Trace, classes []GPUClass, replicas int, router Router) (*Result, error) {
+	return Run(Config{Class: classes[0], NodeClasses: classes, Nodes: replicas, Models: []ModelSpec{MixedRoutingModel(replicas)},
+		Policy: Static(), Router: router, SampleEvery: 1}, trace)
+}
+
 // ChurnRun runs the churn benchmark's fleet: gpus GPUs of the class, one
 // per node, serving the models, with the gateway's balancer in front.
 func ChurnRun(trace *Trace, models []ModelSpec, class GPUClass, gpus int, policy Policy, sampleEvery float64) (*Result, error) {

@@ -27,8 +27,11 @@ type ModelSpec struct {
 
 // Config is one simulated run.
 type Config struct {
-	// Class is the accelerator of every node.
+	// Class is the accelerator of every node, unless NodeClasses says.
 	Class GPUClass
+	// NodeClasses, when set, gives node i the class NodeClasses[i mod
+	// len]: a fleet of mixed GPUs.
+	NodeClasses []GPUClass
 	// Nodes and GPUsPerNode size the fleet.
 	Nodes, GPUsPerNode int
 	Models             []ModelSpec
@@ -109,6 +112,7 @@ type Sim struct {
 type node struct {
 	idx      int
 	name     string
+	class    GPUClass
 	devTotal []int64
 	devUsed  []int64
 	replicas []*replica
@@ -121,7 +125,6 @@ type node struct {
 type model struct {
 	idx      int
 	spec     ModelSpec
-	rates    Rates
 	replicas []*replica
 	held     []int // request indices waiting for a replica
 	// The gateway's demand signal: the annotation's time (NaN: none),
@@ -140,6 +143,7 @@ type model struct {
 type replica struct {
 	m        *model
 	n        *node
+	rates    Rates // the model's on the node's class
 	devs     []int
 	devBytes []int64
 	bytes    int64
@@ -229,9 +233,12 @@ func Run(cfg Config, trace *Trace) (*Result, error) {
 	}
 	s := &Sim{cfg: cfg, trace: trace, byKey: map[string]*model{}, coldBy: map[ColdCause]int{}}
 	for i := range cfg.Nodes {
-		n := &node{idx: i, name: fmt.Sprintf("node-%04d", i)}
+		n := &node{idx: i, name: fmt.Sprintf("node-%04d", i), class: cfg.Class}
+		if len(cfg.NodeClasses) > 0 {
+			n.class = cfg.NodeClasses[i%len(cfg.NodeClasses)]
+		}
 		for range cfg.GPUsPerNode {
-			n.devTotal = append(n.devTotal, cfg.Class.MemoryBytes)
+			n.devTotal = append(n.devTotal, n.class.MemoryBytes)
 			n.devUsed = append(n.devUsed, 0)
 		}
 		s.nodes = append(s.nodes, n)
@@ -240,7 +247,7 @@ func Run(cfg Config, trace *Trace) (*Result, error) {
 		if spec.Parallel <= 0 || spec.Bytes <= 0 {
 			return nil, fmt.Errorf("fleetsim: model %s needs parallel and bytes", spec.Key)
 		}
-		m := &model{idx: i, spec: spec, rates: RatesFor(cfg.Class, spec.Size, spec.Bytes), demandAt: math.NaN(), lastWrite: math.Inf(-1), lastEvicted: math.NaN()}
+		m := &model{idx: i, spec: spec, demandAt: math.NaN(), lastWrite: math.Inf(-1), lastEvicted: math.NaN()}
 		s.models = append(s.models, m)
 		s.byKey[spec.Key] = m
 	}
@@ -362,9 +369,9 @@ func (s *Sim) start(j *job) {
 	s.reqs[j.req].hitBlocks = hit
 	uncached := max(1, r.In-hit*BlockTokens)
 	begin := max(s.now, rep.prefillAt)
-	prefillEnd := begin + float64(uncached)/rep.m.rates.PrefillTokPerSec
+	prefillEnd := begin + float64(uncached)/rep.rates.PrefillTokPerSec
 	rep.prefillAt = prefillEnd
-	step := rep.m.rates.step(rep.active)
+	step := rep.rates.step(rep.active)
 	first := prefillEnd + step
 	done := first + float64(r.Out-1)*step
 	rep.lastUsed = s.now
@@ -418,7 +425,7 @@ func (s *Sim) finish(j *job) {
 func (s *Sim) Load(m *model, n *node, devs []int, devBytes []int64) *replica {
 	s.account()
 	m.loaded = true
-	rep := &replica{m: m, n: n, devs: devs, devBytes: devBytes, state: stLoading, loadedAt: -1, lastUsed: -1,
+	rep := &replica{m: m, n: n, rates: RatesFor(n.class, m.spec.Size, m.spec.Bytes), devs: devs, devBytes: devBytes, state: stLoading, loadedAt: -1, lastUsed: -1,
 		cache:    newBlockCache(m.spec.ContextLength * m.spec.Parallel / BlockTokens),
 		endpoint: "http://" + n.name + ":8080"}
 	for k, d := range devs {
@@ -432,7 +439,7 @@ func (s *Sim) Load(m *model, n *node, devs []int, devBytes []int64) *replica {
 	// The load starts once the memory it takes is free: a replica being
 	// unloaded for it may still finish requests.
 	s.afterDrain(n, func() {
-		s.at(s.now+m.rates.LoadSeconds, func() {
+		s.at(s.now+rep.rates.LoadSeconds, func() {
 			if rep.gone {
 				return
 			}

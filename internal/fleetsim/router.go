@@ -56,8 +56,9 @@ func (c *cortexRouter) pick(s *Sim, r *Request, reps []*replica) (*replica, func
 func (c *cortexRouter) firstToken(r *Request) { startLease(c.leases, r) }
 
 // pickWith routes r by b as the gateway does: the prompt's keys and size
-// (4 bytes a token, as PrefixChunk's 2 KiB stand for a 512-token block)
-// and the Model's parallel sequences; the lease is kept in leases until
+// (4 bytes a token, as PrefixChunk's 2 KiB stand for a 512-token block),
+// the Model's parallel sequences, and each replica's prefill rate once it
+// answered; the lease is kept in leases until
 // the first token (firstToken), as the gateway's stream relay tells its
 // balancer.
 func pickWith(b *gateway.Balancer, leases map[*Request]*gateway.Lease, s *Sim, r *Request, reps []*replica) (*replica, func()) {
@@ -66,13 +67,16 @@ func pickWith(b *gateway.Balancer, leases map[*Request]*gateway.Lease, s *Sim, r
 		cands[i] = gateway.Replica{Node: rep.n.name, Endpoint: rep.endpoint}
 	}
 	spec := s.models[r.Model].spec
-	p := gateway.Prompt{Keys: prefixKeys(spec.Key, r.Blocks), Bytes: r.In * gateway.PrefixChunk / BlockTokens, Parallel: spec.Parallel}
+	p := gateway.Prompt{Model: spec.Key, Keys: prefixKeys(spec.Key, r.Blocks), Bytes: r.In * gateway.PrefixChunk / BlockTokens, Parallel: spec.Parallel}
 	chosen, lease, ok := b.Pick(cands, p, nil)
 	if !ok {
 		return reps[0], nil
 	}
 	for _, rep := range reps {
 		if rep.endpoint == chosen.Endpoint {
+			// The neuron's answer carries the prefill rate its engine
+			// measured, which the gateway hands its balancer.
+			b.SetSpeed(spec.Key, rep.endpoint, rep.rates.PrefillTokPerSec)
 			leases[r] = lease
 			return rep, func() {
 				delete(leases, r)

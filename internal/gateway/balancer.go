@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/binary"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -21,7 +22,10 @@ import (
 // the replica does not hold, plus one PrefixChunk for every request in
 // flight there (each slows the decode batch it joins), plus
 // SlotWaitChunks chunks for every request beyond the Model's parallel
-// sequences, which waits for one to free.
+// sequences, which waits for one to free. On a fleet of mixed GPUs the
+// wait is divided by the replica's prefill rate relative to the fastest
+// candidate's, as each neuron reports it with its answers (SetSpeed), to
+// the power SpeedExponent.
 //
 // A request's prefix is a chain of keys, one per chunk of its prompt
 // (PrefixKeys): key i stands for chunks 0..i. The balancer remembers, for
@@ -58,6 +62,9 @@ type Balancer struct {
 	// prefill is the prompt bytes routed to each endpoint whose first
 	// token has not come.
 	prefill map[string]int
+	// speed is each replica's prefill rate as its neuron reports it, by
+	// Model and endpoint (SetSpeed).
+	speed map[speedKey]float64
 	// down holds endpoints that refused a connection recently, until when:
 	// they are skipped while another replica is available, so one dead
 	// process costs one retry, not one per request until the manager
@@ -104,6 +111,8 @@ type peerLoad struct {
 
 // Prompt is what the balancer knows of a request.
 type Prompt struct {
+	// Model is the Model's key: a replica's speed is per Model.
+	Model string
 	// Keys are the prompt's PrefixKeys (nil: no affinity).
 	Keys []uint64
 	// Bytes is the prompt's size, in the bytes PrefixKeys hashes.
@@ -243,6 +252,41 @@ func (b *Balancer) Pick(replicas []Replica, p Prompt, exclude []string) (r Repli
 	return chosen, &Lease{b: b, ep: chosen.Endpoint, prefill: uncached}, true
 }
 
+type speedKey struct{ model, endpoint string }
+
+// SpeedExponent is the power of a replica's relative prefill rate that
+// divides its wait: a replica whose neuron measured half the fastest
+// one's rate counts each byte of its wait as 2^0.25 ≈ 1.19 bytes. At light
+// load only the order matters, and any power sends a prompt to the faster
+// of two idle replicas. Under load, in the fleet simulator (replicas on
+// H100 with L4 or A10, which prefill about 8× slower), the whole ratio
+// moved conversations off the slow replicas and queued them on the fast
+// ones: at twice the trace's rate it was slower than ignoring speed (3.26 s
+// mean against 2.29 s); 0.25 was faster than ignoring it at every load
+// below the fleet's capacity on all three mixes tried (docs/fleet.md).
+const SpeedExponent = 0.25
+
+// maxSpeeds bounds the speeds remembered: endpoints come and go with
+// their pods; past the bound the table starts again.
+const maxSpeeds = 1 << 14
+
+// SetSpeed records the prefill rate a replica's neuron reported for a
+// Model (prompt tokens per second, as its engine measured them); 0 or less
+// forgets it.
+func (b *Balancer) SetSpeed(model, endpoint string, tokensPerSecond float64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := speedKey{model, endpoint}
+	if !(tokensPerSecond > 0) || math.IsInf(tokensPerSecond, 0) {
+		delete(b.speed, k)
+		return
+	}
+	if b.speed == nil || len(b.speed) >= maxSpeeds {
+		b.speed = map[speedKey]float64{}
+	}
+	b.speed[k] = tokensPerSecond
+}
+
 // SetClock replaces the clock (the fleet simulator's virtual time).
 func (b *Balancer) SetClock(now func() time.Time) {
 	b.mu.Lock()
@@ -314,7 +358,9 @@ type candidate struct {
 	r        Replica
 	load     Load
 	uncached int // prompt bytes the replica would prefill
-	wait     int
+	// wait is the prompt bytes of prefill before the first token, over
+	// the replica's relative speed (speeds).
+	wait float64
 }
 
 // choose is the replica for p among cands (not empty), and the prompt
@@ -339,24 +385,26 @@ func (b *Balancer) choose(cands []Replica, p Prompt) (Replica, int) {
 			home = ep
 		}
 	}
+	slowdown := b.speeds(cands, p.Model)
 	cs := make([]candidate, len(cands))
 	best := 0
 	for i, r := range cands {
 		c := candidate{r: r, load: b.load(r.Endpoint)}
 		c.uncached = max(1, p.Bytes-depth[r.Endpoint]*PrefixChunk)
-		c.wait = c.load.Prefill + c.uncached + PrefixChunk*c.load.InFlight
+		wait := c.load.Prefill + c.uncached + PrefixChunk*c.load.InFlight
 		if p.Parallel > 0 {
 			if over := c.load.InFlight + 1 - p.Parallel; over > 0 {
-				c.wait += over * SlotWaitChunks * PrefixChunk
+				wait += over * SlotWaitChunks * PrefixChunk
 			}
 		}
+		c.wait = float64(wait) / slowdown[i]
 		cs[i] = c
 		if c.wait < cs[best].wait || (c.wait == cs[best].wait && c.load.InFlight < cs[best].load.InFlight) {
 			best = i
 		}
 	}
 	within := func(c candidate, eps float64) bool {
-		return float64(c.wait) <= (1+eps)*float64(cs[best].wait)
+		return c.wait <= (1+eps)*cs[best].wait
 	}
 	if home != "" {
 		i := slices.IndexFunc(cs, func(c candidate) bool { return c.r.Endpoint == home })
@@ -371,6 +419,27 @@ func (b *Balancer) choose(cands []Replica, p Prompt) (Replica, int) {
 		}
 	}
 	return cs[best].r, cs[best].uncached
+}
+
+// speeds are the candidates' relative prefill rates for model, in order,
+// each the reported rate over the fastest candidate's, to the power
+// SpeedExponent; 1 for a replica whose neuron reported none yet (as fast
+// as the fastest: it is tried, and its answer tells). b.mu is held.
+func (b *Balancer) speeds(cands []Replica, model string) []float64 {
+	out := make([]float64, len(cands))
+	var fastest float64
+	for i, c := range cands {
+		out[i] = b.speed[speedKey{model, c.Endpoint}]
+		fastest = max(fastest, out[i])
+	}
+	for i, v := range out {
+		if v == 0 || v == fastest {
+			out[i] = 1
+		} else {
+			out[i] = math.Pow(v/fastest, SpeedExponent)
+		}
+	}
+	return out
 }
 
 func (b *Balancer) lookup(k uint64) (string, bool) {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -270,5 +271,50 @@ func TestDownReplicaIsSkippedWhileOthersServe(t *testing.T) {
 	}
 	if !seen[rs[0]] {
 		t.Fatal("the replica never came back after its time out")
+	}
+}
+
+// A replica whose neuron reported a slower prefill counts its wait as
+// longer, by the power SpeedExponent of the ratio, per Model.
+func TestReplicaSpeedWeighsTheWait(t *testing.T) {
+	b := NewBalancer()
+	rs := reps(2)
+	p := Prompt{Model: "ns/m", Bytes: 4 * PrefixChunk}
+	// Unknown speeds: equal waits, the first replica.
+	if r, l, _ := b.Pick(rs, p, nil); r != rs[0] {
+		t.Fatalf("without speeds went to %s", r.Node)
+	} else {
+		l.Release()
+	}
+	b.SetSpeed("ns/m", rs[0].Endpoint, 1000)
+	b.SetSpeed("ns/m", rs[1].Endpoint, 8000)
+	if r, l, _ := b.Pick(rs, p, nil); r != rs[1] {
+		t.Fatalf("went to %s, the slower", r.Node)
+	} else {
+		l.Release()
+	}
+	// Another Model's speeds do not apply.
+	if r, l, _ := b.Pick(rs, Prompt{Model: "ns/other", Bytes: p.Bytes}, nil); r != rs[0] {
+		t.Fatalf("another model went to %s", r.Node)
+	} else {
+		l.Release()
+	}
+	// Behind 16 chunks of prefill on the fast replica, a 4-chunk prompt
+	// waits 21 chunks there (one more for the request in flight) and
+	// 4 ÷ 8^-0.25 ≈ 6.7 on the slow one.
+	_, hold, _ := b.Pick([]Replica{rs[1]}, Prompt{Model: "ns/m", Bytes: 16 * PrefixChunk}, nil)
+	if r, l, _ := b.Pick(rs, p, nil); r != rs[0] {
+		t.Fatalf("went to %s behind 16 chunks of prefill", r.Node)
+	} else {
+		l.Release()
+	}
+	hold.Release()
+	// A rate of 0 (or nonsense) forgets it.
+	b.SetSpeed("ns/m", rs[1].Endpoint, 0)
+	b.SetSpeed("ns/m", rs[0].Endpoint, math.NaN())
+	if r, l, _ := b.Pick(rs, p, nil); r != rs[0] {
+		t.Fatalf("speeds forgotten, went to %s", r.Node)
+	} else {
+		l.Release()
 	}
 }

@@ -571,7 +571,8 @@ func TestStreamTellsTheBalancerItsFirstToken(t *testing.T) {
 
 // A plain answer's first token comes from the neuron as a 103 Early
 // Hints response the gateway asks for; the balancer stops counting the
-// prompt as waiting for prefill there before the answer ends.
+// prompt as waiting for prefill there before the answer ends, and learns
+// the replica's prefill rate from the answer.
 func TestPlainAnswerTellsTheBalancerItsFirstToken(t *testing.T) {
 	h := newHarness(t)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -582,6 +583,7 @@ func TestPlainAnswerTellsTheBalancerItsFirstToken(t *testing.T) {
 		}
 		time.Sleep(400 * time.Millisecond) // the rest of the answer
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set(neuronapi.HeaderPrefillRate, "5123.5")
 		_, _ = io.WriteString(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"team/llama",`+
 			`"choices":[{"index":0,"message":{"role":"assistant","content":"Hi."},"finish_reason":"stop"}],`+
 			`"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}`)
@@ -598,6 +600,13 @@ func TestPlainAnswerTellsTheBalancerItsFirstToken(t *testing.T) {
 	}
 	if l := h.g.balancer.Loads(); len(l) != 0 {
 		t.Fatalf("after the answer: %v", l)
+	}
+	// The answer's measured prefill rate reached the balancer.
+	h.g.balancer.mu.Lock()
+	speed := h.g.balancer.speed[speedKey{"team/llama", upstream.URL}]
+	h.g.balancer.mu.Unlock()
+	if speed != 5123.5 {
+		t.Fatalf("the balancer has %v for the replica's prefill rate, want 5123.5", speed)
 	}
 	// The 103 timed the first token, as a stream's first chunk does.
 	var m dto.Metric

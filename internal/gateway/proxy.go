@@ -131,7 +131,7 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 		model, _ := g.catalog.Model(uc.key)
 		s, err := g.admit.acquire(ctx, &ticket{
 			model: uc.key, reps: reps, limit: g.admit.replicaLimit(model, uc.path), exclude: tried,
-			prompt: Prompt{Keys: uc.prefix, Bytes: uc.promptBytes, Parallel: modelParallel(model)},
+			prompt: Prompt{Model: uc.key, Keys: uc.prefix, Bytes: uc.promptBytes, Parallel: modelParallel(model)},
 		}, waitOpts{deadline: admitDeadline, changed: g.catalog.Wait, tick: uc.waiting, tickEvery: g.cfg.KeepAliveInterval})
 		if errors.Is(err, errReplicasChanged) {
 			continue
@@ -348,6 +348,11 @@ func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall, start
 		_ = resp.Body.Close()
 		cancel()
 		return nil, upstreamError(resp, data)
+	}
+	if v := resp.Header.Get(neuronapi.HeaderPrefillRate); v != "" {
+		if rate, err := strconv.ParseFloat(v, 64); err == nil {
+			g.balancer.SetSpeed(uc.key, rep.Endpoint, rate)
+		}
 	}
 	body := &idleReader{r: resp.Body, timer: timer, idle: g.cfg.StreamIdleTimeout}
 	timer.Reset(g.cfg.StreamIdleTimeout)

@@ -67,6 +67,7 @@ func (g *generation) run(r *http.Request, req engine.GenerateRequest, onChunk fu
 		}
 		return onChunk(c)
 	})
+	g.l.observePrefill(res.PromptTokens-res.CachedTokens, res.PromptTime)
 	if res.PromptTokens > 0 || res.CompletionTokens > 0 {
 		g.s.met.observeGeneration(g.l.m.name, res.PromptTokens, res.CachedTokens, res.CompletionTokens, res.QueueTime, res.PromptTime, res.GenerateTime)
 	}
@@ -165,6 +166,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	l.setPrefillRate(w.Header())
 	g := &generation{s: s, l: l, endpoint: neuronapi.PathChatCompletions, start: start}
 	c := chatCall{id: newID("chatcmpl-"), created: start.Unix(), model: req.Model, logprobs: req.Logprobs}
 	gr := p.GenerateRequest(tokens)

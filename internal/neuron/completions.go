@@ -82,6 +82,7 @@ func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {
 	}
 	gr := engine.GenerateRequest{Prompt: tokens, MaxTokens: gen.MaxTokens, Sampling: gen.Sampling, Stop: gen.Stop,
 		Logprobs: gen.Logprobs, TopLogprobs: gen.TopLogprobs}
+	l.setPrefillRate(w.Header())
 	g := &generation{s: s, l: l, endpoint: neuronapi.PathCompletions, start: start}
 	id, created := newID("cmpl-"), start.Unix()
 	chunk := func(text string, finish *string, lp any) openai.CompletionResponse {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/textproto"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +71,31 @@ func TestPlainAnswerSaysWhenItsFirstTokenCame(t *testing.T) {
 		}
 		if hints, _, resp, out := call(tc.path, tc.body, false); len(hints) != 0 || resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s without asking: %d %s, informational responses %+v", tc.path, resp.StatusCode, out, hints)
+		}
+	}
+}
+
+// Every chat and completion answer after the first carries the prefill
+// rate the engine measured for the model.
+func TestAnswersCarryTheMeasuredPrefillRate(t *testing.T) {
+	h := chatHarness(t, fixed("Fine."), withFake(func(o *enginefake.Options) { o.PromptTokenDelay = time.Millisecond }))
+	long := strings.Repeat("word ", 40)
+	code, data, hdr := h.do(http.MethodPost, neuronapi.PathChatCompletions, map[string]any{"model": modelName, "messages": userMsg(long)})
+	if code != http.StatusOK || hdr.Get(neuronapi.HeaderPrefillRate) != "" {
+		t.Fatalf("first answer: %d %s, rate %q (none measured yet)", code, data, hdr.Get(neuronapi.HeaderPrefillRate))
+	}
+	for _, tc := range []struct {
+		path string
+		body map[string]any
+	}{
+		{neuronapi.PathChatCompletions, map[string]any{"model": modelName, "messages": userMsg("again " + long)}},
+		{neuronapi.PathCompletions, map[string]any{"model": modelName, "prompt": long}},
+	} {
+		code, data, hdr := h.do(http.MethodPost, tc.path, tc.body)
+		rate, err := strconv.ParseFloat(hdr.Get(neuronapi.HeaderPrefillRate), 64)
+		// A millisecond a token: about 1,000 tokens a second.
+		if code != http.StatusOK || err != nil || rate < 100 || rate > 1100 {
+			t.Fatalf("%s: %d %s, rate %q", tc.path, code, data, hdr.Get(neuronapi.HeaderPrefillRate))
 		}
 	}
 }

@@ -2,6 +2,8 @@ package neuron
 
 import (
 	"fmt"
+	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,6 +21,40 @@ type lease struct {
 	tmpl *chat.Template
 	info engine.Info
 	once sync.Once
+}
+
+// prefillSmoothing is the weight of each request in a model's measured
+// prefill rate; prefillMinTokens the fewest uncached prompt tokens a
+// request needs to count (a short prompt's time is mostly overhead).
+const (
+	prefillSmoothing = 0.2
+	prefillMinTokens = 16
+)
+
+// observePrefill folds one request's prompt processing into the model's
+// prefill rate (neuronapi.HeaderPrefillRate).
+func (l *lease) observePrefill(tokens int, d time.Duration) {
+	if tokens < prefillMinTokens || d <= 0 {
+		return
+	}
+	rate := float64(tokens) / d.Seconds()
+	l.r.mu.Lock()
+	defer l.r.mu.Unlock()
+	if l.m.prefillRate > 0 {
+		rate = l.m.prefillRate + prefillSmoothing*(rate-l.m.prefillRate)
+	}
+	l.m.prefillRate = rate
+}
+
+// setPrefillRate puts the model's measured prefill rate on an answer's
+// headers, when there is one.
+func (l *lease) setPrefillRate(h http.Header) {
+	l.r.mu.Lock()
+	rate := l.m.prefillRate
+	l.r.mu.Unlock()
+	if rate > 0 {
+		h.Set(neuronapi.HeaderPrefillRate, strconv.FormatFloat(rate, 'f', 1, 64))
+	}
 }
 
 func (l *lease) release() {

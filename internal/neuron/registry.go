@@ -79,6 +79,9 @@ type model struct {
 	gone     chan struct{}
 	freed    int64
 	reloaded bool
+	// prefillRate is the prompt tokens per second measured on recent
+	// requests (lease.observePrefill); 0 until one.
+	prefillRate float64
 }
 
 func (m *model) reservedTotal() int64 {

@@ -49,6 +49,14 @@ const (
 // some HTTP clients take any 1xx for the final answer.
 const HeaderFirstToken = "Cortex-First-Token"
 
+// HeaderPrefillRate is on every chat and completion answer (and its 103):
+// the prompt tokens per second the neuron's engine measured for that Model
+// on recent requests (an exponentially weighted mean of their uncached
+// prompt tokens over their prompt processing time). The gateway's
+// balancer uses it to weigh replicas on GPUs of different speed. Absent
+// until the Model processed a prompt.
+const HeaderPrefillRate = "Cortex-Prefill-Rate"
+
 // Source locates a GGUF file.
 type Source struct {
 	// URI is hf://org/repo[@rev]/path.gguf, https://… or file:///abs/path.

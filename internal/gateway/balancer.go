@@ -266,6 +266,14 @@ type speedKey struct{ model, endpoint string }
 // below the fleet's capacity on all three mixes tried (docs/fleet.md).
 const SpeedExponent = 0.25
 
+// SpeedTolerance is the least rate, relative to the fastest candidate's,
+// above which a replica counts as fast as the fastest: one kind of GPU
+// measures different rates on different prompts (longer ones prefill
+// slower), and that noise must not take new prompts away from their
+// rendezvous replica or move conversations. Kinds of GPU that matter
+// differ more: an L4 or A10 prefills about 8× slower than an H100.
+const SpeedTolerance = 0.5
+
 // maxSpeeds bounds the speeds remembered: endpoints come and go with
 // their pods; past the bound the table starts again.
 const maxSpeeds = 1 << 14
@@ -423,8 +431,9 @@ func (b *Balancer) choose(cands []Replica, p Prompt) (Replica, int) {
 
 // speeds are the candidates' relative prefill rates for model, in order,
 // each the reported rate over the fastest candidate's, to the power
-// SpeedExponent; 1 for a replica whose neuron reported none yet (as fast
-// as the fastest: it is tried, and its answer tells). b.mu is held.
+// SpeedExponent; 1 for a replica within SpeedTolerance of the fastest,
+// and for one whose neuron reported none yet (it is tried, and its
+// answer tells). b.mu is held.
 func (b *Balancer) speeds(cands []Replica, model string) []float64 {
 	out := make([]float64, len(cands))
 	var fastest float64
@@ -433,7 +442,7 @@ func (b *Balancer) speeds(cands []Replica, model string) []float64 {
 		fastest = max(fastest, out[i])
 	}
 	for i, v := range out {
-		if v == 0 || v == fastest {
+		if v == 0 || v > fastest*SpeedTolerance {
 			out[i] = 1
 		} else {
 			out[i] = math.Pow(v/fastest, SpeedExponent)

@@ -32,6 +32,10 @@ func anthropicClient() anthropic.Client {
 func TestOpenAIDialectWithTheOfficialSDK(t *testing.T) {
 	ctx := context.Background()
 	c := openaiClient()
+	// A plain answer's first token reaches the gateway as the neuron's
+	// 103, which the time-to-first-token histogram counts.
+	ttft := `cortex_gateway_time_to_first_token_seconds_count{api="openai",model="e2e/stories"}`
+	before := metric(t, st.GatewayMetrics, ttft)
 
 	comp, err := c.Completions.New(ctx, openai.CompletionNewParams{
 		Model:       "stories",
@@ -44,6 +48,9 @@ func TestOpenAIDialectWithTheOfficialSDK(t *testing.T) {
 	}
 	if text := "Once upon a time" + comp.Choices[0].Text; !strings.HasPrefix(text, golden) {
 		t.Fatalf("greedy completion through the gateway = %q", text)
+	}
+	if after := metric(t, st.GatewayMetrics, ttft); after != before+1 {
+		t.Fatalf("a plain completion's first token was not timed: %s %v → %v", ttft, before, after)
 	}
 
 	params := openai.ChatCompletionNewParams{

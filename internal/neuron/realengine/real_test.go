@@ -96,6 +96,11 @@ func TestChatWithDefaultTemplate(t *testing.T) {
 	if err := ssecheck.OpenAIChatStream(strings.NewReader(string(raw))); err != nil {
 		t.Fatalf("%v\n%s", err, raw)
 	}
+	// The engine measured the first answer's prompt processing: the
+	// second answer tells the gateway the model's prefill rate.
+	if rate, err := strconv.ParseFloat(sresp.Header.Get(neuronapi.HeaderPrefillRate), 64); err != nil || rate <= 0 {
+		t.Fatalf("after a %d-token prompt, %s is %q", resp.Usage.PromptTokens, neuronapi.HeaderPrefillRate, sresp.Header.Get(neuronapi.HeaderPrefillRate))
+	}
 	evs, _ := sse.ReadAll(strings.NewReader(string(raw)))
 	var chunks []openai.ChatChunk
 	for _, ev := range evs {

@@ -18,9 +18,9 @@ import (
 // does before a request's first token: the prompt bytes routed to the
 // replica whose first token has not come yet (Lease.Started: at a
 // stream's first chunk, or at the 103 a neuron sends at a plain answer's
-// first token; without one, when the answer ends), plus the part of this prompt
-// the replica does not hold, plus one PrefixChunk for every request in
-// flight there (each slows the decode batch it joins), plus
+// first token; without one, when the answer ends), plus the part of this
+// prompt the replica does not hold, plus one PrefixChunk for every request
+// in flight there (each slows the decode batch it joins), plus
 // SlotWaitChunks chunks for every request beyond the Model's parallel
 // sequences, which waits for one to free. On a fleet of mixed GPUs the
 // wait is divided by the replica's prefill rate relative to the fastest
@@ -43,11 +43,11 @@ import (
 // too, whenever that costs them nothing.
 //
 // In the fleet simulator (Mooncake's trace, 8 replicas) this gave a mean
-// time to first token 0.6× that of bounding the requests in flight per
+// time to first token 0.62× that of bounding the requests in flight per
 // replica (consistent hashing with bounded loads, which this balancer
-// used before) at the load where least-load collapses, and fewer at every
-// load, with a decode no slower, at the price of a less even count of
-// requests in flight (docs/fleet.md).
+// used before) at the load where least-load collapses, and a lower mean
+// at every load, with a decode no slower, at the price of a less even
+// count of requests in flight (docs/benchmarks.md).
 type Balancer struct {
 	// Epsilon is how much longer than the soonest replica's a new
 	// prompt's wait may be at the replica its first key hashes to.

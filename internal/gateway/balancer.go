@@ -274,6 +274,10 @@ const SpeedExponent = 0.25
 // differ more: an L4 or A10 prefills about 8× slower than an H100.
 const SpeedTolerance = 0.5
 
+// minRelativeSpeed bounds a replica's relative speed below: a CPU
+// replica beside an H100 is about 10^-3 as fast, 0.18 after the exponent.
+const minRelativeSpeed = 0.01
+
 // maxSpeeds bounds the speeds remembered: endpoints come and go with
 // their pods; past the bound the table starts again.
 const maxSpeeds = 1 << 14
@@ -445,7 +449,9 @@ func (b *Balancer) speeds(cands []Replica, model string) []float64 {
 		if v == 0 || v > fastest*SpeedTolerance {
 			out[i] = 1
 		} else {
-			out[i] = math.Pow(v/fastest, SpeedExponent)
+			// Bounded below, so that a nonsense rate from one neuron
+			// cannot make every other replica's wait infinite.
+			out[i] = max(math.Pow(v/fastest, SpeedExponent), minRelativeSpeed)
 		}
 	}
 	return out

@@ -317,6 +317,16 @@ func TestReplicaSpeedWeighsTheWait(t *testing.T) {
 	} else {
 		l.Release()
 	}
+	// An absurd rate on one replica does not make the other's wait
+	// infinite: behind a long prefill there, the slow one still serves.
+	b.SetSpeed("ns/m", rs[1].Endpoint, 1e300)
+	_, hold, _ = b.Pick([]Replica{rs[1]}, Prompt{Model: "ns/m", Bytes: 4096 * PrefixChunk}, nil)
+	if r, l, _ := b.Pick(rs, p, nil); r != rs[0] {
+		t.Fatalf("went to %s behind 4096 chunks of prefill", r.Node)
+	} else {
+		l.Release()
+	}
+	hold.Release()
 	// A rate of 0 (or nonsense) forgets it.
 	b.SetSpeed("ns/m", rs[1].Endpoint, 0)
 	b.SetSpeed("ns/m", rs[0].Endpoint, math.NaN())

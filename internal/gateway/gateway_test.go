@@ -577,9 +577,7 @@ func TestPlainAnswerTellsTheBalancerItsFirstToken(t *testing.T) {
 	h := newHarness(t)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(neuronapi.HeaderFirstToken) != "" {
-			w.Header().Set(neuronapi.HeaderFirstToken, "1")
-			w.WriteHeader(http.StatusEarlyHints)
-			w.Header().Del(neuronapi.HeaderFirstToken)
+			neuronapi.WriteFirstToken(w)
 		}
 		time.Sleep(400 * time.Millisecond) // the rest of the answer
 		w.Header().Set("Content-Type", "application/json")

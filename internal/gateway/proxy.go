@@ -309,7 +309,7 @@ func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall, start
 		// (a stream's is its first chunk, which pump sees): the balancer
 		// stops counting the prompt as waiting for prefill there.
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
-			if code == http.StatusEarlyHints && h.Get(neuronapi.HeaderFirstToken) != "" {
+			if neuronapi.IsFirstToken(code, h) {
 				started()
 			}
 			return nil

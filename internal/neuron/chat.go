@@ -46,14 +46,7 @@ func firstTokenHint(w http.ResponseWriter, r *http.Request) func() {
 	if r.Header.Get(neuronapi.HeaderFirstToken) == "" {
 		return nil
 	}
-	return func() {
-		h := w.Header()
-		h.Set(neuronapi.HeaderFirstToken, "1")
-		w.WriteHeader(http.StatusEarlyHints)
-		// An informational response sends the headers set so far; this
-		// one is not for the final answer.
-		h.Del(neuronapi.HeaderFirstToken)
-	}
+	return func() { neuronapi.WriteFirstToken(w) }
 }
 
 func (g *generation) run(r *http.Request, req engine.GenerateRequest, onChunk func(engine.Chunk) error) (engine.Result, error) {

@@ -141,9 +141,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request) {
 	if !req.Stream {
 		if r.Header.Get(neuronapi.HeaderFirstToken) != "" {
 			// As the neuron says its first token came: at once here.
-			w.Header().Set(neuronapi.HeaderFirstToken, "1")
-			w.WriteHeader(http.StatusEarlyHints)
-			w.Header().Del(neuronapi.HeaderFirstToken)
+			neuronapi.WriteFirstToken(w)
 		}
 		msg := map[string]any{"role": "assistant", "content": in.Reply}
 		finish := "stop"

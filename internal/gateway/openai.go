@@ -101,37 +101,28 @@ func (g *Gateway) prepareChat(c echo.Context, req *openai.ChatRequest) (*upstrea
 		return nil, err
 	}
 	uc := &upstreamCall{key: key, path: neuronapi.PathChatCompletions, body: body, stream: up.Stream}
-	uc.prefix = PrefixKeys(key, conversationPrefix(req.Messages))
-	uc.promptBytes = conversationSize(req.Messages)
+	prefix, size := conversationPrefix(req.Messages)
+	uc.prefix, uc.promptBytes = PrefixKeys(key, prefix), size
 	info(c).stream = up.Stream
 	return uc, nil
 }
 
 // conversationPrefix is the start of a conversation as bytes, for
 // affinity: each message's role and content in order, so a conversation
-// that grows keeps the keys of what it was.
-func conversationPrefix(msgs []openai.Message) []byte {
-	var b []byte
+// that grows keeps the keys of what it was; and size, the bytes the whole
+// conversation would give, the prompt's size for the balancer.
+func conversationPrefix(msgs []openai.Message) (prefix []byte, size int) {
 	for _, m := range msgs {
-		b = append(b, m.Role...)
-		b = append(b, 0)
-		b = append(b, m.Content.String()...)
-		b = append(b, 0)
-		if len(b) >= affinityPrefix {
-			return b[:affinityPrefix]
+		content := m.Content.String()
+		size += len(m.Role) + len(content) + 2
+		if len(prefix) < affinityPrefix {
+			prefix = append(prefix, m.Role...)
+			prefix = append(prefix, 0)
+			prefix = append(prefix, content...)
+			prefix = append(prefix, 0)
 		}
 	}
-	return b
-}
-
-// conversationSize is how many bytes conversationPrefix would give for
-// the whole conversation: the prompt's size, for the balancer.
-func conversationSize(msgs []openai.Message) int {
-	n := 0
-	for _, m := range msgs {
-		n += len(m.Role) + len(m.Content.String()) + 2
-	}
-	return n
+	return prefix[:min(len(prefix), affinityPrefix)], size
 }
 
 func (g *Gateway) chatCompletions(c echo.Context) error {

@@ -564,6 +564,9 @@ func TestStreamTellsTheBalancerItsFirstToken(t *testing.T) {
 	if body := <-done; !strings.Contains(body, "[DONE]") {
 		t.Fatalf("stream: %s", body)
 	}
+	if n, _ := ttftSamples(t, h.g, "team/llama"); n != 1 {
+		t.Fatalf("the stream's first token was timed %d times, want once", n)
+	}
 	if l := h.g.balancer.Loads(); len(l) != 0 {
 		t.Fatalf("after the stream: %v", l)
 	}
@@ -607,11 +610,7 @@ func TestPlainAnswerTellsTheBalancerItsFirstToken(t *testing.T) {
 		t.Fatalf("the balancer has %v for the replica's prefill rate, want 5123.5", speed)
 	}
 	// The 103 timed the first token, as a stream's first chunk does.
-	var m dto.Metric
-	if err := h.g.metrics.ttft.WithLabelValues("team/llama", "openai").(prometheus.Metric).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 1 || sum > 0.3 {
+	if n, sum := ttftSamples(t, h.g, "team/llama"); n != 1 || sum > 0.3 {
 		t.Fatalf("time to first token: %d samples, %.3f s in all; want one, before the 400 ms answer", n, sum)
 	}
 }
@@ -635,4 +634,15 @@ func waitLoad(t *testing.T, b *Balancer, endpoint string, want Load) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// ttftSamples reads the gateway's time-to-first-token histogram for a
+// Model's OpenAI requests: how many samples, and their sum in seconds.
+func ttftSamples(t *testing.T, g *Gateway, model string) (uint64, float64) {
+	t.Helper()
+	var m dto.Metric
+	if err := g.metrics.ttft.WithLabelValues(model, "openai").(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
 }

@@ -415,9 +415,7 @@ func (g *Gateway) pump(c echo.Context, out *streamOut, uc *upstreamCall, h pumpH
 		}
 		if len(peek.Choices) > 0 && first.IsZero() {
 			up.started()
-			first = g.clock.Now()
-			ri.ttft = first.Sub(ri.start)
-			g.metrics.ttft.WithLabelValues(uc.key, ri.api).Observe(ri.ttft.Seconds())
+			first = ri.start.Add(ri.ttft)
 		}
 		peek.record(ri)
 		if len(peek.Error) > 0 {

@@ -41,7 +41,7 @@ type upstream struct {
 	body    io.Reader
 	replica Replica
 	close   func()
-	// started tells the balancer the first token came.
+	// started says the first token came (dispatch).
 	started func()
 }
 
@@ -180,16 +180,14 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			ri.retries++
 			g.metrics.retries.WithLabelValues(uc.key).Inc()
 		}
-		started := s.started
-		if !uc.stream && started != nil {
-			// The neuron's 103 is a plain answer's first token: time it
-			// as pump times a stream's.
-			started = func() {
-				s.started()
-				if ri.ttft == 0 {
-					ri.ttft = g.clock.Since(ri.start)
-					g.metrics.ttft.WithLabelValues(uc.key, ri.api).Observe(ri.ttft.Seconds())
-				}
+		// started is the first token, from a stream's first chunk (pump)
+		// or a plain answer's 103 (send): the balancer hears of it, and
+		// it is timed.
+		started := func() {
+			s.started()
+			if ri.ttft == 0 {
+				ri.ttft = g.clock.Since(ri.start)
+				g.metrics.ttft.WithLabelValues(uc.key, ri.api).Observe(ri.ttft.Seconds())
 			}
 		}
 		up, err := g.send(ctx, rep, uc, started)
@@ -205,7 +203,7 @@ func (g *Gateway) dispatch(c echo.Context, uc *upstreamCall) (*upstream, error) 
 			ri.node = rep.Node
 			inflight := g.metrics.inFlight.WithLabelValues(uc.key, rep.Node)
 			inflight.Inc()
-			up.started = s.started
+			up.started = started
 			inner := up.close
 			var once sync.Once
 			up.close = func() {
@@ -303,7 +301,7 @@ func (e *statusError) notHeld() bool {
 
 // send makes one attempt on one replica.
 func (g *Gateway) send(ctx context.Context, rep Replica, uc *upstreamCall, started func()) (*upstream, error) {
-	ask := !uc.stream && started != nil && (uc.path == neuronapi.PathChatCompletions || uc.path == neuronapi.PathCompletions)
+	ask := !uc.stream && (uc.path == neuronapi.PathChatCompletions || uc.path == neuronapi.PathCompletions)
 	if ask {
 		// A plain answer's first token comes as a 103 from the neuron
 		// (a stream's is its first chunk, which pump sees): the balancer

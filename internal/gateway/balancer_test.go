@@ -22,11 +22,9 @@ func keys(ks ...uint64) Prompt { return Prompt{Keys: ks, Bytes: len(ks) * Prefix
 func TestAffinityIsStableAndYieldsToTheWait(t *testing.T) {
 	b := NewBalancer()
 	rs := reps(4)
-	first, l, _ := b.Pick(rs, keys(42), nil)
-	l.Release()
+	first := pickOnce(b, rs, keys(42))
 	for range 20 {
-		r, l, _ := b.Pick(rs, keys(42), nil)
-		l.Release()
+		r := pickOnce(b, rs, keys(42))
 		if r != first {
 			t.Fatalf("same prefix went to %s, then %s", first.Node, r.Node)
 		}
@@ -66,8 +64,7 @@ func TestPrefillInFlightCountsUntilTheFirstToken(t *testing.T) {
 	short := Prompt{Keys: []uint64{2}, Bytes: 100}
 	for i := range 5 {
 		short.Keys = []uint64{uint64(100 + i)}
-		r, l, _ := b.Pick(rs, short, nil)
-		l.Release()
+		r := pickOnce(b, rs, short)
 		if r == busy {
 			t.Fatalf("short prompt %d went to %s, still prefilling 128 KiB", i, busy.Node)
 		}
@@ -100,8 +97,7 @@ func TestLongestKnownPrefixWins(t *testing.T) {
 	// Keep home prefilling a long prompt, so a conversation starting
 	// with 7 goes elsewhere and is remembered there.
 	_, hold, _ := b.Pick([]Replica{home}, Prompt{Bytes: 64 * PrefixChunk}, nil)
-	away, l, _ := b.Pick(rs, keys(7, 8, 9), nil)
-	l.Release()
+	away := pickOnce(b, rs, keys(7, 8, 9))
 	if away == home {
 		t.Fatalf("went to %s, busy prefilling 128 KiB", home.Node)
 	}
@@ -110,8 +106,7 @@ func TestLongestKnownPrefixWins(t *testing.T) {
 	// Another that shares only the first chunk (7, 11) follows 7, which
 	// was served last by the same replica.
 	for _, p := range []Prompt{keys(7, 8, 9, 10), keys(7, 8), keys(7, 11)} {
-		r, l, _ := b.Pick(rs, p, nil)
-		l.Release()
+		r := pickOnce(b, rs, p)
 		if r != away {
 			t.Fatalf("%v went to %s; %s served its prefix", p.Keys, r.Node, away.Node)
 		}
@@ -123,25 +118,20 @@ func TestLongestKnownPrefixWins(t *testing.T) {
 	for i := range conv {
 		conv[i] = uint64(1000 + i)
 	}
-	holder, l, _ := b.Pick(rs, keys(conv...), nil)
-	l.Release()
+	holder := pickOnce(b, rs, keys(conv...))
 	for range 3 {
 		_, l, _ := b.Pick([]Replica{holder}, Prompt{}, nil)
 		l.Started()
 		defer l.Release()
 	}
-	if r, l, _ := b.Pick(rs, keys(append(conv, 2000)...), nil); r != holder {
+	if r := pickOnce(b, rs, keys(append(conv, 2000)...)); r != holder {
 		t.Fatalf("went to %s, away from %s which holds 40 of its 41 chunks", r.Node, holder.Node)
-	} else {
-		l.Release()
 	}
 	// Behind a long prefill there, it goes elsewhere after all.
 	_, l, _ = b.Pick([]Replica{holder}, Prompt{Bytes: 256 * PrefixChunk}, nil)
 	defer l.Release()
-	if r, l, _ := b.Pick(rs, keys(append(conv, 2001)...), nil); r == holder {
+	if r := pickOnce(b, rs, keys(append(conv, 2001)...)); r == holder {
 		t.Fatalf("stayed on %s behind 256 chunks of prefill", holder.Node)
-	} else {
-		l.Release()
 	}
 }
 
@@ -151,8 +141,7 @@ func TestFullReplicaCountsTheWaitForASequence(t *testing.T) {
 	b := NewBalancer()
 	rs := reps(2)
 	p := Prompt{Keys: []uint64{5}, Bytes: 3 * PrefixChunk, Parallel: 2}
-	home, l, _ := b.Pick(rs, p, nil)
-	l.Release()
+	home := pickOnce(b, rs, p)
 	// Two decoding there: with this one, three.
 	for range 2 {
 		_, l, _ := b.Pick([]Replica{home}, Prompt{}, nil)
@@ -161,16 +150,12 @@ func TestFullReplicaCountsTheWaitForASequence(t *testing.T) {
 	}
 	// With four sequences it fits, and the cached prefix wins.
 	p.Parallel = 4
-	if r, l, _ := b.Pick(rs, p, nil); r != home {
+	if r := pickOnce(b, rs, p); r != home {
 		t.Fatalf("went to %s, away from the prefix on %s with a sequence free", r.Node, home.Node)
-	} else {
-		l.Release()
 	}
 	p.Parallel = 2
-	if r, l, _ := b.Pick(rs, p, nil); r == home {
+	if r := pickOnce(b, rs, p); r == home {
 		t.Fatalf("went to %s, whose two sequences are busy", home.Node)
-	} else {
-		l.Release()
 	}
 }
 
@@ -179,8 +164,7 @@ func TestPrefixTableIsBounded(t *testing.T) {
 	b.PrefixEntries = 64
 	rs := reps(2)
 	for i := range 1000 {
-		_, l, _ := b.Pick(rs, keys(uint64(i+1), uint64(i+100000)), nil)
-		l.Release()
+		pickOnce(b, rs, keys(uint64(i+1), uint64(i+100000)))
 	}
 	if n := len(b.recent) + len(b.older); n > 64 {
 		t.Fatalf("table holds %d keys, bound 64", n)
@@ -250,8 +234,7 @@ func TestDownReplicaIsSkippedWhileOthersServe(t *testing.T) {
 	rs := reps(2)
 	b.MarkDown(rs[0].Endpoint, 5*time.Second)
 	for i := range 10 {
-		r, l, _ := b.Pick(rs, keys(uint64(i+1)), nil)
-		l.Release()
+		r := pickOnce(b, rs, keys(uint64(i+1)))
 		if r == rs[0] {
 			t.Fatal("picked the replica that is down")
 		}
@@ -265,8 +248,7 @@ func TestDownReplicaIsSkippedWhileOthersServe(t *testing.T) {
 	now = now.Add(6 * time.Second)
 	seen := map[Replica]bool{}
 	for i := range 20 {
-		r, l, _ := b.Pick(rs, keys(uint64(i+1)), nil)
-		l.Release()
+		r := pickOnce(b, rs, keys(uint64(i+1)))
 		seen[r] = true
 	}
 	if !seen[rs[0]] {
@@ -281,58 +263,51 @@ func TestReplicaSpeedWeighsTheWait(t *testing.T) {
 	rs := reps(2)
 	p := Prompt{Model: "ns/m", Bytes: 4 * PrefixChunk}
 	// Unknown speeds: equal waits, the first replica.
-	if r, l, _ := b.Pick(rs, p, nil); r != rs[0] {
+	if r := pickOnce(b, rs, p); r != rs[0] {
 		t.Fatalf("without speeds went to %s", r.Node)
-	} else {
-		l.Release()
 	}
 	b.SetSpeed("ns/m", rs[0].Endpoint, 1000)
 	b.SetSpeed("ns/m", rs[1].Endpoint, 8000)
-	if r, l, _ := b.Pick(rs, p, nil); r != rs[1] {
+	if r := pickOnce(b, rs, p); r != rs[1] {
 		t.Fatalf("went to %s, the slower", r.Node)
-	} else {
-		l.Release()
 	}
 	// Another Model's speeds do not apply.
-	if r, l, _ := b.Pick(rs, Prompt{Model: "ns/other", Bytes: p.Bytes}, nil); r != rs[0] {
+	if r := pickOnce(b, rs, Prompt{Model: "ns/other", Bytes: p.Bytes}); r != rs[0] {
 		t.Fatalf("another model went to %s", r.Node)
-	} else {
-		l.Release()
 	}
 	// Behind 16 chunks of prefill on the fast replica, a 4-chunk prompt
 	// waits 21 chunks there (one more for the request in flight) and
 	// 4 ÷ 8^-0.25 ≈ 6.7 on the slow one.
 	_, hold, _ := b.Pick([]Replica{rs[1]}, Prompt{Model: "ns/m", Bytes: 16 * PrefixChunk}, nil)
-	if r, l, _ := b.Pick(rs, p, nil); r != rs[0] {
+	if r := pickOnce(b, rs, p); r != rs[0] {
 		t.Fatalf("went to %s behind 16 chunks of prefill", r.Node)
-	} else {
-		l.Release()
 	}
 	hold.Release()
 	// Rates within a factor of two are the same speed: what one kind of
 	// GPU measures varies with the prompts.
 	b.SetSpeed("ns/m", rs[0].Endpoint, 4500)
-	if r, l, _ := b.Pick(rs, p, nil); r != rs[0] {
+	if r := pickOnce(b, rs, p); r != rs[0] {
 		t.Fatalf("went to %s, reported 1.8× as fast", r.Node)
-	} else {
-		l.Release()
 	}
 	// An absurd rate on one replica does not make the other's wait
 	// infinite: behind a long prefill there, the slow one still serves.
 	b.SetSpeed("ns/m", rs[1].Endpoint, 1e300)
 	_, hold, _ = b.Pick([]Replica{rs[1]}, Prompt{Model: "ns/m", Bytes: 4096 * PrefixChunk}, nil)
-	if r, l, _ := b.Pick(rs, p, nil); r != rs[0] {
+	if r := pickOnce(b, rs, p); r != rs[0] {
 		t.Fatalf("went to %s behind 4096 chunks of prefill", r.Node)
-	} else {
-		l.Release()
 	}
 	hold.Release()
 	// A rate of 0 (or nonsense) forgets it.
 	b.SetSpeed("ns/m", rs[1].Endpoint, 0)
 	b.SetSpeed("ns/m", rs[0].Endpoint, math.NaN())
-	if r, l, _ := b.Pick(rs, p, nil); r != rs[0] {
+	if r := pickOnce(b, rs, p); r != rs[0] {
 		t.Fatalf("speeds forgotten, went to %s", r.Node)
-	} else {
-		l.Release()
 	}
+}
+
+// pickOnce picks a replica for p and ends the request at once.
+func pickOnce(b *Balancer, rs []Replica, p Prompt) Replica {
+	r, l, _ := b.Pick(rs, p, nil)
+	l.Release()
+	return r
 }

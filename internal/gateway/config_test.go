@@ -68,17 +68,15 @@ func TestPrefixImbalanceBoundsTheWaitAtTheHolder(t *testing.T) {
 			t.Fatal(err)
 		}
 		rs := reps(4)
-		holder, l, _ := g.balancer.Pick(rs, keys(conv...), nil)
-		l.Release()
+		holder := pickOnce(g.balancer, rs, keys(conv...))
 		n := 0
 		for ; n < 100; n++ {
-			r, l, _ := g.balancer.Pick(rs, keys(append(slices.Clone(conv), uint64(100+n))...), nil)
-			l.Release()
+			r := pickOnce(g.balancer, rs, keys(append(slices.Clone(conv), uint64(100+n))...))
 			if r != holder {
 				break
 			}
 			// One more request decoding on the holder.
-			_, l, _ = g.balancer.Pick([]Replica{holder}, Prompt{}, nil)
+			_, l, _ := g.balancer.Pick([]Replica{holder}, Prompt{}, nil)
 			l.Started()
 			defer l.Release()
 		}

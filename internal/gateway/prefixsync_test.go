@@ -139,8 +139,7 @@ func TestPrefixSyncSharesRoutedPrefixes(t *testing.T) {
 
 	rs := reps(4)
 	prefix := keys(101, 102, 103)
-	home, l, _ := NewBalancer().Pick(rs, prefix, nil)
-	l.Release()
+	home := pickOnce(NewBalancer(), rs, prefix)
 	// Three requests without a prefix held on home on A: the prefix must
 	// go elsewhere there.
 	others := []string{}
@@ -157,8 +156,7 @@ func TestPrefixSyncSharesRoutedPrefixes(t *testing.T) {
 		}
 		holds = append(holds, l)
 	}
-	away, l, _ := a.b.Pick(rs, prefix, nil)
-	l.Release()
+	away := pickOnce(a.b, rs, prefix)
 	for _, h := range holds {
 		h.Release()
 	}
@@ -173,8 +171,7 @@ func TestPrefixSyncSharesRoutedPrefixes(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	// A longer prompt of the same conversation, first seen by B.
-	got, l, _ := b.b.Pick(rs, keys(101, 102, 103, 104), nil)
-	l.Release()
+	got := pickOnce(b.b, rs, keys(101, 102, 103, 104))
 	if got != away {
 		t.Fatalf("B sent the conversation to %s; A had sent it to %s (hash home %s)", got.Node, away.Node, home.Node)
 	}
@@ -262,19 +259,15 @@ func TestPrefixSyncSharesRequestsInFlight(t *testing.T) {
 		holds = append(holds, l)
 	}
 	a.ps.flush(ctx)
-	if got, l, _ := b.b.Pick(rs, Prompt{}, nil); got == rs[0] {
+	if got := pickOnce(b.b, rs, Prompt{}); got == rs[0] {
 		t.Fatal("B sent a request to the replica A holds 3 on, with 3 idle ones")
-	} else {
-		l.Release()
 	}
 	for _, h := range holds {
 		h.Release()
 	}
 	a.ps.flush(ctx)
-	if got, l, _ := b.b.Pick(rs, Prompt{}, nil); got != rs[0] {
+	if got := pickOnce(b.b, rs, Prompt{}); got != rs[0] {
 		t.Fatalf("B went to %s after A released everything; want %s (least loaded, first)", got.Node, rs[0].Node)
-	} else {
-		l.Release()
 	}
 	// One request of A's on each replica; the one on rs[0] is a long
 	// prompt still in prefill: B sends its next request elsewhere, until
@@ -292,17 +285,13 @@ func TestPrefixSyncSharesRequestsInFlight(t *testing.T) {
 		holds = append(holds, l)
 	}
 	a.ps.flush(ctx)
-	if got, l, _ := b.b.Pick(rs, Prompt{Bytes: 100}, nil); got == rs[0] {
+	if got := pickOnce(b.b, rs, Prompt{Bytes: 100}); got == rs[0] {
 		t.Fatal("B sent a request behind the long prefill A reported")
-	} else {
-		l.Release()
 	}
 	holds[0].Started()
 	a.ps.flush(ctx)
-	if got, l, _ := b.b.Pick(rs, Prompt{Bytes: 100}, nil); got != rs[0] {
+	if got := pickOnce(b.b, rs, Prompt{Bytes: 100}); got != rs[0] {
 		t.Fatalf("B went to %s once the prefill was done; want %s (as loaded as the rest, first)", got.Node, rs[0].Node)
-	} else {
-		l.Release()
 	}
 	for _, h := range holds {
 		h.Release()
@@ -313,16 +302,12 @@ func TestPrefixSyncSharesRequestsInFlight(t *testing.T) {
 	a.ps.flush(ctx)
 	now := time.Now()
 	b.b.SetClock(func() time.Time { return now })
-	if got, l, _ := b.b.Pick(rs, Prompt{}, nil); got == rs[0] {
+	if got := pickOnce(b.b, rs, Prompt{}); got == rs[0] {
 		t.Fatal("B ignored A's fresh report")
-	} else {
-		l.Release()
 	}
 	now = now.Add(DefaultPeerLoadTTL + time.Second)
-	if got, l, _ := b.b.Pick(rs, Prompt{}, nil); got != rs[0] {
+	if got := pickOnce(b.b, rs, Prompt{}); got != rs[0] {
 		t.Fatalf("B still counts A's report %s old: went to %s", DefaultPeerLoadTTL+time.Second, got.Node)
-	} else {
-		l.Release()
 	}
 	// Nothing new to say: no batch, until half the report's life is over.
 	sent := a.ps.lastSent

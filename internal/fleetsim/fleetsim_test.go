@@ -145,11 +145,12 @@ func TestFleetGoals(t *testing.T) {
 	if g.Lost != 0 {
 		t.Errorf("cortex lost %d requests Ollama-style served", g.Lost)
 	}
-	// Victims by measured requests per byte, keep-alives learned: 0.59×
-	// at 1.00× the memory in this first hour (the 4 h and 6 h runs of
-	// docs/benchmarks.md meet ≤ 0.5× at ≤ 1.0×).
-	if g.ColdRatio > 0.62 {
-		t.Errorf("cortex has %.2f× Ollama-style's cold starts, want ≤ 0.62×", g.ColdRatio)
+	// Victims by measured requests per byte, keep-alives learned: 0.65×
+	// at 1.01× the memory in this first hour, where Ollama-style's cold
+	// starts are fewer since models sharing a GPU slow each other (0.59×
+	// when they did not; the 6 h run of docs/benchmarks.md is at 0.50×).
+	if g.ColdRatio > 0.67 {
+		t.Errorf("cortex has %.2f× Ollama-style's cold starts, want ≤ 0.67×", g.ColdRatio)
 	}
 	if g.MemRatio > 1.01 {
 		t.Errorf("cortex holds %.3f× Ollama-style's GPU memory-time, want ≤ 1.01×", g.MemRatio)

@@ -190,7 +190,8 @@ func (p *onDemand) place(s *Sim, m *model, evict bool) bool {
 // and never changes them: the routing benchmark's fleet.
 type static struct{}
 
-// Static preloads replicas.min replicas of every model, one per node.
+// Static preloads replicas.min replicas of every model, one per node, each
+// on the node's first GPU with room (the first GPU if none has).
 func Static() Policy { return static{} }
 
 func (static) Name() string { return "static" }
@@ -200,7 +201,14 @@ func (static) start(s *Sim) {
 		for range m.spec.MinReplicas {
 			n := s.nodes[next%len(s.nodes)]
 			next++
-			rep := s.Load(m, n, []int{0}, []int64{m.spec.Bytes})
+			dev := 0
+			for d := range n.devTotal {
+				if n.devTotal[d]-n.devUsed[d] >= m.spec.Bytes {
+					dev = d
+					break
+				}
+			}
+			rep := s.Load(m, n, []int{dev}, []int64{m.spec.Bytes})
 			rep.state, rep.loadedAt = stReady, 0
 			s.Show(rep)
 		}

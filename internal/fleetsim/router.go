@@ -225,7 +225,7 @@ func (oracle) pick(s *Sim, r *Request, reps []*replica) (*replica, func()) {
 	for i, rep := range reps {
 		hits := rep.cache.prefix(r.Blocks)
 		rate := rep.rates.PrefillTokPerSec
-		eta := max(0, rep.prefillAt-s.now) + float64(max(1, r.In-hits*BlockTokens))/rate
+		eta := max(0, rep.n.prefillAt[rep.device()]-s.now) + float64(max(1, r.In-hits*BlockTokens))/rate
 		for _, q := range rep.queue {
 			qr := &s.trace.Requests[q.req]
 			eta += float64(max(1, qr.In-rep.cache.prefix(qr.Blocks)*BlockTokens)) / rate

@@ -115,7 +115,11 @@ type node struct {
 	class    GPUClass
 	devTotal []int64
 	devUsed  []int64
-	replicas []*replica
+	// prefillAt is when each device's worker is free of the prompts
+	// routed to it: the neuron's one worker per device runs every model's
+	// prefill there in turn.
+	prefillAt []float64
+	replicas  []*replica
 	// draining counts gone replicas still finishing requests; waiting are
 	// loads to start once none is.
 	draining int
@@ -155,13 +159,12 @@ type replica struct {
 	inflight int // admitted or queued at the replica
 	// served counts the requests the replica accepted, as a neuron
 	// reports them (ModelStatus.Requests).
-	served    int64
-	active    int // in a decode slot
-	queue     []*job
-	prefillAt float64 // when the prefill engine is free
-	cache     *blockCache
-	gone      bool
-	endpoint  string
+	served   int64
+	active   int // in a decode slot
+	queue    []*job
+	cache    *blockCache
+	gone     bool
+	endpoint string
 }
 
 // firstTokenRouter is a Router told when each request's first token
@@ -240,6 +243,7 @@ func Run(cfg Config, trace *Trace) (*Result, error) {
 		for range cfg.GPUsPerNode {
 			n.devTotal = append(n.devTotal, n.class.MemoryBytes)
 			n.devUsed = append(n.devUsed, 0)
+			n.prefillAt = append(n.prefillAt, 0)
 		}
 		s.nodes = append(s.nodes, n)
 	}
@@ -368,10 +372,11 @@ func (s *Sim) start(j *job) {
 	rep.cache.use(r.Blocks)
 	s.reqs[j.req].hitBlocks = hit
 	uncached := max(1, r.In-hit*BlockTokens)
-	begin := max(s.now, rep.prefillAt)
+	dev := rep.device()
+	begin := max(s.now, rep.n.prefillAt[dev])
 	prefillEnd := begin + float64(uncached)/rep.rates.PrefillTokPerSec
-	rep.prefillAt = prefillEnd
-	step := rep.rates.step(rep.active)
+	rep.n.prefillAt[dev] = prefillEnd
+	step := rep.decodeStep()
 	first := prefillEnd + step
 	done := first + float64(r.Out-1)*step
 	rep.lastUsed = s.now
@@ -387,6 +392,28 @@ func (s *Sim) start(j *job) {
 		}
 		s.finish(j)
 	})
+}
+
+// device is the replica's first device, whose worker runs its work.
+func (rep *replica) device() int {
+	if len(rep.devs) == 0 {
+		return 0
+	}
+	return rep.devs[0]
+}
+
+// decodeStep is the time per output token of a request starting on rep:
+// its own batch's step, plus one step of every other model decoding on
+// the same device, which the device's worker runs in turn with it.
+func (rep *replica) decodeStep() float64 {
+	step := rep.rates.step(rep.active)
+	dev := rep.device()
+	for _, o := range rep.n.replicas {
+		if o != rep && o.active > 0 && o.device() == dev {
+			step += o.rates.step(o.active)
+		}
+	}
+	return step
 }
 
 func (s *Sim) finish(j *job) {

@@ -327,6 +327,9 @@ func routing(w io.Writer, c config, class fleetsim.GPUClass) error {
 	if err := routingGateways(w, c, class, base, pt); err != nil {
 		return err
 	}
+	if err := routingShared(w, c, class, base); err != nil {
+		return err
+	}
 	if err := routingMixed(w, c, base); err != nil {
 		return err
 	}
@@ -411,8 +414,8 @@ func tpot(r *fleetsim.Result) string {
 }
 
 // routingMixed runs the routers on a fleet of mixed GPUs: half the
-// replicas on H100, half on L4, which prefills about 8× slower. The
-// balancer's wait is in prompt bytes; it does not know a replica's speed.
+// replicas on H100, half on L4, which prefills about 8× slower; the
+// balancer learns each replica's speed from its answers.
 func routingMixed(w io.Writer, c config, base *fleetsim.Trace) error {
 	classes := []fleetsim.GPUClass{fleetsim.Classes["H100"], fleetsim.Classes["L4"]}
 	m := fleetsim.MixedRoutingModel(c.routingReplicas)
@@ -423,6 +426,27 @@ func routingMixed(w io.Writer, c config, base *fleetsim.Trace) error {
 	for _, f := range []float64{0.5, 1, 2} {
 		for _, r := range []fleetsim.Router{fleetsim.LeastLoad(), fleetsim.CHWBL(), fleetsim.CortexRouter(), fleetsim.Oracle()} {
 			res, err := fleetsim.RunMixedRouting(base.Scale(f), classes, c.routingReplicas, r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "| %g× | %s | %s | %s | %.3f |\n", f, r.Name(), sec(res.Mean()), sec(fleetsim.Quantile(res.All(), .99)), res.HitRate())
+		}
+	}
+	return nil
+}
+
+// routingShared runs the routers on nodes of two GPUs, each GPU holding a
+// replica of one of two models: a neuron serves both, and only the
+// requests on one GPU delay each other.
+func routingShared(w io.Writer, c config, class fleetsim.GPUClass, base *fleetsim.Trace) error {
+	nodes := c.routingReplicas / 2
+	fmt.Fprintf(w, "\nModels sharing nodes: %d nodes of two %s, two %s models with a replica on each node, one per GPU; the trace's requests split between the models by their first block.\n\n",
+		nodes, class.Name, fleetsim.RoutingModel(nodes).Size.Name)
+	fmt.Fprintln(w, "| Load | Router | Mean TTFT (s) | p99 TTFT (s) | Prefix hit rate |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- |")
+	for _, f := range []float64{1, 2, 3, 4, 5, 6} {
+		for _, r := range []fleetsim.Router{fleetsim.LeastLoad(), fleetsim.CHWBL(), fleetsim.CortexRouter(), fleetsim.Oracle()} {
+			res, err := fleetsim.RunSharedRouting(base.Scale(f), class, nodes, r)
 			if err != nil {
 				return err
 			}

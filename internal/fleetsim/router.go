@@ -64,7 +64,7 @@ func (c *cortexRouter) firstToken(r *Request) { startLease(c.leases, r) }
 func pickWith(b *gateway.Balancer, leases map[*Request]*gateway.Lease, s *Sim, r *Request, reps []*replica) (*replica, func()) {
 	cands := make([]gateway.Replica, len(reps))
 	for i, rep := range reps {
-		cands[i] = gateway.Replica{Node: rep.n.name, Endpoint: rep.endpoint}
+		cands[i] = gateway.Replica{Node: rep.n.name, Endpoint: rep.endpoint, Device: strconv.Itoa(rep.device())}
 	}
 	spec := s.models[r.Model].spec
 	p := gateway.Prompt{Model: spec.Key, Keys: prefixKeys(spec.Key, r.Blocks), Bytes: r.In * gateway.PrefixChunk / BlockTokens, Parallel: spec.Parallel}

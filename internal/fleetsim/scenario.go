@@ -119,6 +119,23 @@ func RunMixedRouting(trace *Trace, classes []GPUClass, replicas int, router Rout
 		Policy: Static(), Router: router, SampleEvery: 1}, trace)
 }
 
+// SharedRoutingModels are two models of RoutingModel's size, each with
+// one replica per node of a fleet of nodes nodes.
+func SharedRoutingModels(nodes int) []ModelSpec {
+	a, b := RoutingModel(nodes), RoutingModel(nodes)
+	b.Key = "fleet/other-8B"
+	return []ModelSpec{a, b}
+}
+
+// RunSharedRouting is RunRouting on nodes of two GPUs, each holding a
+// replica of both SharedRoutingModels (one per GPU), the trace's requests
+// split between them by their first block: the gateway routes each
+// model's requests among replicas whose neurons also serve the other.
+func RunSharedRouting(trace *Trace, class GPUClass, nodes int, router Router) (*Result, error) {
+	return Run(Config{Class: class, Nodes: nodes, GPUsPerNode: 2, Models: SharedRoutingModels(nodes),
+		Policy: Static(), Router: router, SampleEvery: 1}, trace.AssignByFirstBlock(2))
+}
+
 // ChurnRun runs the churn benchmark's fleet: gpus GPUs of the class, one
 // per node, serving the models, with the gateway's balancer in front.
 func ChurnRun(trace *Trace, models []ModelSpec, class GPUClass, gpus int, policy Policy, sampleEvery float64) (*Result, error) {

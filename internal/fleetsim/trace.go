@@ -172,6 +172,20 @@ func (t *Trace) Head(d float64) *Trace {
 	return &Trace{Name: fmt.Sprintf("%s, first %gs", t.Name, d), Requests: t.Requests[:i]}
 }
 
+// AssignByFirstBlock gives each request model (first block mod n), so
+// that requests sharing a prefix, and so each conversation, go to one of n
+// models with their prefix structure intact; requests with no blocks go to
+// model 0.
+func (t *Trace) AssignByFirstBlock(n int) *Trace {
+	out := &Trace{Name: fmt.Sprintf("%s, model by first block over %d models", t.Name, n), Requests: slices.Clone(t.Requests)}
+	for i := range out.Requests {
+		if b := out.Requests[i].Blocks; len(b) > 0 {
+			out.Requests[i].Model = int(b[0] % uint64(n))
+		}
+	}
+	return out
+}
+
 // AssignZipf draws each request's model from a Zipf law of exponent s
 // over n models (model 0 the most popular), seeded.
 func (t *Trace) AssignZipf(n int, s float64, seed uint64) *Trace {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/binary"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -16,13 +17,17 @@ import (
 //
 // The wait is estimated in prompt bytes of prefill, the work a replica
 // does before a request's first token: the prompt bytes routed to the
-// replica whose first token has not come yet (Lease.Started: at a
-// stream's first chunk, or at the 103 a neuron sends at a plain answer's
+// replica's device whose first token has not come yet (Lease.Started: at
+// a stream's first chunk, or at the 103 a neuron sends at a plain answer's
 // first token; without one, when the answer ends), plus the part of this
 // prompt the replica does not hold, plus one PrefixChunk for every request
-// in flight there (each slows the decode batch it joins), plus
-// SlotWaitChunks chunks for every request beyond the Model's parallel
-// sequences, which waits for one to free. On a fleet of mixed GPUs the
+// in flight on that device (each slows the decode steps it takes turns
+// with), plus SlotWaitChunks chunks for every request of this Model
+// beyond its parallel sequences there, which waits for one to free. The
+// device is the replica's first GPU: the neuron runs every Model on one
+// device with one worker, so the loads of Models sharing a GPU add up,
+// and those of a Model on the node's other GPU do not; the sequences are
+// the Model's own. On a fleet of mixed GPUs the
 // wait is divided by the replica's prefill rate relative to the fastest
 // candidate's, as each neuron reports it with its answers (SetSpeed), to
 // the power SpeedExponent.
@@ -57,11 +62,13 @@ type Balancer struct {
 	// prefix.
 	HitEpsilon float64
 
-	mu       sync.Mutex
-	inflight map[string]int // by endpoint
-	// prefill is the prompt bytes routed to each endpoint whose first
-	// token has not come.
-	prefill map[string]int
+	mu sync.Mutex
+	// loads are the requests this gateway replica routed and has not seen
+	// finish, by load key: per device worker (deviceKey: requests in
+	// flight over every Model there, and the prompt bytes whose first
+	// token has not come) and per replica (replicaKey: the Model's
+	// requests in flight, which its sequences serve).
+	loads map[string]Load
 	// speed is each replica's prefill rate as its neuron reports it, by
 	// Model and endpoint (SetSpeed).
 	speed map[speedKey]float64
@@ -96,9 +103,9 @@ type Balancer struct {
 	PeerLoadTTL time.Duration
 }
 
-// Load is what a gateway replica has routed to one endpoint and not seen
-// finish: requests in flight, and the prompt bytes of those whose first
-// token has not come.
+// Load is what a gateway replica has routed to one device worker or
+// replica and not seen finish: requests in flight, and the prompt bytes
+// of those whose first token has not come (counted per device only).
 type Load struct {
 	InFlight int
 	Prefill  int
@@ -160,15 +167,27 @@ const SlotWaitChunks = 4
 // NewBalancer returns a Balancer with DefaultEpsilon, and
 // DefaultPrefixImbalance for a prefix hit.
 func NewBalancer() *Balancer {
-	return &Balancer{Epsilon: DefaultEpsilon, HitEpsilon: DefaultPrefixImbalance, inflight: map[string]int{}, prefill: map[string]int{},
+	return &Balancer{Epsilon: DefaultEpsilon, HitEpsilon: DefaultPrefixImbalance, loads: map[string]Load{},
 		down: map[string]time.Time{}, now: time.Now}
 }
+
+// deviceKey is the load key of the neuron worker that runs r: one per
+// device (the replica's first), which takes every Model there in turn,
+// so their prompts and decode steps delay each other, and Models on the
+// node's other devices do not. A replica whose devices are unknown shares
+// one key with every such replica of its neuron.
+func deviceKey(r Replica) string { return r.Endpoint + "#" + r.Device }
+
+// replicaKey is the load key of model's replica on r: its requests in
+// flight share that replica's parallel sequences.
+func replicaKey(model string, r Replica) string { return r.Endpoint + "@" + model }
 
 // Lease is a request's place on the replica Pick chose. Its methods may
 // be called on a nil Lease and more than once.
 type Lease struct {
 	b       *Balancer
-	ep      string
+	dev     string // deviceKey
+	rep     string // replicaKey
 	prefill int
 	started bool // under b.mu
 	done    bool // under b.mu
@@ -190,9 +209,19 @@ func (l *Lease) startLocked() {
 		return
 	}
 	l.started = true
-	if l.b.prefill[l.ep] -= l.prefill; l.b.prefill[l.ep] <= 0 {
-		delete(l.b.prefill, l.ep)
+	l.b.add(l.dev, 0, -l.prefill)
+}
+
+// add changes the load under key, forgetting it at zero. b.mu is held.
+func (b *Balancer) add(key string, inflight, prefill int) {
+	l := b.loads[key]
+	l.InFlight += inflight
+	l.Prefill += prefill
+	if l.InFlight <= 0 && l.Prefill <= 0 {
+		delete(b.loads, key)
+		return
 	}
+	b.loads[key] = l
 }
 
 // Release ends the request.
@@ -207,9 +236,8 @@ func (l *Lease) Release() {
 	}
 	l.done = true
 	l.startLocked()
-	if l.b.inflight[l.ep]--; l.b.inflight[l.ep] <= 0 {
-		delete(l.b.inflight, l.ep)
-	}
+	l.b.add(l.dev, -1, 0)
+	l.b.add(l.rep, -1, 0)
 }
 
 // Pick chooses among replicas, skipping those in exclude, and counts the
@@ -247,9 +275,10 @@ func (b *Balancer) Pick(replicas []Replica, p Prompt, exclude []string) (r Repli
 	if b.Remembered != nil && len(p.Keys) > 0 {
 		b.Remembered(p.Keys, chosen.Endpoint)
 	}
-	b.inflight[chosen.Endpoint]++
-	b.prefill[chosen.Endpoint] += uncached
-	return chosen, &Lease{b: b, ep: chosen.Endpoint, prefill: uncached}, true
+	lease = &Lease{b: b, dev: deviceKey(chosen), rep: replicaKey(p.Model, chosen), prefill: uncached}
+	b.add(lease.dev, 1, uncached)
+	b.add(lease.rep, 1, 0)
+	return chosen, lease, true
 }
 
 type speedKey struct{ model, endpoint string }
@@ -306,20 +335,16 @@ func (b *Balancer) SetClock(now func() time.Time) {
 	b.now = now
 }
 
-// Loads returns this replica's own load, by endpoint.
+// Loads returns this replica's own load, by load key (deviceKey and
+// replicaKey).
 func (b *Balancer) Loads() map[string]Load {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make(map[string]Load, len(b.inflight))
-	for ep, n := range b.inflight {
-		out[ep] = Load{InFlight: n, Prefill: b.prefill[ep]}
-	}
-	return out
+	return maps.Clone(b.loads)
 }
 
-// SetPeerLoad records the load another gateway replica reported (by
-// endpoint; an endpoint left out has none), replacing its previous
-// report.
+// SetPeerLoad records the load another gateway replica reported (by load
+// key; a key left out has none), replacing its previous report.
 func (b *Balancer) SetPeerLoad(peer string, load map[string]Load) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -346,12 +371,12 @@ func (b *Balancer) dropStalePeers(now time.Time) {
 	}
 }
 
-// load is an endpoint's load from this replica and from the peers whose
+// load is the load under key from this replica and from the peers whose
 // reports are still good (dropStalePeers). b.mu is held.
-func (b *Balancer) load(ep string) Load {
-	l := Load{InFlight: b.inflight[ep], Prefill: b.prefill[ep]}
+func (b *Balancer) load(key string) Load {
+	l := b.loads[key]
 	for _, p := range b.peers {
-		pl := p.load[ep]
+		pl := p.load[key]
 		l.InFlight += pl.InFlight
 		l.Prefill += pl.Prefill
 	}
@@ -401,11 +426,11 @@ func (b *Balancer) choose(cands []Replica, p Prompt) (Replica, int) {
 	cs := make([]candidate, len(cands))
 	best := 0
 	for i, r := range cands {
-		c := candidate{r: r, load: b.load(r.Endpoint)}
+		c := candidate{r: r, load: b.load(deviceKey(r))}
 		c.uncached = max(1, p.Bytes-depth[r.Endpoint]*PrefixChunk)
 		wait := c.load.Prefill + c.uncached + PrefixChunk*c.load.InFlight
 		if p.Parallel > 0 {
-			if over := c.load.InFlight + 1 - p.Parallel; over > 0 {
+			if over := b.load(replicaKey(p.Model, r)).InFlight + 1 - p.Parallel; over > 0 {
 				wait += over * SlotWaitChunks * PrefixChunk
 			}
 		}

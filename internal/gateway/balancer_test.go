@@ -70,7 +70,7 @@ func TestPrefillInFlightCountsUntilTheFirstToken(t *testing.T) {
 		}
 	}
 	big.Started()
-	if got := b.Loads()[busy.Endpoint]; got != (Load{InFlight: 1}) {
+	if got := b.Loads()[deviceKey(busy)]; got != (Load{InFlight: 1}) {
 		t.Fatalf("after the first token: %+v, want one in flight and no prefill", got)
 	}
 	big.Started() // twice is harmless
@@ -310,4 +310,72 @@ func pickOnce(b *Balancer, rs []Replica, p Prompt) Replica {
 	r, l, _ := b.Pick(rs, p, nil)
 	l.Release()
 	return r
+}
+
+// Models on one device take turns on its worker, so a long prompt of one
+// delays the others there; a Model on the node's other device runs on
+// another worker and delays nobody here.
+func TestLoadCountsPerDeviceWorker(t *testing.T) {
+	x0 := Replica{Node: "x", Endpoint: "http://x", Device: "0"}
+	x1 := Replica{Node: "x", Endpoint: "http://x", Device: "1"}
+	y0 := Replica{Node: "y", Endpoint: "http://y", Device: "0"}
+	a := []Replica{x0, y0}
+	toX := func(b *Balancer) int {
+		n := 0
+		for i := range 16 {
+			if pickOnce(b, a, Prompt{Model: "a", Keys: []uint64{uint64(1000 + i)}, Bytes: 100}) == x0 {
+				n++
+			}
+		}
+		return n
+	}
+
+	b := NewBalancer()
+	_, other, _ := b.Pick([]Replica{x1}, Prompt{Model: "b", Keys: []uint64{1}, Bytes: 256 * PrefixChunk}, nil)
+	if n := toX(b); n == 0 || n == 16 {
+		t.Fatalf("with b prefilling on x's other device, %d of 16 new prompts of a went to x; want x and y both used", n)
+	}
+	other.Release()
+
+	b = NewBalancer()
+	_, other, _ = b.Pick([]Replica{{Node: "x", Endpoint: "http://x", Device: "0"}}, Prompt{Model: "b", Keys: []uint64{1}, Bytes: 256 * PrefixChunk}, nil)
+	if n := toX(b); n != 0 {
+		t.Fatalf("with b prefilling on a's device of x, %d of 16 new prompts of a went to x; want none", n)
+	}
+	other.Release()
+	if len(b.Loads()) != 0 {
+		t.Fatalf("released: load %v left", b.Loads())
+	}
+}
+
+// A Model's parallel sequences are its own: another Model's requests on
+// the same device slow its steps (a chunk each) but take none of its
+// sequences.
+func TestSequenceWaitCountsTheModelsOwnRequests(t *testing.T) {
+	x := Replica{Node: "x", Endpoint: "http://x", Device: "0"}
+	y := Replica{Node: "y", Endpoint: "http://y", Device: "0"}
+	b := NewBalancer()
+	b.HitEpsilon = 0
+	// Three answers of b decoding on a's device of x.
+	for i := range 3 {
+		if _, _, ok := b.Pick([]Replica{x}, Prompt{Model: "b", Keys: []uint64{uint64(50 + i)}, Bytes: 100, Parallel: 1}, nil); !ok {
+			t.Fatal("no pick")
+		}
+	}
+	// a's conversation: 7 of its 8 chunks served on x.
+	conv := []uint64{1, 2, 3, 4, 5, 6, 7, 8}
+	b.Learn(conv[:7], x.Endpoint)
+	p := Prompt{Model: "a", Keys: conv, Bytes: 8 * PrefixChunk, Parallel: 1}
+	// On x: 1 chunk to prefill and 3 in flight; on y: 8 to prefill.
+	if r := pickOnce(b, []Replica{x, y}, p); r != x {
+		t.Fatalf("a's turn went to %s; want x, where b's requests hold none of a's sequences", r.Node)
+	}
+	// Four of a's own requests on x fill its one sequence and queue: 3 + 4
+	// chunks and 16 for the sequences, against y's 8.
+	for i := range 4 {
+		b.Pick([]Replica{x}, Prompt{Model: "a", Keys: []uint64{uint64(90 + i)}, Bytes: 1, Parallel: 1}, nil)
+	}
+	if r := pickOnce(b, []Replica{x, y}, p); r != y {
+		t.Fatalf("a's turn went to %s; want y, as x's one sequence has a queue", r.Node)
+	}
 }

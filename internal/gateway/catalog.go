@@ -3,6 +3,7 @@ package gateway
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -59,6 +60,10 @@ type entry struct {
 type Replica struct {
 	Node     string
 	Endpoint string
+	// Device is the replica's first GPU on its node ("" when unknown):
+	// the neuron runs every Model on one device with one worker, so
+	// their loads add up (Balancer).
+	Device string
 }
 
 // NewCatalog returns an empty catalog.
@@ -253,7 +258,11 @@ func (c *Catalog) refresh(e *entry) {
 		if ep == "" {
 			continue
 		}
-		reps = append(reps, Replica{Node: r.Node, Endpoint: ep})
+		rep := Replica{Node: r.Node, Endpoint: ep}
+		if len(r.Devices) > 0 {
+			rep.Device = strconv.Itoa(int(r.Devices[0]))
+		}
+		reps = append(reps, rep)
 	}
 	slices.SortFunc(reps, func(a, b Replica) int { return strings.Compare(a.Node, b.Node) })
 	changed := !slices.Equal(reps, e.replicas)

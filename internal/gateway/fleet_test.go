@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/go-logr/logr/testr"
@@ -81,5 +82,24 @@ func BenchmarkFleetReport(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A replica's first device reaches the balancer, which counts the load of
+// every Model on one device together.
+func TestCatalogReplicasNameTheirDevice(t *testing.T) {
+	c := NewCatalog()
+	c.UpsertNode(readyNode("a", "http://a:13131"))
+	m := &cortexv1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "m"}}
+	m.Status.Replicas = []cortexv1.Replica{{Node: "a", State: cortexv1.ReplicaReady, Devices: []int32{3, 4}}}
+	c.UpsertModel(m)
+	cpu := &cortexv1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "cpu"}}
+	cpu.Status.Replicas = []cortexv1.Replica{{Node: "a", State: cortexv1.ReplicaReady}}
+	c.UpsertModel(cpu)
+	if got, want := c.Replicas("ns/m"), []Replica{{Node: "a", Endpoint: "http://a:13131", Device: "3"}}; !slices.Equal(got, want) {
+		t.Fatalf("replicas %+v, want %+v", got, want)
+	}
+	if got, want := c.Replicas("ns/cpu"), []Replica{{Node: "a", Endpoint: "http://a:13131"}}; !slices.Equal(got, want) {
+		t.Fatalf("replicas %+v, want %+v", got, want)
 	}
 }

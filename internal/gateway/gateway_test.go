@@ -615,14 +615,15 @@ func TestPlainAnswerTellsTheBalancerItsFirstToken(t *testing.T) {
 	}
 }
 
-// waitLoad waits up to 5 s for the balancer's own load on endpoint to be
-// want, and fails with the loads it saw otherwise.
+// waitLoad waits up to 5 s for the balancer's own load on endpoint's
+// device worker (its replicas here name no device) to be want, and fails
+// with the loads it saw otherwise.
 func waitLoad(t *testing.T, b *Balancer, endpoint string, want Load) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	var seen []Load
 	for {
-		l := b.Loads()[endpoint]
+		l := b.Loads()[deviceKey(Replica{Endpoint: endpoint})]
 		if len(seen) == 0 || seen[len(seen)-1] != l {
 			seen = append(seen, l)
 		}

@@ -79,10 +79,11 @@ const (
 	// are about 8,000 requests of 64 keys, far more than a 100 ms interval
 	// sees.
 	maxPrefixBatch = 4 << 20
-	// maxLoadBytes bounds a batch's load records (about 20,000 endpoints),
-	// on top of maxPrefixBatch.
+	// maxLoadBytes bounds a batch's load records (about 10,000 load keys
+	// of devices and replicas busy at once), on top of maxPrefixBatch.
 	maxLoadBytes = 1 << 20
-	// maxEndpointBytes bounds one endpoint URL in a batch.
+	// maxEndpointBytes bounds one endpoint URL, or load key (an endpoint
+	// with a device or a Model key), in a batch.
 	maxEndpointBytes = 1024
 	// headerGatewayInstance carries the sender's instance id.
 	headerGatewayInstance = "Cortex-Gateway-Instance"
@@ -100,7 +101,11 @@ type prefixRecord struct {
 }
 
 // prefixBatch is a decoded batch: the routed prefixes, and the sender's
-// load by endpoint (complete: an endpoint left out has none).
+// load by load key (Balancer.Loads: per device worker and per replica;
+// complete: a key left out has none). A gateway of a version that keyed
+// its load by endpoint alone sends keys this one never looks up, and the
+// other way round: during a rolling upgrade across that change, peers'
+// loads do not count until both ends run it; the prefixes still do.
 type prefixBatch struct {
 	prefixes []prefixRecord
 	load     map[string]Load
@@ -119,8 +124,8 @@ func appendPrefixRecord(buf []byte, endpoint string, keys []uint64) []byte {
 	return buf
 }
 
-// appendLoadRecord encodes one endpoint's load: the kind 'L', the
-// endpoint as above, the requests in flight and the prompt bytes awaiting
+// appendLoadRecord encodes one load key's load: the kind 'L', the
+// key as an endpoint above, the requests in flight and the prompt bytes awaiting
 // prefill (uint32 each; CPX2 had only the first).
 func appendLoadRecord(buf []byte, endpoint string, l Load) []byte {
 	buf = appendRecordHead(buf, recordLoad, endpoint)

@@ -27,12 +27,15 @@ type AdmissionConfig struct {
 	MaxInFlight int
 	// PerSlot bounds the requests relayed to one replica to this many per
 	// parallel sequence of its Model (spec.engine.parallel), 0 for no bound.
+	// The requests the other gateway replicas reported in flight there
+	// through the prefix sync count too (Balancer.PeerInFlight).
 	// 2 keeps every sequence busy with one request waiting behind it on the
 	// neuron, so a freed sequence starts its next request at once, while
 	// the rest wait here, where the wait is bounded in time and goes to
 	// whichever replica frees first. It stays below what a neuron admits by
 	// default (parallel plus a queue of 4 × parallel), so the neuron's own
-	// 429 is a backstop for several gateway replicas, not the rule.
+	// 429 is a backstop (for gateway replicas without the sync, or those
+	// that saw room in the same sync interval), not the rule.
 	PerSlot int
 	// Timeout is how long a request waits for room before it is turned
 	// away (0: at once). A request held for a cold Model waits for room
@@ -165,7 +168,7 @@ func (a *admission) tryLocked(t *ticket) (slot, bool) {
 		if slices.Contains(t.exclude, r.Endpoint) {
 			continue
 		}
-		if t.limit > 0 && a.perRep[slotKey{t.model, r.Endpoint}] >= t.limit {
+		if t.limit > 0 && a.perRep[slotKey{t.model, r.Endpoint}]+a.balancer.PeerInFlight(t.model, r) >= t.limit {
 			continue
 		}
 		cands = append(cands, r)
@@ -192,6 +195,20 @@ func (a *admission) tryLocked(t *ticket) (slot, bool) {
 			a.grantLocked()
 		})
 	}}, true
+}
+
+// poke offers the room that may have freed elsewhere to the queue: the
+// other gateway replicas' requests count against the per-replica bound
+// (PeerInFlight), and their ends arrive with their reports, not with a
+// release here. The prefix sync calls it at every report it receives
+// and at every tick of its own, by when a silent peer's report may have
+// gone stale.
+func (a *admission) poke() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.queue.Len() > 0 {
+		a.grantLocked()
+	}
 }
 
 // grantLocked admits queued tickets, oldest first, while there is room.

@@ -289,3 +289,58 @@ func TestAdmissionIsFirstComeFirstServed(t *testing.T) {
 		t.Fatalf("all excluded: %v", err)
 	}
 }
+
+// The other gateway replicas' requests to a replica, as their prefix sync
+// reports them, count against its bound here: a request finds the
+// replica full and waits until a report says a peer's request ended, or
+// until that peer's report goes stale.
+func TestPeerRequestsCountAgainstTheReplicaBound(t *testing.T) {
+	h, n := overloadHarness(t, time.Minute)
+	n.SetHung(false)
+	h.g.balancer.PeerLoadTTL = time.Hour
+	rep := h.g.catalog.Replicas("team/llama")[0]
+	full := map[string]Load{replicaKey("team/llama", rep): {InFlight: 1}, deviceKey(rep): {InFlight: 1}}
+	h.g.balancer.SetPeerLoad("peer-b", full)
+
+	answered := make(chan int, 1)
+	go func() {
+		resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	waitFor(t, "the request to queue behind the peer's", func() bool { return h.g.admit.waiting("team/llama") == 1 })
+	// Another Model on the same neuron has its own sequences.
+	if resp := h.post("/v1/chat/completions", "sk-alice", chat("other", false)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("other model: %d %s", resp.StatusCode, readAll(t, resp))
+	} else {
+		_ = resp.Body.Close()
+	}
+	h.g.admit.poke() // a report with the replica still full frees nothing
+	select {
+	case s := <-answered:
+		t.Fatalf("answered %d while a peer's request held the replica's one slot", s)
+	case <-time.After(100 * time.Millisecond):
+	}
+	h.g.balancer.SetPeerLoad("peer-b", map[string]Load{})
+	h.g.admit.poke()
+	if s := <-answered; s != http.StatusOK {
+		t.Fatalf("after the peer's request ended: %d", s)
+	}
+
+	// A peer that stops reporting stops counting after PeerLoadTTL.
+	h.g.balancer.PeerLoadTTL = 200 * time.Millisecond
+	h.g.balancer.SetPeerLoad("peer-b", full)
+	go func() {
+		resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	waitFor(t, "the request to queue behind the silent peer's", func() bool { return h.g.admit.waiting("team/llama") == 1 })
+	time.Sleep(250 * time.Millisecond)
+	h.g.admit.poke() // the sync's next tick
+	if s := <-answered; s != http.StatusOK {
+		t.Fatalf("after the peer's report went stale: %d", s)
+	}
+}

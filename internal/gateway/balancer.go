@@ -354,6 +354,22 @@ func (b *Balancer) SetPeerLoad(peer string, load map[string]Load) {
 	b.peers[peer] = peerLoad{load: load, at: b.now()}
 }
 
+// PeerInFlight is how many requests of model the other gateway replicas
+// reported in flight to replica r, in their reports still good.
+func (b *Balancer) PeerInFlight(model string, r Replica) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.peers) == 0 {
+		return 0
+	}
+	b.dropStalePeers(b.now())
+	k, n := replicaKey(model, r), 0
+	for _, p := range b.peers {
+		n += p.load[k].InFlight
+	}
+	return n
+}
+
 // dropStalePeers forgets the peer reports older than PeerLoadTTL, once
 // per Pick, so load need not look at the clock. b.mu is held.
 func (b *Balancer) dropStalePeers(now time.Time) {

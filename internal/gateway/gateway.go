@@ -154,6 +154,7 @@ func Run(ctx context.Context, cfg Config, restCfg *rest.Config, opts Options) er
 		g.balancer.PeerLoadTTL = PeerLoadTTL(cfg.PeerSyncInterval)
 		ps := newPrefixSync(g.balancer, g.tokens, peers, cfg.PeerSyncInterval, g.metrics.registry)
 		ps.log = logger.WithName("prefix-sync")
+		ps.loadChanged = g.admit.poke
 		mux := http.NewServeMux()
 		mux.Handle(PathPeerPrefixes, ps)
 		psrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}

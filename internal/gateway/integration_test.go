@@ -388,3 +388,79 @@ func TestGatewayReplicasShareWhereAPrefixWent(t *testing.T) {
 		t.Fatalf("C did not send the conversation to its hash home %s: home %d→%d, away %d→%d", home.Name(), homeBefore, served(home), awayBefore+1, served(away))
 	}
 }
+
+// Two gateway replicas with the prefix sync share the per-replica bound:
+// with one sequence and one request per sequence, a request through B
+// waits in B while A's request holds the replica, and goes once it ends.
+func TestGatewayReplicasShareTheReplicaBound(t *testing.T) {
+	peerA, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	peerB, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	setup := func(own net.Listener, other string) func(*gateway.Config, *gateway.Options) {
+		return func(c *gateway.Config, o *gateway.Options) {
+			c.Peers, c.PeerSyncInterval = other, 20*time.Millisecond
+			c.Admission = gateway.AdmissionConfig{MaxInFlight: 64, PerSlot: 1, Timeout: 20 * time.Second}
+			o.PeerListener = own
+		}
+	}
+	s := startStack(t, "bound", setup(peerA, peerB.Addr().String()))
+	ctx, cancel := context.WithCancel(s.ctx)
+	urlB, _, doneB := startGateway(t, ctx, "bound", setup(peerB, peerA.Addr().String()))
+	t.Cleanup(func() {
+		cancel()
+		waitStopped(t, doneB)
+	})
+	n := s.neuron("bound-n1")
+	m := &cortexv1.Model{ObjectMeta: metav1.ObjectMeta{Namespace: "bound", Name: "llama"}}
+	m.Spec.Source.URI = "https://models.example/llama.gguf"
+	m.Spec.Replicas = cortexv1.ReplicaRange{Min: 1, Max: 1}
+	m.Spec.Engine.Parallel = 1
+	m.Spec.Placement.NodeSelector = map[string]string{"stack": "bound"}
+	m.Spec.Resources.VRAM = resource.NewQuantity(1<<30, resource.BinarySI)
+	must(t, env.Client.Create(s.ctx, m))
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), m) })
+	chat := func(url string) int {
+		resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"llama","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		must(t, err)
+		defer func() { _ = resp.Body.Close() }()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for chat(s.gateway) != 200 || chat(urlB) != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("model never served through both gateways")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	served := func() int { paths, _ := n.Requests(); return len(paths) }
+	n.SetInference(neurontest.Inference{Chunks: 4, ChunkDelay: 400 * time.Millisecond})
+	before := served()
+	viaA, viaB := make(chan int, 1), make(chan int, 1)
+	go func() { viaA <- chat(s.gateway) }()
+	for served() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("A's request never reached the neuron")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // ten sync intervals: B has A's load
+	go func() { viaB <- chat(urlB) }()
+	time.Sleep(600 * time.Millisecond)
+	select {
+	case c := <-viaA:
+		t.Fatalf("A's request ended (%d) before B's could be checked", c)
+	default:
+	}
+	if got := served(); got != before+1 {
+		t.Fatalf("B relayed its request while A's held the replica's one slot: the neuron saw %d, want %d", got-before, 1)
+	}
+	if c := <-viaA; c != 200 {
+		t.Fatalf("A's request: %d", c)
+	}
+	if c := <-viaB; c != 200 || served() != before+2 {
+		t.Fatalf("B's request: %d, the neuron saw %d", c, served()-before)
+	}
+}

@@ -35,9 +35,12 @@ import (
 // long (docs/fleet.md). So each replica batches what it remembered and
 // posts it every PeerSyncInterval to every other replica, which records
 // it as its own (Balancer.Learn). Each batch also carries the sender's
-// requests in flight per neuron, which the receiver counts with its own
-// for the load bounds (Balancer.SetPeerLoad): without them each of N
-// replicas would fill a neuron to the bound. It is best effort by design:
+// requests in flight and prompt bytes awaiting prefill per GPU and per
+// replica, which the receiver counts with its own in its wait estimates
+// (Balancer.SetPeerLoad) and against the per-replica admission bound
+// (admission.tryLocked): without them each of N replicas would send its
+// requests to the same idle-looking neuron, and fill each replica to the
+// bound. It is best effort by design:
 // a batch a peer does not take is dropped, not retried, since a stale or
 // missing entry costs a prefix hit or a less even load, never a wrong
 // answer; only what a replica chose itself is sent, so nothing echoes.
@@ -261,6 +264,10 @@ type prefixSync struct {
 	metrics  *prefixSyncMetrics
 	// lookup resolves a peer's host (net.DefaultResolver's in production).
 	lookup func(ctx context.Context, host string) ([]string, error)
+	// loadChanged, when set, is called after a peer's load report is
+	// recorded and at every tick: requests waiting for room that a peer's
+	// requests held may go now (admission.poke).
+	loadChanged func()
 
 	mu      sync.Mutex
 	out     []byte // the pending batch
@@ -327,6 +334,9 @@ func (s *prefixSync) run(ctx context.Context) {
 			s.resolve(ctx)
 		case <-send.C:
 			s.flush(ctx)
+			if s.loadChanged != nil {
+				s.loadChanged()
+			}
 		}
 	}
 }
@@ -502,6 +512,9 @@ func (s *prefixSync) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.balancer.Learn(rec.keys, rec.endpoint)
 	}
 	s.balancer.SetPeerLoad(peer, batch.load)
+	if s.loadChanged != nil {
+		s.loadChanged()
+	}
 	s.metrics.records.WithLabelValues("received").Add(float64(len(batch.prefixes)))
 	w.WriteHeader(http.StatusNoContent)
 }

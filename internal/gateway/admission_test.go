@@ -36,6 +36,14 @@ func overloadHarness(t *testing.T, timeout time.Duration, tweak ...func(*Config)
 func (h *harness) holdOne(model string) <-chan int {
 	h.t.Helper()
 	before := h.metric("cortex_gateway_admitted_requests")
+	done := h.chatAsync(model)
+	waitFor(h.t, "the held request to be admitted", func() bool { return h.metric("cortex_gateway_admitted_requests") > before })
+	return done
+}
+
+// chatAsync sends a plain chat request for model; the channel yields its
+// status once the answer is read.
+func (h *harness) chatAsync(model string) <-chan int {
 	done := make(chan int, 1)
 	go func() {
 		resp := h.post("/v1/chat/completions", "sk-alice", chat(model, false))
@@ -43,7 +51,6 @@ func (h *harness) holdOne(model string) <-chan int {
 		_ = resp.Body.Close()
 		done <- resp.StatusCode
 	}()
-	waitFor(h.t, "the held request to be admitted", func() bool { return h.metric("cortex_gateway_admitted_requests") > before })
 	return done
 }
 
@@ -302,13 +309,7 @@ func TestPeerRequestsCountAgainstTheReplicaBound(t *testing.T) {
 	full := map[string]Load{replicaKey("team/llama", rep): {InFlight: 1}, deviceKey(rep): {InFlight: 1}}
 	h.g.balancer.SetPeerLoad("peer-b", full)
 
-	answered := make(chan int, 1)
-	go func() {
-		resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		answered <- resp.StatusCode
-	}()
+	answered := h.chatAsync("llama")
 	waitFor(t, "the request to queue behind the peer's", func() bool { return h.g.admit.waiting("team/llama") == 1 })
 	// Another Model on the same neuron has its own sequences.
 	if resp := h.post("/v1/chat/completions", "sk-alice", chat("other", false)); resp.StatusCode != http.StatusOK {
@@ -331,12 +332,7 @@ func TestPeerRequestsCountAgainstTheReplicaBound(t *testing.T) {
 	// A peer that stops reporting stops counting after PeerLoadTTL.
 	h.g.balancer.PeerLoadTTL = 200 * time.Millisecond
 	h.g.balancer.SetPeerLoad("peer-b", full)
-	go func() {
-		resp := h.post("/v1/chat/completions", "sk-alice", chat("llama", false))
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		answered <- resp.StatusCode
-	}()
+	answered = h.chatAsync("llama")
 	waitFor(t, "the request to queue behind the silent peer's", func() bool { return h.g.admit.waiting("team/llama") == 1 })
 	time.Sleep(250 * time.Millisecond)
 	h.g.admit.poke() // the sync's next tick

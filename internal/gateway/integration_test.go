@@ -265,20 +265,31 @@ func must(t *testing.T, err error) {
 // the prefix hashes; a third replica without the sync sends it where it
 // hashes. Everything is real but the neurons: the gateways' HTTP API,
 // their prefix sync over loopback, the manager and the API server.
-func TestGatewayReplicasShareWhereAPrefixWent(t *testing.T) {
+// peerPair is two gateways' peer listeners and, for each, the tweak that
+// makes it sync with the other every 20 ms (plus more, if given).
+func peerPair(t *testing.T, more ...func(*gateway.Config)) (a, b func(*gateway.Config, *gateway.Options)) {
+	t.Helper()
 	peerA, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
 	peerB, err := net.Listen("tcp", "127.0.0.1:0")
 	must(t, err)
-	withPeers := func(own net.Listener, other string) func(*gateway.Config, *gateway.Options) {
+	with := func(own net.Listener, other string) func(*gateway.Config, *gateway.Options) {
 		return func(c *gateway.Config, o *gateway.Options) {
 			c.Peers, c.PeerSyncInterval = other, 20*time.Millisecond
 			o.PeerListener = own
+			for _, f := range more {
+				f(c)
+			}
 		}
 	}
-	s := startStack(t, "peers", withPeers(peerA, peerB.Addr().String()))
+	return with(peerA, peerB.Addr().String()), with(peerB, peerA.Addr().String())
+}
+
+func TestGatewayReplicasShareWhereAPrefixWent(t *testing.T) {
+	withA, withB := peerPair(t)
+	s := startStack(t, "peers", withA)
 	ctx, cancel := context.WithCancel(s.ctx)
-	urlB, _, doneB := startGateway(t, ctx, "peers", withPeers(peerB, peerA.Addr().String()))
+	urlB, _, doneB := startGateway(t, ctx, "peers", withB)
 	urlC, _, doneC := startGateway(t, ctx, "peers")
 	t.Cleanup(func() {
 		cancel()
@@ -393,20 +404,12 @@ func TestGatewayReplicasShareWhereAPrefixWent(t *testing.T) {
 // with one sequence and one request per sequence, a request through B
 // waits in B while A's request holds the replica, and goes once it ends.
 func TestGatewayReplicasShareTheReplicaBound(t *testing.T) {
-	peerA, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	peerB, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	setup := func(own net.Listener, other string) func(*gateway.Config, *gateway.Options) {
-		return func(c *gateway.Config, o *gateway.Options) {
-			c.Peers, c.PeerSyncInterval = other, 20*time.Millisecond
-			c.Admission = gateway.AdmissionConfig{MaxInFlight: 64, PerSlot: 1, Timeout: 20 * time.Second}
-			o.PeerListener = own
-		}
-	}
-	s := startStack(t, "bound", setup(peerA, peerB.Addr().String()))
+	withA, withB := peerPair(t, func(c *gateway.Config) {
+		c.Admission = gateway.AdmissionConfig{MaxInFlight: 64, PerSlot: 1, Timeout: 20 * time.Second}
+	})
+	s := startStack(t, "bound", withA)
 	ctx, cancel := context.WithCancel(s.ctx)
-	urlB, _, doneB := startGateway(t, ctx, "bound", setup(peerB, peerA.Addr().String()))
+	urlB, _, doneB := startGateway(t, ctx, "bound", withB)
 	t.Cleanup(func() {
 		cancel()
 		waitStopped(t, doneB)
